@@ -1,0 +1,3 @@
+from buddyscope.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,140 @@
+"""The ``buddyscope`` command line.
+
+Every failure the user can cause or meet (bad arguments, a missing tool, an
+unreachable archive, a guest that panics) ends as one line on stderr and a
+non-zero exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence
+
+from buddyscope import __version__
+from buddyscope.errors import BuddyscopeError
+
+__all__ = ("main",)
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the usage on error; keep it to one line plus the usage.
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"buddyscope: error: {message}\n")
+
+
+def _size(text: str) -> int:
+    """``512M``, ``2G``, ``1024`` (MiB) -> MiB."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    try:
+        if t.endswith("G"):
+            return int(float(t[:-1]) * 1024)
+        if t.endswith("M"):
+            return int(t[:-1])
+        return int(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (e.g. 512M, 2G)")
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"not a positive count: {text!r}")
+    return n
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="buddyscope", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"buddyscope {__version__}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    lab = sub.add_parser("lab", help="real Debian kernels under QEMU")
+    labsub = lab.add_subparsers(dest="lab_command", parser_class=_Parser, required=True)
+    f = labsub.add_parser(
+        "fetch", help="fetch the newest Debian kernel of a series with its -dbg vmlinux"
+    )
+    f.add_argument("series", nargs="+", help="5.10, 6.1, 6.12, 7.2, or a Debian suite name")
+    labsub.add_parser("list", help="the kernels in the cache, with sizes")
+    s = labsub.add_parser("shell", help="boot a guest and open a shell in it")
+    s.add_argument("series", help="a cached kernel: series, suite or release")
+    s.add_argument("--smp", type=_positive, default=1, help="vCPUs (default 1)")
+    s.add_argument("--mem", type=_size, default=512, help="memory (default 512M)")
+    return p
+
+
+def _lab_fetch(args) -> int:
+    from buddyscope.lab import kernels
+
+    for spec in args.series:
+        t0 = time.monotonic()
+        k = kernels.fetch(spec, log=lambda m: print(f"  {m}", file=sys.stderr))
+        print(f"{k.release}  series {k.series}  {k.suite}  {k.size() / 2**20:.0f} MiB  "
+              f"({time.monotonic() - t0:.1f} s)  {k.directory}")
+    try:
+        kernels.find_busybox()
+    except BuddyscopeError:
+        path = kernels.fetch_busybox(log=lambda m: print(f"  {m}", file=sys.stderr))
+        print(f"busybox  {path}")
+    return 0
+
+
+def _lab_list(args) -> int:
+    from buddyscope.lab import kernels
+
+    ks = kernels.cached_kernels()
+    if not ks:
+        print(f"no kernels cached in {kernels.cache_root()}; run: buddyscope lab fetch 6.1")
+        return 0
+    print(f"{'RELEASE':<28} {'SERIES':<6} {'SUITE':<9} {'SIZE':>8}  VERSION")
+    total = 0
+    for k in ks:
+        size = k.size()
+        total += size
+        print(f"{k.release:<28} {k.series:<6} {k.suite:<9} {size / 2**20:7.0f}M  {k.version}")
+    print(f"{len(ks)} kernels, {total / 2**20:.0f} MiB in {kernels.cache_root() / 'kernels'}")
+    return 0
+
+
+def _lab_shell(args) -> int:
+    from buddyscope.lab import kernels
+    from buddyscope.lab.guest import Guest
+    from buddyscope.lab.shell import interactive_console
+
+    kernel = kernels.resolve_kernel(args.series)
+    with Guest.boot(kernel, smp=args.smp, mem_mib=args.mem) as guest:
+        print(f"{kernel.release}: {args.smp} vCPU, {args.mem} MiB, booted in "
+              f"{guest.boot_seconds:.1f} s", file=sys.stderr)
+        print(f"  drgn / buddyscope:  --qmp {guest.qmp_path} --pause {guest.pause_path}",
+              file=sys.stderr)
+        print("  Ctrl-] leaves; `exit` in the guest shuts it down", file=sys.stderr)
+        interactive_console(guest)
+    return 0
+
+
+_COMMANDS = {
+    ("lab", "fetch"): _lab_fetch,
+    ("lab", "list"): _lab_list,
+    ("lab", "shell"): _lab_shell,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    handler = _COMMANDS[(args.command, getattr(args, f"{args.command}_command", None))]
+    try:
+        return handler(args)
+    except BuddyscopeError as e:
+        print(f"buddyscope: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("buddyscope: interrupted", file=sys.stderr)
+        return 130

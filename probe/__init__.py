@@ -1,0 +1,1 @@
+"""Reading the real allocator state (zones, free lists, pcp lists) with drgn or procfs."""

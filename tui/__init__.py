@@ -1,0 +1,1 @@
+"""The Textual app: live allocator state beside the model's prediction."""
