@@ -169,11 +169,13 @@ class AptTree:
 
     :param root: directory holding ``sources.list``, lists and cache.
     :param sources: the entries to write into its ``sources.list``.
+    :param retries: ``Acquire::Retries`` for downloads.
     """
 
-    def __init__(self, root: Path, sources: Iterable[AptSource]):
+    def __init__(self, root: Path, sources: Iterable[AptSource], retries: int = 3):
         self.root = root
         self.sources = list(sources)
+        self.retries = retries
         for sub in ("lists/partial", "cache/archives/partial", "empty"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         (root / "sources.list").write_text(
@@ -196,6 +198,7 @@ class AptTree:
             "Acquire::Languages": "none",
             "APT::Architectures": "amd64",
             "APT::Get::List-Cleanup": "0",
+            "Acquire::Retries": str(self.retries),
         }
         out = []
         for k, v in opts.items():

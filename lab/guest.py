@@ -338,9 +338,7 @@ class Guest:
     def shutdown(self) -> None:
         """Quit QEMU (QMP ``quit``, then SIGKILL to its own pid) and remove the run
         directory. Safe to call twice, and on a guest that never booted."""
-        for prog in self._drgn_progs:
-            # drgn holds qmp.sock; nothing to close explicitly but drop it.
-            del prog
+        # drgn holds qmp.sock until its Program is freed.
         self._drgn_progs.clear()
         if self._proc is not None and self._proc.poll() is None:
             with contextlib.suppress(QMPError, GuestGone, OSError, AttributeError):
@@ -466,7 +464,13 @@ class Guest:
 
     def attach_drgn(self) -> "drgn.Program":
         """A drgn :class:`Program` reading this guest's memory over ``qmp.sock``,
-        with the kernel's ``-dbg`` vmlinux loaded (its build ID must match)."""
+        with the kernel's ``-dbg`` vmlinux loaded (its build ID must match).
+
+        QEMU serves one client per monitor socket, so the same Program is
+        returned on every call.
+        """
+        if self._drgn_progs:
+            return self._drgn_progs[0]
         try:
             import drgn
         except ImportError:

@@ -1,0 +1,60 @@
+"""Bad input at the command line: one clear line on stderr, a non-zero exit,
+never a traceback. Run as a subprocess, as a user would."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def buddyscope(*args, env=None):
+    e = {**os.environ, **(env or {})}
+    # Run outside the checkout so that the installed package is what runs.
+    p = subprocess.run([sys.executable, "-m", "buddyscope", *args], cwd="/",
+                       capture_output=True, text=True, env=e, timeout=60)
+    assert "Traceback" not in p.stderr, p.stderr
+    return p
+
+
+@pytest.fixture
+def empty_cache(tmp_path):
+    return {"BUDDYSCOPE_CACHE": str(tmp_path / "cache")}
+
+
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["lab", "fetch", "9.9"], 1, "unknown series '9.9'"),
+        (["lab", "fetch", "jammy"], 1, "unknown series 'jammy'"),
+        (["lab", "shell", "6.1", "--smp", "0"], 2, "not a positive count: '0'"),
+        (["lab", "shell", "6.1", "--mem", "lots"], 2, "not a memory size: 'lots'"),
+        (["lab", "shell", "6.1"], 1, "no lab kernel for 6.1 in the cache"),
+        (["lab", "shell", "4.4"], 1, "unknown series '4.4'"),
+        (["lab"], 2, "required: lab_command"),
+        (["nonsense"], 2, "invalid choice"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_bad_arguments(args, status, message, empty_cache):
+    p = buddyscope(*args, env=empty_cache)
+    assert p.returncode == status
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("buddyscope: error: ")
+    assert message in last
+
+
+def test_lab_list_on_an_empty_cache(empty_cache):
+    p = buddyscope("lab", "list", env=empty_cache)
+    assert p.returncode == 0
+    assert "no kernels cached" in p.stdout and "buddyscope lab fetch" in p.stdout
+
+
+def test_no_arguments_prints_help():
+    p = buddyscope()
+    assert p.returncode == 0 and "lab" in p.stdout
+
+
+def test_version():
+    p = buddyscope("--version")
+    assert p.returncode == 0 and p.stdout.startswith("buddyscope ")
