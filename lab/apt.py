@@ -172,7 +172,7 @@ class AptTree:
     :param retries: ``Acquire::Retries`` for downloads.
     """
 
-    def __init__(self, root: Path, sources: Iterable[AptSource], retries: int = 3):
+    def __init__(self, root: Path, sources: Iterable[AptSource], retries: int = 1):
         self.root = root
         self.sources = list(sources)
         self.retries = retries

@@ -180,8 +180,11 @@ def _locked(root: Path) -> Iterator[None]:
 
 def _suite_tree(root: Path, suite: str) -> AptTree:
     host = host_codename()
+    # BUDDYSCOPE_ETC_APT points the lab at another APT configuration to read
+    # (tests use it to stand in an unreachable archive).
+    etc_apt = Path(os.environ.get("BUDDYSCOPE_ETC_APT", "/etc/apt"))
     sources = sources_for_suite(
-        read_system_sources(), host, suite, pockets=suite not in _NO_POCKETS
+        read_system_sources(etc_apt), host, suite, pockets=suite not in _NO_POCKETS
     )
     return AptTree(root / "apt" / suite, sources)
 

@@ -58,3 +58,19 @@ def test_no_arguments_prints_help():
 def test_version():
     p = buddyscope("--version")
     assert p.returncode == 0 and p.stdout.startswith("buddyscope ")
+
+
+def test_unreachable_archive(empty_cache, tmp_path):
+    import shutil
+    if not shutil.which("apt-get"):
+        pytest.skip("needs Debian's apt-get")
+    from buddyscope.lab.apt import host_codename
+    etc = tmp_path / "etc-apt"
+    etc.mkdir()
+    # Port 9 on loopback: nothing listens there.
+    (etc / "sources.list").write_text(f"deb http://127.0.0.1:9/debian {host_codename()} main\n")
+    p = buddyscope("lab", "fetch", "6.1",
+                   env={**empty_cache, "BUDDYSCOPE_ETC_APT": str(etc)})
+    assert p.returncode == 1
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("buddyscope: error: archive cannot be reached: Err:")
