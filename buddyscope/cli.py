@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 from buddyscope import __version__
@@ -53,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"buddyscope {__version__}")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
 
+    snap = sub.add_parser("snapshot", help="read the allocator state: tables, lists, JSON or a file")
+    _source_arguments(snap)
+    snap.add_argument("-o", "--output", type=Path, help="write the snapshot (gzip'd JSON; .json: plain)")
+    snap.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    snap.add_argument("--lists", action="store_true",
+                      help="also print every non-empty list with its PFNs in order")
+
     lab = sub.add_parser("lab", help="real Debian kernels under QEMU")
     labsub = lab.add_subparsers(dest="lab_command", parser_class=_Parser, required=True)
     f = labsub.add_parser(
@@ -65,6 +73,58 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--smp", type=_positive, default=1, help="vCPUs (default 1)")
     s.add_argument("--mem", type=_size, default=512, help="memory (default 512M)")
     return p
+
+
+def _source_arguments(p: argparse.ArgumentParser) -> None:
+    """The source options shared by every command that reads a kernel."""
+    p.add_argument("file", nargs="?", type=Path, help="a saved snapshot (or fixture) file")
+    g = p.add_argument_group("source (one of)")
+    g.add_argument("--live", action="store_true", help="this kernel, through /proc/kcore (root)")
+    g.add_argument("--vmcore", type=Path, metavar="FILE", help="an ELF or kdump vmcore")
+    g.add_argument("--qmp", type=Path, metavar="SOCKET", help="a QEMU guest's QMP socket (drgn)")
+    g.add_argument("--procfs", action="store_true", help="counts only, from /proc (no debug info)")
+    p.add_argument("--pause", type=Path, metavar="SOCKET",
+                   help="with --qmp: a control QMP socket to stop the guest during the read")
+    p.add_argument("--vmlinux", type=Path, metavar="FILE", help="debug info of the target kernel")
+
+
+def _source_spec(args):
+    from buddyscope.probe.sources import SourceSpec
+
+    chosen = [n for n, v in (("FILE", args.file), ("--live", args.live), ("--vmcore", args.vmcore),
+                             ("--qmp", args.qmp), ("--procfs", args.procfs)) if v]
+    if len(chosen) > 1:
+        raise BuddyscopeError(f"give one source, not {' and '.join(chosen)}")
+    if args.pause and not args.qmp:
+        raise BuddyscopeError("--pause goes with --qmp")
+    if args.vmlinux and (args.file or args.procfs):
+        raise BuddyscopeError("--vmlinux goes with --live, --vmcore or --qmp")
+    return SourceSpec(live=args.live, vmcore=args.vmcore, qmp=args.qmp, pause=args.pause,
+                      procfs=args.procfs, file=args.file, vmlinux=args.vmlinux)
+
+
+def _snapshot(args) -> int:
+    import json
+
+    from buddyscope.model.report import format_snapshot
+    from buddyscope.probe.sources import open_source
+
+    with open_source(_source_spec(args)) as source:
+        snap = source.snapshot()
+    if args.output:
+        try:
+            snap.save(args.output)
+        except OSError as e:
+            raise BuddyscopeError(f"cannot write {args.output}: {e.strerror or e}") from None
+        print(f"wrote {args.output}: {snap.kernel.release}, {len(snap.zones)} zones, "
+              f"{sum(len(l) for z in snap.zones for a in z.free_area for l in (a.free_list or []))} "
+              f"free-list entries, {len(snap.capture.anomalies)} anomalies", file=sys.stderr)
+    if args.json:
+        json.dump(snap.to_dict(), sys.stdout)
+        print()
+    elif not args.output:
+        print(format_snapshot(snap, lists=args.lists))
+    return 0
 
 
 def _lab_fetch(args) -> int:
@@ -117,6 +177,7 @@ def _lab_shell(args) -> int:
 
 
 _COMMANDS = {
+    ("snapshot", None): _snapshot,
     ("lab", "fetch"): _lab_fetch,
     ("lab", "list"): _lab_list,
     ("lab", "shell"): _lab_shell,
@@ -138,3 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("buddyscope: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (head, less) went away: not an error of ours.
+        sys.stderr.close()
+        return 0

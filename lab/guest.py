@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+import types
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -117,6 +118,8 @@ class _Console:
 
     def __init__(self, log_path: Path):
         self.log = open(log_path, "wb", buffering=0)
+        self.lock = threading.Lock()
+        self.total = 0  # bytes seen so far
         self.tail = b""
         self.last_data = time.monotonic()
         self.panic: str | None = None
@@ -127,12 +130,19 @@ class _Console:
             return
         self.log.write(data)
         self.last_data = time.monotonic()
-        self.tail = (self.tail + data)[-8192:]
+        with self.lock:
+            self.total += len(data)
+            self.tail = (self.tail + data)[-65536:]
         if self.panic is None and _PANIC in self.tail:
             line = self.tail[self.tail.index(_PANIC):].split(b"\n")[0]
             self.panic = line.decode(errors="replace").strip()
         if self.sink:
             self.sink(data)
+
+    def since(self, offset: int) -> bytes:
+        """What the console printed after byte *offset* (as far as the tail reaches)."""
+        keep = self.total - offset
+        return self.tail[-keep:] if keep > 0 else b""
 
     def last_line(self) -> str:
         lines = [l for l in self.tail.decode(errors="replace").splitlines() if l.strip()]
@@ -232,20 +242,22 @@ class Guest:
     @classmethod
     def boot(cls, kernel: Kernel, smp: int = 1, mem_mib: int = 512,
              timeout: float = 120.0, retries: int = 1, append: str = "",
-             log: Callable[[str], None] | None = None) -> "Guest":
+             log: Callable[[str], None] | None = None,
+             extra_files: dict[str, bytes] | None = None) -> "Guest":
         """Boot *kernel* with *smp* vCPUs and *mem_mib* MiB and wait for its shell.
 
         A panic at boot is retried *retries* times (a 7.2 guest with more
         vCPUs than host cores once panicked in ``sched_clock_idle_wakeup_event``
         and booted the next time); a guest with no shell after *timeout*
-        seconds is killed and reported.
+        seconds is killed and reported. *extra_files* (guest path -> bytes)
+        are put in the initramfs as executables, e.g. a static workload binary.
         """
         qemu = qemu_binary()
         busybox = find_busybox()
         if smp < 1 or mem_mib < 64:
             raise LabError(f"a guest needs at least 1 vCPU and 64 MiB (asked {smp}, {mem_mib})")
         log = log or (lambda m: print(f"buddyscope: {m}", file=sys.stderr))
-        initrd = build_initramfs(busybox, kernel.fw_cfg_module)
+        initrd = build_initramfs(busybox, kernel.fw_cfg_module, extra_files)
         for attempt in range(retries + 1):
             rundir = Path(tempfile.mkdtemp(prefix="bs-lab-"))
             guest = cls(kernel, smp, mem_mib, rundir, append)
@@ -394,6 +406,16 @@ class Guest:
                              f"{script.splitlines()[0][:60]}: {err[-300:]}")
         return result
 
+    def put_file(self, path: str, data: bytes, mode: int = 0o644, chunk: int = 48 * 1024) -> None:
+        """Write *data* to *path* in the guest (through the command channel)."""
+        self.run(f": > {path}", check=True)
+        for off in range(0, len(data), chunk):
+            b64 = base64.b64encode(data[off : off + chunk]).decode()
+            self.run(f"printf '%s' '{b64}' | base64 -d >> {path}", check=True)
+        got = self.run(f"chmod {mode:o} {path} && wc -c < {path}", check=True).text.strip()
+        if int(got) != len(data):
+            raise GuestError(f"put_file {path}: the guest has {got} bytes, sent {len(data)}")
+
     @staticmethod
     def _decode(ident: int, lines: list[str], rc: int) -> CommandResult:
         begin = [i for i, l in enumerate(lines) if l.startswith(f"@@BEGIN {ident} ")]
@@ -419,6 +441,27 @@ class Guest:
     def console_write(self, data: bytes) -> None:
         """Type *data* on the guest's console."""
         self._serials[0].write(data)
+
+    def console_offset(self) -> int:
+        """Bytes the console has printed so far (for :meth:`wait_console`)."""
+        return self._console.total
+
+    def wait_console(self, text: str, timeout: float = 30.0, since: int | None = None) -> None:
+        """Wait until the console prints *text* after byte *since* (default:
+        now), e.g. a marker a command writes to ``/dev/console``."""
+        want = text.encode()
+        start = self._console.total if since is None else since
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._console.lock:
+                seen = self._console.since(start)
+            if want in seen:
+                return
+            if not self.alive:
+                raise GuestGone("the guest went away (its QEMU process exited)")
+            if time.monotonic() > deadline:
+                raise GuestError(f"the console did not print {text!r} within {timeout:g} s")
+            time.sleep(0.005)
 
     def console_idle_seconds(self) -> float:
         """Seconds since the console last printed anything."""
@@ -451,6 +494,37 @@ class Guest:
         finally:
             if self.alive:
                 self.resume()
+
+    @contextlib.contextmanager
+    def paused_after(self, script: str, settle: float = 2.0):
+        """Run *script*, pause the guest the moment it is done, and resume it
+        after the block. The guest sleeps *settle* seconds after the script,
+        and the script's output travels back only after that, so the state in
+        the block is the one the script left (and saw, for a procfs read).
+        Yields an object whose ``result`` is the script's
+        :class:`CommandResult` once the block is over.
+        """
+        marker = f"@@PAUSE-HERE-{next(self._ids)}"
+        holder = types.SimpleNamespace(result=None, error=None)
+
+        def target() -> None:
+            try:
+                holder.result = self.run(
+                    f"( {script} ) > /run/pa.out 2>&1; rc=$?; echo {marker} > /dev/console; "
+                    f"sleep {settle}; cat /run/pa.out; rm -f /run/pa.out; exit $rc",
+                    timeout=120 + settle)
+            except Exception as e:  # reported after the block
+                holder.error = e
+
+        since = self.console_offset()
+        worker = threading.Thread(target=target, daemon=True)
+        worker.start()
+        self.wait_console(marker, timeout=120, since=since)
+        with self.paused():
+            yield holder
+        worker.join()
+        if holder.error is not None:
+            raise holder.error
 
     def dump_vmcore(self, path: Path) -> Path:
         """Write guest memory to *path* as an ELF vmcore (QMP ``dump-guest-memory``)."""

@@ -90,12 +90,15 @@ def _resource(name: str) -> bytes:
     return importlib.resources.files("buddyscope.lab").joinpath(name).read_bytes()
 
 
-def build_initramfs(busybox: Path, fw_cfg_module: Path | None = None) -> bytes:
+def build_initramfs(busybox: Path, fw_cfg_module: Path | None = None,
+                    extra_files: dict[str, bytes] | None = None) -> bytes:
     """The lab's initramfs, gzip'd.
 
     :param busybox: a static busybox binary.
     :param fw_cfg_module: ``qemu_fw_cfg.ko`` of the guest kernel, when
         ``CONFIG_FW_CFG_SYSFS=m`` (drgn needs it to find VMCOREINFO).
+    :param extra_files: more executables, by absolute path in the guest
+        (their directories must be among the initramfs's: /bin, /sbin, /root...).
     """
     d, x, f = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o755, stat.S_IFREG | 0o644
     entries = [CpioEntry(n, d) for n in ("bin", "dev", "lib", "lib/modules", "proc",
@@ -110,5 +113,7 @@ def build_initramfs(busybox: Path, fw_cfg_module: Path | None = None) -> bytes:
     ]
     if fw_cfg_module is not None:
         entries.append(CpioEntry("lib/modules/qemu_fw_cfg.ko", f, fw_cfg_module.read_bytes()))
+    for path, data in sorted((extra_files or {}).items()):
+        entries.append(CpioEntry(path.lstrip("/"), x, data))
     # mtime=0: the same inputs give the same bytes.
     return gzip.compress(write_cpio(entries), compresslevel=6, mtime=0)

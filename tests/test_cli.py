@@ -74,3 +74,64 @@ def test_unreachable_archive(empty_cache, tmp_path):
     assert p.returncode == 1
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("buddyscope: error: archive cannot be reached: Err:")
+
+
+FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "fixtures", "snapshots", "7.2-2cpu-512m.json.gz")
+
+
+def test_snapshot_of_a_fixture_prints_its_tables():
+    p = buddyscope("snapshot", FIXTURE)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("7.2.13+deb14-amd64  qmp ")
+    assert "paused, consistent" in p.stdout
+    assert "  CMA " in p.stdout and "zone DMA32" in p.stdout
+
+
+def test_snapshot_json_and_output_round_trip(tmp_path):
+    import json
+
+    from buddyscope.model.snapshot import Snapshot
+
+    p = buddyscope("snapshot", FIXTURE, "--json")
+    assert p.returncode == 0
+    assert json.loads(p.stdout) == Snapshot.load(FIXTURE).to_dict()
+    out = tmp_path / "copy.json.gz"
+    p = buddyscope("snapshot", FIXTURE, "-o", str(out))
+    assert p.returncode == 0 and "wrote" in p.stderr
+    assert Snapshot.load(out).to_dict() == Snapshot.load(FIXTURE).to_dict()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["snapshot"], "no source: give --live"),
+        (["snapshot", FIXTURE, "--procfs"], "give one source, not FILE and --procfs"),
+        (["snapshot", "--procfs", "--pause", "/tmp/x"], "--pause goes with --qmp"),
+        (["snapshot", "--qmp", "/nonexistent.sock"], "no QMP socket at /nonexistent.sock"),
+        (["snapshot", "--vmcore", "/etc/hostname"], "is not a vmcore"),
+        (["snapshot", "--vmcore", "/nonexistent"], "no such vmcore"),
+        (["snapshot", "/etc/hostname"], "not a buddyscope snapshot"),
+        (["snapshot", "/nonexistent.json.gz"], "cannot read /nonexistent.json.gz"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_snapshot_bad_input(args, message):
+    p = buddyscope(*args)
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1].startswith("buddyscope: error: ")
+    assert message in p.stderr
+
+
+@pytest.mark.skipif(os.path.exists("/proc/kcore"), reason="this machine has /proc/kcore")
+def test_live_without_kcore():
+    p = buddyscope("snapshot", "--live")
+    assert p.returncode == 1
+    assert "no /proc/kcore" in p.stderr or "needs root" in p.stderr
+
+
+def test_procfs_on_this_machine():
+    p = buddyscope("snapshot", "--procfs")
+    assert p.returncode == 0, p.stderr
+    with open("/proc/sys/kernel/osrelease") as f:
+        assert p.stdout.startswith(f.read().strip() + "  procfs /proc")

@@ -1,0 +1,278 @@
+"""
+Snapshot
+--------
+
+The state of the buddy allocator at one moment, as pure data: what the probe
+reads and what the model starts from. The schema is documented field by field
+in ``docs/snapshot-format.md``; :data:`FORMAT` is its version. Files are
+gzip'd JSON; a file of a newer format is refused with a clear message, and
+every older format stays readable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import zlib
+from pathlib import Path
+from typing import Any, Optional
+
+from buddyscope.errors import BuddyscopeError
+
+__all__ = (
+    "FORMAT",
+    "Anomaly",
+    "Capture",
+    "FreeArea",
+    "KernelInfo",
+    "PcpList",
+    "Pcp",
+    "Snapshot",
+    "SnapshotError",
+    "Zone",
+)
+
+FORMAT = 1
+
+
+class SnapshotError(BuddyscopeError):
+    """A snapshot file that cannot be read: corrupt, foreign, or too new."""
+
+
+@dataclasses.dataclass
+class PcpList:
+    """What one pcp list (``per_cpu_pages.lists[pindex]``) holds: pages of
+    *order* and of any of *migratetypes* (``order_to_pindex``)."""
+
+    order: int
+    migratetypes: list[int]
+
+
+@dataclasses.dataclass
+class KernelInfo:
+    """What the kernel is, in its own terms."""
+
+    release: str
+    page_size: int
+    #: ``NR_PAGE_ORDERS``: orders 0 .. nr_page_orders - 1 (``MAX_ORDER`` up to
+    #: 6.3, where it was exclusive; ``MAX_PAGE_ORDER`` + 1 from 6.8).
+    nr_page_orders: int
+    pageblock_order: int
+    #: ``migratetype_names[]`` in the kernel's ``enum migratetype`` order.
+    migratetypes: list[str]
+    #: pcp list index (``pindex``) -> what the list holds.
+    pcp_lists: list[PcpList]
+    #: CPUs the snapshot has pcp state for (possible CPUs).
+    nr_cpus: int
+    build_id: Optional[str] = None
+
+    @property
+    def max_page_order(self) -> int:
+        return self.nr_page_orders - 1
+
+    def migratetype(self, name: str) -> int:
+        """Index of the migratetype called *name* (case-insensitive, with or
+        without ``MIGRATE_``)."""
+        want = name.upper().removeprefix("MIGRATE_")
+        for i, n in enumerate(self.migratetypes):
+            if n.upper() == want:
+                return i
+        raise BuddyscopeError(
+            f"unknown migratetype {name!r}: this kernel has {', '.join(self.migratetypes)}"
+        )
+
+
+@dataclasses.dataclass
+class FreeArea:
+    """``zone->free_area[order]``."""
+
+    nr_free: int
+    #: PFNs of each ``free_list[migratetype]``, head first; None when the
+    #: source has no PFNs (procfs).
+    free_list: Optional[list[list[int]]] = None
+    #: Blocks per migratetype when known without the lists (``/proc/pagetypeinfo``).
+    counts: Optional[list[int]] = None
+
+    def count(self, migratetype: int) -> Optional[int]:
+        """Free blocks of *migratetype* at this order, if known."""
+        if self.free_list is not None:
+            return len(self.free_list[migratetype])
+        if self.counts is not None:
+            return self.counts[migratetype]
+        return None
+
+
+@dataclasses.dataclass
+class Pcp:
+    """``struct per_cpu_pages`` of one CPU for one zone."""
+
+    cpu: int
+    count: int
+    high: int
+    batch: int
+    #: The kernel's other members where it has them: ``free_factor`` (6.1),
+    #: ``high_min``, ``high_max``, ``flags``, ``alloc_factor``,
+    #: ``free_count`` (6.12+), ``expire``.
+    fields: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: PFNs of each ``lists[pindex]``, head first; None without PFNs.
+    lists: Optional[list[list[int]]] = None
+
+
+@dataclasses.dataclass
+class Zone:
+    """One populated ``struct zone``."""
+
+    node: int
+    name: str
+    start_pfn: int
+    spanned_pages: int
+    present_pages: int
+    managed_pages: int
+    #: ``_watermark[]`` by name: min, low, high, and promo where the kernel has it.
+    watermarks: dict[str, int]
+    watermark_boost: int
+    lowmem_reserve: list[int]
+    nr_reserved_highatomic: int
+    #: ``vm_stat[NR_FREE_PAGES]``.
+    nr_free_pages: int
+    free_area: list[FreeArea]
+    pcp: list[Pcp]
+    #: Migratetype of each pageblock, from the one holding ``start_pfn``.
+    pageblock_migratetypes: Optional[list[int]] = None
+    #: Other counters where the kernel has them (``nr_free_highatomic``, ``cma_pages``).
+    fields: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    @property
+    def end_pfn(self) -> int:
+        return self.start_pfn + self.spanned_pages
+
+    def pages_on_free_lists(self) -> int:
+        """Pages the free lists hold: sum of ``nr_free << order``."""
+        return sum(a.nr_free << o for o, a in enumerate(self.free_area))
+
+    def pcp_pages(self) -> int:
+        return sum(p.count for p in self.pcp)
+
+
+@dataclasses.dataclass
+class Anomaly:
+    """Something met while reading that the reader could not take at face value."""
+
+    #: ``cycle``, ``bound``, ``unreadable``, ``count_mismatch``, ``bad_link``,
+    #: ``not_buddy`` or ``procfs``.
+    kind: str
+    #: Which list or field, e.g. ``DMA32 free_area[3].free_list[Movable]``.
+    where: str
+    detail: str
+
+
+@dataclasses.dataclass
+class Capture:
+    """How the snapshot was taken."""
+
+    #: ``live``, ``vmcore``, ``qmp``, ``procfs``.
+    source: str
+    #: What was read: ``/proc/kcore``, a vmcore path, a QMP socket, ``/proc``.
+    target: str
+    #: UTC, ISO 8601.
+    time: str
+    #: The kernel did not run while it was read (paused guest, vmcore).
+    paused: bool
+    read_seconds: float
+    tool: str
+    anomalies: list[Anomaly] = dataclasses.field(default_factory=list)
+    #: Extra facts about the source (host memory from psutil for procfs).
+    notes: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def consistent(self) -> bool:
+        """Paused and read without anomalies."""
+        return self.paused and not self.anomalies
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """The whole allocator state: the kernel, how it was captured, its zones."""
+
+    kernel: KernelInfo
+    capture: Capture
+    zones: list[Zone]
+    format: int = FORMAT
+
+    @property
+    def has_pfns(self) -> bool:
+        return all(a.free_list is not None for z in self.zones for a in z.free_area)
+
+    def zone(self, name: str, node: int = 0) -> Zone:
+        for z in self.zones:
+            if z.name == name and z.node == node:
+                return z
+        raise BuddyscopeError(
+            f"no zone {name!r} on node {node}: the snapshot has "
+            f"{', '.join(f'{z.node}/{z.name}' for z in self.zones)}"
+        )
+
+    # -- serialisation ----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["format"] = self.format
+        return {"format": d.pop("format"), **d}
+
+    @classmethod
+    def from_dict(cls, d: Any, origin: str = "snapshot") -> "Snapshot":
+        if not isinstance(d, dict) or "format" not in d or "zones" not in d:
+            raise SnapshotError(f"{origin} is not a buddyscope snapshot")
+        fmt = d["format"]
+        if not isinstance(fmt, int) or fmt < 1:
+            raise SnapshotError(f"{origin}: bad snapshot format {fmt!r}")
+        if fmt > FORMAT:
+            raise SnapshotError(
+                f"{origin} has snapshot format {fmt}; this buddyscope reads formats up to "
+                f"{FORMAT}: upgrade buddyscope"
+            )
+        try:
+            k = dict(d["kernel"])
+            k["pcp_lists"] = [PcpList(**p) for p in k["pcp_lists"]]
+            c = dict(d["capture"])
+            c["anomalies"] = [Anomaly(**a) for a in c.get("anomalies", [])]
+            zones = []
+            for z in d["zones"]:
+                z = dict(z)
+                z["free_area"] = [FreeArea(**a) for a in z["free_area"]]
+                z["pcp"] = [Pcp(**p) for p in z["pcp"]]
+                zones.append(Zone(**z))
+            return cls(KernelInfo(**k), Capture(**c), zones, fmt)
+        except (KeyError, TypeError, ValueError) as e:
+            raise SnapshotError(f"{origin} is a corrupt buddyscope snapshot ({type(e).__name__}: {e})") from None
+
+    def save(self, path: Path) -> None:
+        """Write gzip'd JSON (or plain JSON if *path* ends in ``.json``)."""
+        data = json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        path = Path(path)
+        if path.suffix == ".json":
+            path.write_bytes(data)
+        else:
+            path.write_bytes(gzip.compress(data, compresslevel=6, mtime=0))
+
+    @classmethod
+    def load(cls, path: Path) -> "Snapshot":
+        """Read a snapshot file written by :meth:`save` (gzip'd or plain JSON)."""
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise SnapshotError(f"cannot read {path}: {e.strerror or e}") from None
+        if raw[:2] == b"\x1f\x8b":
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError, zlib.error) as e:
+                raise SnapshotError(f"{path} is a corrupt or truncated gzip file ({e})") from None
+        try:
+            d = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise SnapshotError(f"{path} is not a buddyscope snapshot (not JSON)") from None
+        # A fixture (issue 4) wraps a snapshot; accept it as a source too.
+        if isinstance(d, dict) and "snapshot" in d and "format" not in d:
+            d = d["snapshot"]
+        return cls.from_dict(d, str(path))

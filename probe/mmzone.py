@@ -1,0 +1,280 @@
+"""
+Memory Zones
+------------
+
+Reading ``struct zone``: counters, watermarks, ``free_area[order].free_list[mt]``
+in list order, pageblock migratetypes and every CPU's ``per_cpu_pages`` lists,
+into the plain-data :class:`~buddyscope.model.snapshot.Snapshot`.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Iterator, Optional
+
+import drgn
+from drgn.helpers.linux.cpumask import for_each_possible_cpu
+from drgn.helpers.linux.mmzone import for_each_online_pgdat
+from drgn.helpers.linux.percpu import per_cpu_ptr
+
+from buddyscope import __version__
+from buddyscope.model.snapshot import (
+    Anomaly,
+    Capture,
+    FreeArea,
+    KernelInfo,
+    Pcp,
+    Snapshot,
+    Zone,
+)
+from buddyscope.probe.layout import Layout, get_layout
+from buddyscope.probe.pagemap import PageMap, walk_list
+
+__all__ = (
+    "for_each_populated_zone",
+    "read_kernel_info",
+    "read_pageblock_migratetypes",
+    "read_snapshot",
+    "read_zone",
+)
+
+
+def for_each_populated_zone(prog: drgn.Program) -> Iterator[drgn.Object]:
+    """Every zone with present pages, node by node, in zone order.
+
+    :return: Iterator of ``struct zone *`` objects.
+    """
+    for pgdat in for_each_online_pgdat(prog):
+        for i in range(len(pgdat.node_zones)):
+            zone = pgdat.node_zones[i]
+            if zone.present_pages.value_():
+                yield zone.address_of_()
+
+
+def read_kernel_info(prog: drgn.Program) -> KernelInfo:
+    """:class:`KernelInfo` of *prog*."""
+    layout = get_layout(prog)
+    build_id = None
+    try:
+        build_id = prog.main_module().build_id.hex()  # type: ignore[union-attr]
+    except (LookupError, AttributeError):
+        pass
+    return KernelInfo(
+        release=prog["UTS_RELEASE"].string_().decode(),
+        page_size=layout.page_size,
+        nr_page_orders=layout.nr_page_orders,
+        pageblock_order=layout.pageblock_order,
+        migratetypes=list(layout.migratetypes),
+        pcp_lists=list(layout.pcp_lists),
+        nr_cpus=len(list(for_each_possible_cpu(prog))),
+        build_id=build_id,
+    )
+
+
+def _zone_lock_held(zone: drgn.Object) -> bool:
+    # spinlock_t -> raw_spinlock -> arch_spinlock_t (qspinlock): non-zero val
+    # means held or contended.
+    try:
+        return bool(zone.lock.rlock.raw_lock.val.counter.value_())
+    except AttributeError:
+        return False
+
+
+def read_pageblock_migratetypes(prog: drgn.Program, zone: drgn.Object,
+                                anomalies: list[Anomaly]) -> list[int]:
+    """Migratetype of every pageblock of *zone*, as ``get_pageblock_migratetype``
+    computes it, from the pageblock holding ``zone_start_pfn`` on.
+
+    :param zone: ``struct zone *``
+    """
+    layout = get_layout(prog)
+    order = layout.pageblock_order
+    start = zone.zone_start_pfn.value_()
+    end = start + zone.spanned_pages.value_()
+    pps = layout.pages_per_section
+    shift = layout.section_size_bits - (layout.page_size.bit_length() - 1)
+    bits = layout.pageblock_bits
+    blocks_per_section = pps >> order
+    nbytes = (blocks_per_section * bits + 7) // 8
+    mem_section = prog["mem_section"]
+    out: list[int] = []
+    cache: dict[int, Optional[bytes]] = {}
+    pfn = (start >> order) << order
+    while pfn < end:
+        nr = pfn >> shift
+        if nr not in cache:
+            cache[nr] = _section_pageblock_flags(prog, layout, mem_section, nr, nbytes, anomalies,
+                                                 zone.name.string_().decode())
+        flags = cache[nr]
+        if flags is None:
+            # No memory in this section (a hole in the zone's span, such as
+            # the PCI hole): no pageblock there to have a type.
+            out.append(-1)
+        else:
+            bitidx = ((pfn & (pps - 1)) >> order) * bits
+            word = int.from_bytes(flags[(bitidx // 64) * 8 : (bitidx // 64) * 8 + 8], "little")
+            value = word >> (bitidx % 64)
+            # get_pfnblock_migratetype (7.2): the isolate bit wins.
+            if layout.pageblock_isolate_bit is not None and value >> layout.pageblock_isolate_bit & 1:
+                out.append(layout.migrate_isolate)  # type: ignore[arg-type]
+            else:
+                out.append(value & layout.pageblock_migrate_mask)
+        pfn += 1 << order
+    return out
+
+
+# include/linux/mmzone.h: SECTION_MARKED_PRESENT is bit 0 of section_mem_map.
+_SECTION_MARKED_PRESENT = 1
+
+
+def _section_pageblock_flags(prog: drgn.Program, layout: Layout, mem_section: drgn.Object,
+                             nr: int, nbytes: int, anomalies: list[Anomaly],
+                             zname: str) -> Optional[bytes]:
+    """``__nr_to_section(nr)->usage->pageblock_flags``, or None for a section
+    that is not present (``present_section_nr``)."""
+    try:
+        root = mem_section[nr // layout.sections_per_root]
+        if not root.value_():
+            return None
+        ms = root[nr % layout.sections_per_root]
+        if not ms.section_mem_map.value_() & _SECTION_MARKED_PRESENT:
+            return None
+        if not ms.usage.value_():
+            anomalies.append(Anomaly("unreadable", f"{zname} pageblock_flags",
+                                     f"section {nr} is present but has no usage map"))
+            return None
+        return prog.read(ms.usage.pageblock_flags.address_of_().value_(), nbytes)
+    except drgn.FaultError as e:
+        anomalies.append(Anomaly("unreadable", f"{zname} pageblock_flags", f"section {nr}: {e}"))
+        return None
+
+
+def _int_members(obj: drgn.Object, names: tuple[str, ...]) -> dict[str, int]:
+    return {n: getattr(obj, n).value_() for n in names}
+
+
+def _read_pcp(prog: drgn.Program, zone: drgn.Object, zname: str, pagemap: PageMap,
+              anomalies: list[Anomaly], bound: int) -> list[Pcp]:
+    layout = get_layout(prog)
+    out = []
+    lists_type = prog.type("struct per_cpu_pages").member("lists")
+    for cpu in for_each_possible_cpu(prog):
+        pcp = per_cpu_ptr(getattr(zone, layout.pcp_member), cpu)
+        if layout.pcp_member == "pageset":
+            pcp = pcp.pcp.address_of_()
+        base = pcp.value_()
+        pcp = pcp[0].read_()
+        raw = prog.read(base + lists_type.offset, drgn.sizeof(lists_type.type))
+        lists = []
+        for pindex in range(len(layout.pcp_lists)):
+            head = base + lists_type.offset + 16 * pindex
+            first = struct.unpack_from("<Q", raw, 16 * pindex)[0]
+            lists.append(walk_list(pagemap, head, first, layout.pcp_link, bound,
+                                   f"{zname} cpu{cpu} pcp lists[{pindex}]", anomalies))
+        # pcp->count is in pages: an order-N entry counts 1 << N.
+        count = pcp.count.value_()
+        held = sum(len(l) << layout.pcp_lists[i].order for i, l in enumerate(lists))
+        if held != count:
+            anomalies.append(Anomaly("count_mismatch", f"{zname} cpu{cpu} pcp",
+                                     f"count {count}, lists hold {held} pages"))
+        out.append(Pcp(cpu=cpu, count=count, high=pcp.high.value_(), batch=pcp.batch.value_(),
+                       fields=_int_members(pcp, layout.pcp_fields), lists=lists))
+    return out
+
+
+def _nr_free_pages(prog: drgn.Program, zone: drgn.Object) -> tuple[int, int]:
+    """(``zone_page_state_snapshot(zone, NR_FREE_PAGES)``, the bare ``vm_stat``)."""
+    item = prog.constant("NR_FREE_PAGES").value_()
+    value = zone.vm_stat[item].counter.value_()
+    # Since Linux kernel commit "mm/page_alloc: split per cpu page lists and
+    # zone stats" (in v5.14), the per-CPU deltas are in per_cpu_zonestats.
+    try:
+        stats = zone.per_cpu_zonestats
+        diff = lambda cpu: per_cpu_ptr(stats, cpu).vm_stat_diff[item].value_()  # noqa: E731
+    except AttributeError:
+        pageset = zone.pageset
+        diff = lambda cpu: per_cpu_ptr(pageset, cpu).vm_stat_diff[item].value_()  # noqa: E731
+    total = value + sum(diff(cpu) for cpu in for_each_possible_cpu(prog))
+    return total, value
+
+
+def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly]) -> Zone:
+    """One :class:`Zone` with every list in list order.
+
+    :param zone_ptr: ``struct zone *``
+    """
+    layout = get_layout(prog)
+    zone = zone_ptr[0].read_()  # one read of the whole struct zone
+    base = zone_ptr.value_()
+    name = zone.name.string_().decode()
+    start = zone.zone_start_pfn.value_()
+    spanned = zone.spanned_pages.value_()
+    if _zone_lock_held(zone):
+        anomalies.append(Anomaly("locked", f"{name} lock", "zone->lock was held while read"))
+    pagemap = PageMap(prog, layout.vmemmap, layout.sizeof_page, start, start + spanned)
+    bound = spanned + 1
+
+    fa_member = prog.type("struct zone").member("free_area")
+    fa_type = fa_member.type.type
+    fl_offset = fa_type.member("free_list").offset
+    nr_types = len(layout.migratetypes)
+    private = layout.private_offset
+    free_area = []
+    for order in range(layout.nr_page_orders):
+        area = zone.free_area[order]
+        lists = []
+        for mt in range(nr_types):
+            head = base + fa_member.offset + order * fa_type.size + fl_offset + 16 * mt
+            first = area.free_list[mt].next.value_()
+
+            def check(pfn: int, order: int = order) -> Optional[str]:
+                got = pagemap.u64(pfn, private)
+                return None if got == order else f"page->private {got} on the order-{order} list"
+
+            lists.append(walk_list(pagemap, head, first, layout.buddy_link, bound,
+                                   f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]",
+                                   anomalies, check))
+        nr_free = area.nr_free.value_()
+        if sum(len(l) for l in lists) != nr_free:
+            anomalies.append(Anomaly("count_mismatch", f"{name} free_area[{order}]",
+                                     f"nr_free {nr_free}, lists hold {sum(len(l) for l in lists)}"))
+        free_area.append(FreeArea(nr_free=nr_free, free_list=lists))
+
+    nr_free_pages, vm_stat_free = _nr_free_pages(prog, zone)
+    fields = _int_members(zone, layout.zone_fields)
+    fields["vm_stat_nr_free_pages"] = vm_stat_free
+    return Zone(
+        node=zone.node.value_() if hasattr(zone, "node") else 0,
+        name=name,
+        start_pfn=start,
+        spanned_pages=spanned,
+        present_pages=zone.present_pages.value_(),
+        managed_pages=zone.managed_pages.counter.value_(),
+        watermarks={n: zone._watermark[i].value_() for i, n in enumerate(layout.watermarks)},
+        watermark_boost=zone.watermark_boost.value_(),
+        lowmem_reserve=[zone.lowmem_reserve[i].value_() for i in range(len(zone.lowmem_reserve))],
+        nr_reserved_highatomic=zone.nr_reserved_highatomic.value_(),
+        nr_free_pages=nr_free_pages,
+        free_area=free_area,
+        pcp=_read_pcp(prog, zone, name, pagemap, anomalies, bound),
+        pageblock_migratetypes=read_pageblock_migratetypes(prog, zone_ptr, anomalies),
+        fields=fields,
+    )
+
+
+def read_snapshot(prog: drgn.Program, source: str, target: str, paused: bool) -> Snapshot:
+    """The whole allocator state of *prog* as a :class:`Snapshot`.
+
+    :param source: ``live``, ``vmcore`` or ``qmp``.
+    :param paused: whether the kernel is known not to run during the read.
+    """
+    t0 = time.monotonic()
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    anomalies: list[Anomaly] = []
+    kernel = read_kernel_info(prog)
+    zones = [read_zone(prog, z, anomalies) for z in for_each_populated_zone(prog)]
+    capture = Capture(source=source, target=target, time=when, paused=paused,
+                      read_seconds=round(time.monotonic() - t0, 4),
+                      tool=f"buddyscope {__version__}", anomalies=anomalies)
+    return Snapshot(kernel=kernel, capture=capture, zones=zones)

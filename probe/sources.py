@@ -1,0 +1,341 @@
+"""
+Sources
+-------
+
+One interface over every place a snapshot can come from: a live kernel
+(``/proc/kcore``), a vmcore, a running QEMU guest (QMP), procfs counts, or a
+saved snapshot file. :func:`open_source` picks the backend once; each backend
+checks its input and turns drgn and OS errors into one-line
+:class:`~buddyscope.errors.BuddyscopeError` messages at this boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import os
+import struct
+import time
+from pathlib import Path
+from typing import Optional
+
+from buddyscope.errors import BuddyscopeError, GuestGone, QMPError
+from buddyscope.model.snapshot import Snapshot
+
+__all__ = ("SourceSpec", "open_source", "Source")
+
+# How often a paused read is retried when the pause caught a CPU holding a
+# zone or pcp lock (the lists may be mid-update).
+_PAUSE_RETRIES = 5
+
+
+@dataclasses.dataclass
+class SourceSpec:
+    """What the user asked for on the command line."""
+
+    live: bool = False
+    vmcore: Optional[Path] = None
+    qmp: Optional[Path] = None
+    pause: Optional[Path] = None
+    procfs: bool = False
+    procfs_root: Path = Path("/proc")
+    file: Optional[Path] = None
+    vmlinux: Optional[Path] = None
+
+    def describe(self) -> str:
+        if self.live:
+            return "live kernel (/proc/kcore)"
+        if self.vmcore:
+            return f"vmcore {self.vmcore}"
+        if self.qmp:
+            return f"QEMU guest {self.qmp}" + (" (paused)" if self.pause else " (running)")
+        if self.procfs:
+            return f"procfs counts ({self.procfs_root})"
+        return f"snapshot file {self.file}"
+
+
+class Source:
+    """Something that gives snapshots; :meth:`snapshot` may be called again
+    to refresh (a file or a vmcore gives the same state each time)."""
+
+    kind = "?"
+
+    def snapshot(self) -> Snapshot:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FileSource(Source):
+    kind = "file"
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._snap = Snapshot.load(path)
+
+    def snapshot(self) -> Snapshot:
+        return self._snap
+
+
+class ProcfsSource(Source):
+    kind = "procfs"
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def snapshot(self) -> Snapshot:
+        from buddyscope.probe.procfs import read_procfs
+
+        return read_procfs(self.root)
+
+
+def _import_drgn():
+    try:
+        import drgn
+    except ImportError:
+        raise BuddyscopeError("drgn is not installed (pip install drgn)") from None
+    return drgn
+
+
+def _vmcoreinfo_field(prog, key: str) -> Optional[str]:
+    try:
+        text = prog["VMCOREINFO"].string_().decode(errors="replace")
+    except Exception:
+        return None
+    for line in text.splitlines():
+        if line.startswith(key + "="):
+            return line.split("=", 1)[1]
+    return None
+
+
+def _load_debug_info(prog, vmlinux: Optional[Path], what: str) -> None:
+    """Load *vmlinux* (checked against the kernel's build ID first), else a
+    cached lab vmlinux of the same release and build ID, else drgn's
+    standard search."""
+    drgn = _import_drgn()
+    want = _vmcoreinfo_field(prog, "BUILD-ID")
+    release = _vmcoreinfo_field(prog, "OSRELEASE") or "?"
+    from buddyscope.lab.elf import gnu_build_id
+
+    if vmlinux is not None:
+        vmlinux = Path(vmlinux).expanduser()
+        if not vmlinux.is_file():
+            raise BuddyscopeError(f"no such vmlinux: {vmlinux}")
+        try:
+            have = gnu_build_id(vmlinux)
+        except (OSError, ValueError) as e:
+            raise BuddyscopeError(f"{vmlinux} is not a vmlinux ({e})") from None
+        if want and have and have != want[: len(have)]:
+            raise BuddyscopeError(
+                f"{vmlinux} does not match {what}: build ID {have[:12]}…, "
+                f"the kernel's is {want[:12]}… (release {release})"
+            )
+        paths = [str(vmlinux)]
+    else:
+        from buddyscope.lab.kernels import cached_kernels
+
+        paths = [str(k.vmlinux) for k in cached_kernels()
+                 if k.release == release and (not want or (k.vmlinux_build_id or "").startswith(want[:40]))]
+    try:
+        if paths:
+            prog.load_debug_info(paths)
+        else:
+            prog.load_default_debug_info()
+    except drgn.MissingDebugInfoError:
+        hint = f" --vmlinux FILE" if vmlinux is None else ""
+        raise BuddyscopeError(
+            f"no debug info for {what} (release {release}): install its -dbg package or pass{hint or ' the right --vmlinux'}"
+        ) from None
+
+
+def _read(prog, source: str, target: str, paused: bool) -> Snapshot:
+    drgn = _import_drgn()
+    from buddyscope.probe.mmzone import read_snapshot
+
+    try:
+        return read_snapshot(prog, source, target, paused)
+    except drgn.FaultError as e:
+        raise BuddyscopeError(f"{target}: memory the snapshot needs cannot be read ({e})") from None
+    except LookupError as e:
+        raise BuddyscopeError(f"{target}: this kernel's types are not what buddyscope reads ({e})") from None
+    except OSError as e:
+        # A QEMU that exits mid-read closes drgn's QMP connection.
+        raise BuddyscopeError(f"{target}: the read broke off ({e}); did the guest go away?") from None
+
+
+class QmpSource(Source):
+    """A QEMU guest through drgn's ``Program.set_qemu_qmp``; with *pause*, a
+    control QMP socket used to ``stop`` the guest for the read and ``cont``
+    it after, also on error."""
+
+    kind = "qmp"
+
+    def __init__(self, qmp: Path, pause: Optional[Path], vmlinux: Optional[Path]):
+        drgn = _import_drgn()
+        self.qmp, self.pause_path = Path(qmp), pause
+        if not self.qmp.exists():
+            raise BuddyscopeError(f"no QMP socket at {qmp}")
+        self._ctl = None
+        if pause is not None:
+            from buddyscope.lab.qmp import QMP
+
+            self._ctl = QMP(str(pause))
+        self.prog = drgn.Program()
+        try:
+            self._check_qmp_peer()
+        except BaseException:
+            self.close()
+            raise
+        try:
+            self.prog.set_qemu_qmp(str(self.qmp))
+        except Exception as e:
+            self.close()
+            raise BuddyscopeError(f"cannot attach drgn to {qmp}: {e}") from None
+        if not self.prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL:
+            self.close()
+            raise BuddyscopeError(
+                f"{qmp}: no Linux kernel found (run QEMU with -device vmcoreinfo, and load qemu_fw_cfg in the guest)"
+            )
+        _load_debug_info(self.prog, vmlinux, f"the guest behind {qmp}")
+
+    def _check_qmp_peer(self) -> None:
+        # drgn waits forever on a socket that never greets; look first.
+        import socket
+
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(3)
+        try:
+            s.connect(str(self.qmp))
+            greeting = s.recv(4096)
+        except OSError as e:
+            if isinstance(e, socket.timeout):
+                raise BuddyscopeError(
+                    f"{self.qmp} does not greet like QMP: not a QMP socket, or another "
+                    f"client (such as drgn) holds it"
+                ) from None
+            raise BuddyscopeError(f"cannot connect to {self.qmp}: {e.strerror or e}") from None
+        finally:
+            s.close()
+        if b'"QMP"' not in greeting:
+            raise BuddyscopeError(f"{self.qmp} is not a QMP socket")
+
+    def snapshot(self) -> Snapshot:
+        if self._ctl is None:
+            return _read(self.prog, "qmp", str(self.qmp), paused=False)
+        # A guest someone else paused stays paused: only undo our own stop.
+        if self._ctl.status() != "running":
+            return _read(self.prog, "qmp", str(self.qmp), paused=True)
+        snap = None
+        for _ in range(_PAUSE_RETRIES):
+            self._ctl.execute("stop")
+            try:
+                snap = _read(self.prog, "qmp", str(self.qmp), paused=True)
+            finally:
+                with contextlib.suppress(QMPError, GuestGone):
+                    self._ctl.execute("cont")
+            if not any(a.kind == "locked" for a in snap.capture.anomalies):
+                break
+            time.sleep(0.02)
+        assert snap is not None
+        return snap
+
+    def close(self) -> None:
+        if self._ctl is not None:
+            self._ctl.close()
+        # QEMU serves one client per QMP socket: drgn's connection goes with
+        # its Program, which drgn's helpers can keep in reference cycles
+        # (closures cached in prog.cache): collect it now.
+        self.prog = None
+        gc.collect()
+
+
+def _check_vmcore(path: Path) -> None:
+    """An ELF vmcore whose segments run past the end of the file is truncated."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(64)
+            if head[:4] != b"\x7fELF":
+                if head[:8] in (b"KDUMP   ", b"DISKDUMP"):
+                    return
+                raise BuddyscopeError(f"{path} is not a vmcore (neither ELF nor kdump)")
+            phoff, = struct.unpack_from("<Q", head, 0x20)
+            phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            f.seek(phoff)
+            table = f.read(phentsize * phnum)
+    except OSError as e:
+        raise BuddyscopeError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(table) < phentsize * phnum:
+        raise BuddyscopeError(f"{path} is a truncated vmcore (program headers cut off)")
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", table, i * phentsize)
+        if p_offset + p_filesz > size:
+            raise BuddyscopeError(
+                f"{path} is a truncated vmcore: segment {i} ends at byte {p_offset + p_filesz}, "
+                f"the file has {size}"
+            )
+
+
+class VmcoreSource(Source):
+    kind = "vmcore"
+
+    def __init__(self, path: Path, vmlinux: Optional[Path]):
+        drgn = _import_drgn()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BuddyscopeError(f"no such vmcore: {path}")
+        _check_vmcore(self.path)
+        self.prog = drgn.Program()
+        try:
+            self.prog.set_core_dump(str(self.path))
+        except Exception as e:
+            raise BuddyscopeError(f"{path} is not a vmcore drgn can open ({e})") from None
+        if not self.prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL:
+            raise BuddyscopeError(f"{path} is a core dump but not of a Linux kernel (no VMCOREINFO)")
+        _load_debug_info(self.prog, vmlinux, f"the kernel of {path}")
+
+    def snapshot(self) -> Snapshot:
+        return _read(self.prog, "vmcore", str(self.path), paused=True)
+
+
+class LiveSource(Source):
+    kind = "live"
+
+    def __init__(self, vmlinux: Optional[Path]):
+        drgn = _import_drgn()
+        if os.geteuid() != 0:
+            raise BuddyscopeError("reading the live kernel needs root (/proc/kcore)")
+        if not os.path.exists("/proc/kcore"):
+            raise BuddyscopeError("this kernel has no /proc/kcore: try --procfs for counts")
+        self.prog = drgn.Program()
+        try:
+            self.prog.set_kernel()
+        except Exception as e:
+            raise BuddyscopeError(f"cannot open the live kernel: {e}") from None
+        _load_debug_info(self.prog, vmlinux, "the running kernel")
+
+    def snapshot(self) -> Snapshot:
+        return _read(self.prog, "live", "/proc/kcore", paused=False)
+
+
+def open_source(spec: SourceSpec) -> Source:
+    """The backend for *spec*, checked and ready to give snapshots."""
+    if spec.file is not None:
+        return FileSource(spec.file)
+    if spec.procfs:
+        return ProcfsSource(spec.procfs_root)
+    if spec.vmcore is not None:
+        return VmcoreSource(spec.vmcore, spec.vmlinux)
+    if spec.qmp is not None:
+        return QmpSource(spec.qmp, spec.pause, spec.vmlinux)
+    if spec.live:
+        return LiveSource(spec.vmlinux)
+    raise BuddyscopeError("no source: give --live, --vmcore FILE, --qmp SOCKET, --procfs or a snapshot file")

@@ -1,0 +1,152 @@
+"""Lab tier: paused snapshots of every cached kernel, checked against the
+kernel itself (its counters, its own procfs read idle just before the pause,
+a vmcore of the same paused guest), and the probe's behaviour when the
+guest or the socket is not what it should be."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from buddyscope.errors import BuddyscopeError
+from buddyscope.lab.guest import Guest
+from buddyscope.probe import mmzone
+from buddyscope.probe.sources import SourceSpec, open_source
+
+pytestmark = pytest.mark.lab
+pytest.importorskip("drgn")
+
+PROCFS = "sleep 1; cat /proc/buddyinfo; echo; cat /proc/pagetypeinfo"
+STIR = """
+mkdir -p /tmp/stir
+i=0; while [ $i -lt 300 ]; do head -c 12288 /dev/zero > /tmp/stir/f$i; i=$((i+1)); done
+rm -f /tmp/stir/f*[13579]
+"""
+
+
+@pytest.fixture(scope="module")
+def guest(lab_kernel):
+    with Guest.boot(lab_kernel, smp=2, mem_mib=512) as g:
+        g.run(STIR, check=True)
+        yield g
+
+
+@pytest.fixture(scope="module")
+def paused_read(guest, tmp_path_factory):
+    """(snapshot, the guest's procfs text, snapshot of a vmcore of the same pause)."""
+    core = tmp_path_factory.mktemp("core") / "vmcore"
+    with open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path)) as src:
+        with guest.paused_after(PROCFS) as p:
+            snap = src.snapshot()
+            guest.dump_vmcore(core)
+    assert guest.status == "running"
+    with open_source(SourceSpec(vmcore=core)) as src:
+        from_core = src.snapshot()
+    return snap, p.result.text, from_core
+
+
+def test_paused_snapshot_is_consistent(paused_read, lab_kernel):
+    snap, _, _ = paused_read
+    assert snap.kernel.release == lab_kernel.release
+    assert snap.kernel.build_id == lab_kernel.vmlinux_build_id
+    assert snap.capture.paused and snap.capture.anomalies == []
+    for z in snap.zones:
+        for area in z.free_area:
+            assert sum(len(l) for l in area.free_list) == area.nr_free
+        for pcp in z.pcp:
+            assert sum(len(l) << snap.kernel.pcp_lists[i].order for i, l in enumerate(pcp.lists)) == pcp.count
+        assert z.nr_free_pages == z.pages_on_free_lists()
+
+
+def test_agrees_with_the_idle_guests_procfs(paused_read):
+    # The guest reads buddyinfo, then pagetypeinfo, as a running process:
+    # between them a few pages, or one pcp batch (refill or drain), can move.
+    snap, text, _ = paused_read
+    for z in snap.zones:
+        slack = 16 + max(p.batch for p in z.pcp)
+        row = re.search(rf"^Node 0, zone\s+{z.name}\s+([\d ]+)$", text, re.M).group(1).split()
+        apart = sum(abs(int(x) - a.nr_free) << o for o, (x, a) in enumerate(zip(row, z.free_area)))
+        assert apart <= slack, f"{z.name}: buddyinfo and the snapshot are {apart} pages apart"
+        for mt, name in enumerate(snap.kernel.migratetypes):
+            row = re.search(rf"^Node\s+0, zone\s+{z.name}, type\s+{name}\s+([\d ]+)$", text, re.M).group(1).split()
+            apart = sum(abs(int(x) - len(a.free_list[mt])) << o for o, (x, a) in enumerate(zip(row, z.free_area)))
+            assert apart <= slack, f"{z.name} {name}: pagetypeinfo is {apart} pages apart"
+    assert re.search(r"^Page block order: (\d+)", text, re.M).group(1) == str(snap.kernel.pageblock_order)
+
+
+def test_vmcore_of_the_same_pause_gives_the_identical_snapshot(paused_read):
+    snap, _, from_core = paused_read
+    a, b = snap.to_dict(), from_core.to_dict()
+    assert b["capture"]["source"] == "vmcore" and b["capture"]["paused"]
+    del a["capture"], b["capture"]
+    assert a == b
+
+
+def test_running_read_is_marked_not_paused(guest):
+    with open_source(SourceSpec(qmp=guest.qmp_path)) as src:
+        snap = src.snapshot()
+    assert not snap.capture.paused and not snap.capture.consistent
+
+
+def test_guest_is_resumed_when_the_read_fails(guest, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("read failed half way")
+
+    with open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path)) as src:
+        monkeypatch.setattr(mmzone, "read_snapshot", boom)
+        with pytest.raises(RuntimeError):
+            src.snapshot()
+    assert guest.status == "running"
+
+
+def test_a_guest_someone_else_paused_stays_paused(guest):
+    with guest.paused():
+        with open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path)) as src:
+            snap = src.snapshot()
+        assert guest.status == "paused"
+    assert snap.capture.paused
+
+
+def test_sockets_that_are_not_qmp(guest):
+    with pytest.raises(BuddyscopeError, match="not a QMP socket|does not greet like QMP"):
+        open_source(SourceSpec(qmp=guest.rundir / "console.sock"))
+    with pytest.raises(BuddyscopeError, match="cannot connect"):
+        open_source(SourceSpec(qmp=guest.console_log))
+
+
+def test_mismatched_vmlinux_is_refused(guest, lab_kernel):
+    from buddyscope.lab.kernels import cached_kernels
+
+    other = next((k for k in cached_kernels() if k.release != lab_kernel.release), None)
+    if other is None:
+        pytest.skip("needs a second cached kernel")
+    with pytest.raises(BuddyscopeError, match="does not match .* build ID"):
+        open_source(SourceSpec(qmp=guest.qmp_path, vmlinux=other.vmlinux))
+
+
+def test_snapshot_command_on_a_paused_guest(guest, tmp_path):
+    out = tmp_path / "s.json.gz"
+    p = subprocess.run([sys.executable, "-m", "buddyscope", "snapshot", "--qmp", str(guest.qmp_path),
+                        "--pause", str(guest.pause_path), "-o", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert p.returncode == 0, p.stderr
+    p = subprocess.run([sys.executable, "-m", "buddyscope", "snapshot", str(out), "--lists"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert p.returncode == 0 and "paused, consistent" in p.stdout
+    assert re.search(r"free_area\[\d+\]\.free_list\[Movable\] \(\d+\): 0x", p.stdout)
+    assert guest.status == "running"
+
+
+def test_guest_gone_mid_session(lab_kernel):
+    g = Guest.boot(lab_kernel)
+    try:
+        src = open_source(SourceSpec(qmp=g.qmp_path, pause=g.pause_path))
+        g._proc.kill()
+        g._proc.wait()
+        with pytest.raises(BuddyscopeError):
+            src.snapshot()
+        src.close()
+        # Without the control socket, drgn's own reads fail.
+    finally:
+        g.shutdown()
