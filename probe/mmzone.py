@@ -212,7 +212,7 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
     spanned = zone.spanned_pages.value_()
     if _zone_lock_held(zone):
         anomalies.append(Anomaly("locked", f"{name} lock", "zone->lock was held while read"))
-    pagemap = PageMap(prog, layout.vmemmap, layout.sizeof_page, start, start + spanned)
+    pagemap = PageMap(prog, layout.vmemmap, layout.sizeof_page)
     bound = spanned + 1
 
     fa_member = prog.type("struct zone").member("free_area")
@@ -227,14 +227,9 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
         for mt in range(nr_types):
             head = base + fa_member.offset + order * fa_type.size + fl_offset + 16 * mt
             first = area.free_list[mt].next.value_()
-
-            def check(pfn: int, order: int = order) -> Optional[str]:
-                got = pagemap.u64(pfn, private)
-                return None if got == order else f"page->private {got} on the order-{order} list"
-
             lists.append(walk_list(pagemap, head, first, layout.buddy_link, bound,
                                    f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]",
-                                   anomalies, check))
+                                   anomalies, order=order, private_offset=private))
         nr_free = area.nr_free.value_()
         if sum(len(l) for l in lists) != nr_free:
             anomalies.append(Anomaly("count_mismatch", f"{name} free_area[{order}]",

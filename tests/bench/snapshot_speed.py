@@ -1,0 +1,153 @@
+#!/usr/bin/env python3
+"""How fast a full snapshot is on a large, fragmented state, side by side in
+one run:
+
+1. buddyscope's snapshot of a paused guest over QMP (bulk ``struct page``
+   reads, links followed in Python);
+2. the same lists walked with drgn's ``list_for_each_entry``, one drgn object
+   per node, on the same paused guest (the results must be identical);
+3. on a vmcore of that paused guest: buddyscope's snapshot, the drgn walk,
+   and ``crash -s VMLINUX VMCORE`` running ``kmem -F`` (Debian's ``crash``).
+
+    python tests/bench/snapshot_speed.py [--series 6.1] [--mem 4096] [--keep 24]
+
+The guest is fragmented by tests/bench/fragment.c (compiled here with
+``gcc -static``): it faults in nearly all memory and gives back every other
+page. Needs root, gcc with a static libc, and the lab kernel in the cache.
+"""
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import drgn
+from drgn.helpers.linux.cpumask import for_each_possible_cpu
+from drgn.helpers.linux.list import list_for_each_entry
+from drgn.helpers.linux.mm import page_to_pfn
+from drgn.helpers.linux.percpu import per_cpu_ptr
+
+from buddyscope.lab.guest import Guest
+from buddyscope.lab.kernels import resolve_kernel
+from buddyscope.probe.layout import get_layout
+from buddyscope.probe.mmzone import for_each_populated_zone
+from buddyscope.probe.sources import SourceSpec, open_source
+
+HERE = Path(__file__).resolve().parent
+
+
+def drgn_walk(prog):
+    """Every free list and pcp list of every zone with list_for_each_entry."""
+    layout = get_layout(prog)
+    buddy = "buddy_list" if _has(prog, "buddy_list") else "lru"
+    pcp_link = "pcp_list" if _has(prog, "pcp_list") else "lru"
+    out = []
+    for zone in for_each_populated_zone(prog):
+        for order in range(layout.nr_page_orders):
+            for mt in range(len(layout.migratetypes)):
+                head = zone.free_area[order].free_list[mt].address_of_()
+                out.append([page_to_pfn(p).value_() for p in list_for_each_entry("struct page", head, buddy)])
+        for cpu in for_each_possible_cpu(prog):
+            pcp = per_cpu_ptr(getattr(zone, layout.pcp_member), cpu)
+            if layout.pcp_member == "pageset":
+                pcp = pcp.pcp.address_of_()
+            for i in range(len(layout.pcp_lists)):
+                head = pcp.lists[i].address_of_()
+                out.append([page_to_pfn(p).value_() for p in list_for_each_entry("struct page", head, pcp_link)])
+    return out
+
+
+def _has(prog, member):
+    try:
+        prog.type("struct page").member(member)
+        return True
+    except LookupError:
+        return False
+
+
+def snapshot_lists(snap):
+    out = []
+    for z in snap.zones:
+        for area in z.free_area:
+            out += [list(l) for l in area.free_list]
+        for p in z.pcp:
+            out += [list(l) for l in p.lists]
+    return out
+
+
+def timed(fn):
+    t = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t, result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--series", default="6.1")
+    ap.add_argument("--mem", type=int, default=4096, help="guest MiB (default 4096)")
+    ap.add_argument("--keep", type=int, default=24, help="MiB fragment.c leaves available")
+    ap.add_argument("--crash-output", type=Path, help="save what crash printed to this file")
+    args = ap.parse_args()
+    kernel = resolve_kernel(args.series)
+    work = Path(tempfile.mkdtemp(prefix="bs-bench-"))
+    try:
+        subprocess.run(["gcc", "-static", "-O2", "-o", str(work / "fragment"), str(HERE / "fragment.c")],
+                       check=True)
+        with Guest.boot(kernel, smp=2, mem_mib=args.mem,
+                        extra_files={"/bin/fragment": (work / "fragment").read_bytes()}) as g:
+            since = g.console_offset()
+            t_frag = time.perf_counter()
+            g.run(f"fragment {args.keep} > /run/fragment.out 2>&1 &", check=True)
+            g.wait_console("fragment: ready", timeout=900, since=since)
+            t_frag = time.perf_counter() - t_frag
+            g.run("sleep 2")
+            with open_source(SourceSpec(qmp=g.qmp_path)) as src:
+                with g.paused():
+                    t_fast, snap = timed(src.snapshot)
+                    t_slow, walked = timed(lambda: drgn_walk(src.prog))
+                    core = g.dump_vmcore(work / "vmcore")
+        entries = sum(len(l) for z in snap.zones for a in z.free_area for l in a.free_list)
+        pcp_entries = sum(len(l) for z in snap.zones for p in z.pcp for l in p.lists)
+        assert walked == snapshot_lists(snap), "list_for_each_entry and the snapshot disagree"
+
+        with open_source(SourceSpec(vmcore=core)) as src:
+            t_core_fast, core_snap = timed(src.snapshot)
+            t_core_slow, core_walked = timed(lambda: drgn_walk(src.prog))
+            layout = get_layout(src.prog)
+        assert core_walked == walked
+        crash_line = "crash: not installed (apt-get install crash)"
+        t_crash = None
+        if shutil.which("crash"):
+            cmds = work / "crash.cmds"
+            cmds.write_text("kmem -F\nquit\n")
+            t_crash, p = timed(lambda: subprocess.run(
+                ["crash", "-s", "-i", str(cmds), str(kernel.vmlinux), str(core)],
+                capture_output=True, text=True, timeout=900))
+            if args.crash_output:
+                args.crash_output.write_text(p.stdout)
+            pages = [int(a, 16) for a in re.findall(r"^([0-9a-f]{16})\s*$", p.stdout, re.M)]
+            crash_pfns = sorted((a - layout.vmemmap) // layout.sizeof_page for a in pages)
+            ours = sorted(p for z in core_snap.zones for a in z.free_area for l in a.free_list for p in l)
+            same = "the same blocks as buddyscope" if crash_pfns == ours else "DIFFERENT blocks from buddyscope"
+            crash_line = (f"crash kmem -F (vmcore, incl. start-up)  {t_crash:8.3f} s   "
+                          f"({len(pages)} free blocks listed: {same})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"{kernel.release}, {args.mem} MiB, 2 vCPUs: {entries} free-list entries "
+          f"(+{pcp_entries} on pcp lists), fragmented in {t_frag:.1f} s")
+    print(f"buddyscope snapshot (QMP, paused)       {t_fast:8.3f} s")
+    print(f"drgn list_for_each_entry (QMP, paused)  {t_slow:8.3f} s   x{t_slow / t_fast:.1f} slower")
+    print(f"buddyscope snapshot (vmcore)            {t_core_fast:8.3f} s")
+    print(f"drgn list_for_each_entry (vmcore)       {t_core_slow:8.3f} s   x{t_core_slow / t_core_fast:.1f} slower")
+    print(crash_line + (f"   x{t_crash / t_core_fast:.1f} slower" if t_crash else ""))
+    print("(both walks gave the same PFNs in the same order, from QMP and from the vmcore)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
