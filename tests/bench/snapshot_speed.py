@@ -25,58 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import drgn
-from drgn.helpers.linux.cpumask import for_each_possible_cpu
-from drgn.helpers.linux.list import list_for_each_entry
-from drgn.helpers.linux.mm import page_to_pfn
-from drgn.helpers.linux.percpu import per_cpu_ptr
-
 from buddyscope.lab.guest import Guest
 from buddyscope.lab.kernels import resolve_kernel
 from buddyscope.probe.layout import get_layout
-from buddyscope.probe.mmzone import for_each_populated_zone
+from buddyscope.probe.reference import list_for_each_entry_pfns, snapshot_pfn_lists
 from buddyscope.probe.sources import SourceSpec, open_source
 
 HERE = Path(__file__).resolve().parent
-
-
-def drgn_walk(prog):
-    """Every free list and pcp list of every zone with list_for_each_entry."""
-    layout = get_layout(prog)
-    buddy = "buddy_list" if _has(prog, "buddy_list") else "lru"
-    pcp_link = "pcp_list" if _has(prog, "pcp_list") else "lru"
-    out = []
-    for zone in for_each_populated_zone(prog):
-        for order in range(layout.nr_page_orders):
-            for mt in range(len(layout.migratetypes)):
-                head = zone.free_area[order].free_list[mt].address_of_()
-                out.append([page_to_pfn(p).value_() for p in list_for_each_entry("struct page", head, buddy)])
-        for cpu in for_each_possible_cpu(prog):
-            pcp = per_cpu_ptr(getattr(zone, layout.pcp_member), cpu)
-            if layout.pcp_member == "pageset":
-                pcp = pcp.pcp.address_of_()
-            for i in range(len(layout.pcp_lists)):
-                head = pcp.lists[i].address_of_()
-                out.append([page_to_pfn(p).value_() for p in list_for_each_entry("struct page", head, pcp_link)])
-    return out
-
-
-def _has(prog, member):
-    try:
-        prog.type("struct page").member(member)
-        return True
-    except LookupError:
-        return False
-
-
-def snapshot_lists(snap):
-    out = []
-    for z in snap.zones:
-        for area in z.free_area:
-            out += [list(l) for l in area.free_list]
-        for p in z.pcp:
-            out += [list(l) for l in p.lists]
-    return out
 
 
 def timed(fn):
@@ -108,15 +63,15 @@ def main() -> int:
             with open_source(SourceSpec(qmp=g.qmp_path)) as src:
                 with g.paused():
                     t_fast, snap = timed(src.snapshot)
-                    t_slow, walked = timed(lambda: drgn_walk(src.prog))
+                    t_slow, walked = timed(lambda: list_for_each_entry_pfns(src.prog))
                     core = g.dump_vmcore(work / "vmcore")
         entries = sum(len(l) for z in snap.zones for a in z.free_area for l in a.free_list)
         pcp_entries = sum(len(l) for z in snap.zones for p in z.pcp for l in p.lists)
-        assert walked == snapshot_lists(snap), "list_for_each_entry and the snapshot disagree"
+        assert walked == snapshot_pfn_lists(snap), "list_for_each_entry and the snapshot disagree"
 
         with open_source(SourceSpec(vmcore=core)) as src:
             t_core_fast, core_snap = timed(src.snapshot)
-            t_core_slow, core_walked = timed(lambda: drgn_walk(src.prog))
+            t_core_slow, core_walked = timed(lambda: list_for_each_entry_pfns(src.prog))
             layout = get_layout(src.prog)
         assert core_walked == walked
         crash_line = "crash: not installed (apt-get install crash)"
