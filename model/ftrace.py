@@ -1,0 +1,453 @@
+"""
+Ftrace
+------
+
+The one parser of ftrace text in buddyscope, for the kmem page events
+(``include/trace/events/kmem.h``): ``mm_page_alloc``,
+``mm_page_alloc_zone_locked``, ``mm_page_free``, ``mm_page_free_batched``,
+``mm_page_pcpu_drain`` and ``mm_page_alloc_extfrag``, as
+``/sys/kernel/tracing/trace``, ``per_cpu/cpuN/trace``, ``trace_pipe`` and
+``trace-cmd report`` print them. The accepted input and what each kernel
+prints are in ``docs/ftrace-format.md``.
+
+A line is read in two steps (the LISA way): one skeleton regular expression,
+compiled once, reads the header up to the event name, then that event's
+own small parser (a dict from event name) reads the fields::
+
+        bash-123 [001] d..1. 4521: mm_page_alloc: page=... pfn=0x1a2b3 order=0 ...
+    <- header: skeleton regex -------------------><- fields: the event's parser ->
+
+Events that are not kmem page events are counted by name, never an error;
+a kmem page event line that cannot be read raises :class:`TraceError`.
+``page=`` is ignored (it is a hashed or raw pointer depending on the
+kernel and its ``hash-ptr`` option): ``pfn=`` is authoritative.
+
+Pure Python: imports neither drgn nor textual.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import gc
+import gzip
+import heapq
+import re
+import sys
+from pathlib import Path
+from typing import Callable, Dict, Iterable, List, Optional, Union
+
+from buddyscope.errors import BuddyscopeError
+
+__all__ = (
+    "EVENTS",
+    "PageEvent",
+    "ParsedTrace",
+    "TraceError",
+    "merge_by_timestamp",
+    "parse_file",
+    "parse_lines",
+    "parse_text",
+)
+
+# slots=True needs Python 3.10; the project still installs on 3.9.
+_SLOTS = {"slots": True} if sys.version_info >= (3, 10) else {}
+
+
+class TraceError(BuddyscopeError):
+    """A line of a kmem page event that cannot be read. The message is one
+    line: the line number, what is wrong, and the line (truncated)."""
+
+    def __init__(self, lineno: int, line: str, why: str):
+        self.lineno = lineno
+        self.line = line
+        shown = line.strip()
+        if len(shown) > 120:
+            shown = shown[:117] + "..."
+        super().__init__(f"line {lineno}: {why}: {shown!r}")
+
+
+@dataclasses.dataclass(frozen=True, **_SLOTS)
+class PageEvent:
+    """One kmem page event. Fields the event does not print are ``None``."""
+
+    #: Event name, e.g. ``"mm_page_alloc"``.
+    name: str
+    #: CPU whose ring buffer recorded the event.
+    cpu: int
+    #: Timestamp: an ``int`` with ``trace_clock`` ``counter`` (or any clock
+    #: printed without a decimal point), else seconds as a ``float``.
+    ts: Union[int, float]
+    pid: int
+    #: Task name as printed (``<idle>``, ``<...>`` when ftrace did not save it).
+    comm: str
+    #: Page frame number of the first page of the block; ``None`` for a failed
+    #: ``mm_page_alloc`` (the kernel prints ``pfn=0`` for a NULL page).
+    pfn: Optional[int]
+    #: Order of the block: ``order=`` (literal ``0`` for
+    #: ``mm_page_free_batched``); ``fallback_order=`` for
+    #: ``mm_page_alloc_extfrag``, the order of the block at *pfn*.
+    order: int
+    #: ``migratetype=`` of ``mm_page_alloc``, ``mm_page_alloc_zone_locked``
+    #: and ``mm_page_pcpu_drain``.
+    migratetype: Optional[int] = None
+    #: ``gfp_flags=`` of ``mm_page_alloc`` as printed, e.g.
+    #: ``"GFP_KERNEL|__GFP_ZERO"`` or ``"none"``.
+    gfp: Optional[str] = None
+    #: ``percpu_refill=`` of ``mm_page_alloc_zone_locked`` (5.10 prints it as
+    #: ``order == 0``; 6.1+ record it; not a reliable refill flag).
+    percpu_refill: Optional[bool] = None
+    #: ``mm_page_alloc_extfrag`` only: the requested order and migratetype,
+    #: the order and migratetype of the free block taken instead, and whether
+    #: the pageblock changed owner.
+    alloc_order: Optional[int] = None
+    fallback_order: Optional[int] = None
+    alloc_migratetype: Optional[int] = None
+    fallback_migratetype: Optional[int] = None
+    change_ownership: Optional[bool] = None
+    #: 1-based line number in the input.
+    lineno: int = 0
+
+
+@dataclasses.dataclass
+class ParsedTrace:
+    """What :func:`parse_lines` found in a trace."""
+
+    #: The kmem page events, in input order.
+    events: List[PageEvent] = dataclasses.field(default_factory=list)
+    #: Other events, skipped: event name -> number of lines.
+    unknown: "collections.Counter[str]" = dataclasses.field(default_factory=collections.Counter)
+    #: Lines starting with ``#`` (the header; ``##### CPU N buffer started ####``).
+    comments: int = 0
+    #: ``CPU:N [LOST M EVENTS]`` (``trace-cmd``: ``CPU:N [M EVENTS DROPPED]``)
+    #: lines: CPU -> events the ring buffer lost, 1 for a loss of unknown
+    #: size. A trace with lost events cannot be replayed exactly.
+    lost: "collections.Counter[int]" = dataclasses.field(default_factory=collections.Counter)
+    #: Other non-blank lines that are not events (``cpus=2`` at the top of a
+    #: ``trace-cmd report``, ``CPU 1 is empty``).
+    other: int = 0
+
+
+def _fast_constructor(cls: type) -> Callable[..., PageEvent]:
+    """A positional constructor for the frozen, slotted dataclass *cls* that
+    is about four times as fast as calling it.
+
+    A frozen dataclass's ``__init__`` stores every field through
+    ``object.__setattr__``, which costs as much as reading the rest of the
+    line. Instead the fields are stored into a plain object of a twin class
+    with the same ``__slots__`` (ordinary attribute stores), whose
+    ``__class__`` is then set to *cls*: Python allows that between classes of
+    the same layout. The result is checked once against *cls*'s own
+    constructor; on any difference (or without slots, before Python 3.10)
+    this is *cls* itself.
+    """
+    names = [f.name for f in dataclasses.fields(cls)]
+    if cls.__dict__.get("__slots__") != tuple(names):
+        return cls
+    twin = type(f"_{cls.__name__}Twin", (), {"__slots__": tuple(names)})
+    src = (f"def make({', '.join(names)}):\n    o = _new(_twin)\n"
+           + "".join(f"    o.{n} = {n}\n" for n in names)
+           + "    o.__class__ = _cls\n    return o\n")
+    ns = {"_new": object.__new__, "_twin": twin, "_cls": cls}
+    exec(src, ns)
+    make = ns["make"]
+    probe = tuple(range(len(names)))
+    try:
+        made = make(*probe)
+        if type(made) is cls and made == cls(*probe):
+            return make
+    except TypeError:
+        pass
+    return cls
+
+
+_make = _fast_constructor(PageEvent)
+
+
+# -- the skeleton ------------------------------------------------------------
+#
+# comm may hold spaces and dashes: the lazy match stops at the first "-<pid>"
+# that is followed by the CPU column. The CPU column is "[001]" optionally
+# followed by the flags ("d..1." on 6.1+, "d..1" on 5.10; absent in
+# ``trace-cmd report``), or, in latency format (``trace-cmd report -l``), the
+# CPU number with the flags glued to it ("1d..1."). Flags never start with a
+# digit, timestamps always do. "(  123)" is the ``record-tgid`` column. The
+# match ends where the fields start; ftrace pads with spaces, never tabs.
+_HEADER = re.compile(
+    r" *(.*?)-(\d+) +"
+    r"(?:\( *[\d-]+\) +)?"
+    r"(?:\[(\d+)\](?: +[^ \d]\S*)?|(\d+)[^ \d]\S*)"
+    r" +(\d+(?:\.\d+)?): +(\w+): *"
+)
+# The kernel: "CPU:%d [LOST %lu EVENTS]"; trace-cmd: "CPU:%d [%lld EVENTS DROPPED]"
+# and, when it does not know how many, "CPU:%d [EVENTS DROPPED]".
+_LOST = re.compile(r"CPU:(\d+) \[(?:LOST )?(?:(\d+) )?EVENTS(?: DROPPED)?\]")
+_PTR = r"page=\S+ "
+_PFN = r"pfn=(0x[0-9a-fA-F]+|-?\d+)"
+_INT = r"(-?\d+)"
+_END = r"\s*$"
+_NULL_PFN = (1 << 64) - 1
+
+
+# pfn=: "%lu" on 5.10, "0x%lx" on 6.1+. A negative number only comes from
+# trace-cmd's raw fallback printing the stored -1UL; "& _NULL_PFN" makes it
+# -1UL again. Inlined in each builder: this is the hot path.
+
+
+def _alloc(name, cpu, ts, pid, comm, g, lineno):
+    s = g[0]
+    pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
+    # A failed allocation: kmem.h prints "REC->pfn != -1UL ? REC->pfn : 0"
+    # (and page=0000000000000000), on all four lab kernels.
+    if pfn == 0 or pfn == _NULL_PFN:
+        pfn = None
+    return _make(name, cpu, ts, pid, comm, pfn, int(g[1]), int(g[2]), g[3],
+                 None, None, None, None, None, None, lineno)
+
+
+def _zone_locked(name, cpu, ts, pid, comm, g, lineno):
+    s = g[0]
+    pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
+    if pfn == 0 or pfn == _NULL_PFN:  # the same "pfn != -1UL ? pfn : 0" as mm_page_alloc
+        pfn = None
+    refill = None if g[3] is None else g[3] != "0"
+    return _make(name, cpu, ts, pid, comm, pfn, int(g[1]), int(g[2]), None,
+                 refill, None, None, None, None, None, lineno)
+
+
+def _free(name, cpu, ts, pid, comm, g, lineno):
+    s = g[0]
+    pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
+    return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn, int(g[1]),
+                 None, None, None, None, None, None, None, None, lineno)
+
+
+def _free_batched(name, cpu, ts, pid, comm, g, lineno):
+    s = g[0]
+    pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
+    # order= is a literal 0 in the TP_printk, not a field of the record.
+    return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn,
+                 0 if g[1] is None else int(g[1]),
+                 None, None, None, None, None, None, None, None, lineno)
+
+
+def _drain(name, cpu, ts, pid, comm, g, lineno):
+    s = g[0]
+    pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
+    return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn, int(g[1]),
+                 int(g[2]), None, None, None, None, None, None, None, lineno)
+
+
+def _extfrag(name, cpu, ts, pid, comm, g, lineno):
+    s = g[0]
+    pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
+    fallback_order = int(g[2])
+    return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn,
+                 fallback_order, None, None, None, int(g[1]), fallback_order,
+                 int(g[3]), int(g[4]), g[5] != "0", lineno)
+
+
+#: Per event: (fields regex, builder, the keys in the regex's group order,
+#: which of them may be missing). The regexes follow the kernels' TP_printk.
+_EVENTS: Dict[str, tuple] = {
+    # "page=%p pfn=0x%lx order=%d migratetype=%d gfp_flags=%s"
+    "mm_page_alloc": (
+        _PTR + _PFN + r" order=(\d+) migratetype=" + _INT + r" gfp_flags=(\S+)" + _END,
+        _alloc, ("pfn", "order", "migratetype", "gfp_flags"), (),
+    ),
+    # "page=%p pfn=0x%lx order=%u migratetype=%d percpu_refill=%d"
+    "mm_page_alloc_zone_locked": (
+        _PTR + _PFN + r" order=(\d+) migratetype=" + _INT + r"(?: percpu_refill=(\d+))?" + _END,
+        _zone_locked, ("pfn", "order", "migratetype", "percpu_refill"), ("percpu_refill",),
+    ),
+    # "page=%p pfn=0x%lx order=%d"
+    "mm_page_free": (
+        _PTR + _PFN + r" order=(\d+)" + _END, _free, ("pfn", "order"), (),
+    ),
+    # "page=%p pfn=0x%lx order=0" (older kernels: "... order=0 cold=%d")
+    "mm_page_free_batched": (
+        _PTR + _PFN + r" order=(\d+)(?: cold=\d+)?" + _END,
+        _free_batched, ("pfn", "order"), ("order",),
+    ),
+    # "page=%p pfn=0x%lx order=%d migratetype=%d"
+    "mm_page_pcpu_drain": (
+        _PTR + _PFN + r" order=(\d+) migratetype=" + _INT + _END,
+        _drain, ("pfn", "order", "migratetype"), (),
+    ),
+    # "page=%p pfn=0x%lx alloc_order=%d fallback_order=%d pageblock_order=%d
+    #  alloc_migratetype=%d fallback_migratetype=%d fragmenting=%d change_ownership=%d"
+    "mm_page_alloc_extfrag": (
+        _PTR + _PFN + r" alloc_order=" + _INT + r" fallback_order=" + _INT
+        + r" pageblock_order=\d+ alloc_migratetype=" + _INT + r" fallback_migratetype=" + _INT
+        + r" fragmenting=\d+ change_ownership=(\d+)" + _END,
+        _extfrag,
+        ("pfn", "alloc_order", "fallback_order", "alloc_migratetype", "fallback_migratetype",
+         "change_ownership"),
+        (),
+    ),
+}
+
+#: The event names this module reads.
+EVENTS = tuple(_EVENTS)
+
+_PARSERS: Dict[str, tuple] = {
+    name: (re.compile(rx).match, build, keys, optional)
+    for name, (rx, build, keys, optional) in _EVENTS.items()
+}
+_KNOWN_IN_LINE = re.compile(r"\b(" + "|".join(EVENTS) + r"):")
+_NUMBER = re.compile(r"-?(?:0x[0-9a-fA-F]+|\d+)$")
+
+
+def _generic(fields: str, keys: tuple, optional: tuple) -> Optional[tuple]:
+    """Read *fields* as ``key=value`` tokens in any order; return the values
+    of *keys* in order, or None if a key that is not optional is missing or a
+    number is not a number."""
+    found = {}
+    for tok in fields.split():
+        k, eq, v = tok.partition("=")
+        if eq:
+            found[k] = v
+    out = []
+    for k in keys:
+        v = found.get(k)
+        if v is None:
+            if k not in optional:
+                return None
+        elif k != "gfp_flags" and not _NUMBER.match(v):
+            return None
+        out.append(v)
+    return tuple(out)
+
+
+def _odd_line(res: ParsedTrace, lineno: int, line: str) -> None:
+    """A line the skeleton does not match: blank, a lost-events notice, a
+    comment, or another line that is no event (``cpus=2``)."""
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return
+    lost = _LOST.search(line)
+    if lost:
+        cpu, n = lost.groups()
+        res.lost[int(cpu)] += int(n) if n else 1  # an unknown number counts as 1
+        return
+    known = _KNOWN_IN_LINE.search(line)
+    if known:
+        raise TraceError(lineno, line, f"{known.group(1)} line without a readable header")
+    if line.lstrip()[:1] == "#":
+        res.comments += 1
+    else:
+        res.other += 1
+
+
+def parse_lines(lines: Iterable[str]) -> ParsedTrace:
+    """
+    Parse ftrace text of the kmem page events.
+
+    Lines may end in a newline. Comment lines (``#``), blank lines, lost-event
+    notices and other non-event lines are counted; events other than the
+    kmem page events are counted by name in :attr:`ParsedTrace.unknown`.
+
+    :param lines: the text, line by line (a file object will do).
+    :raises TraceError: on a line of a kmem page event that cannot be read
+        (the first such line).
+    """
+    res = ParsedTrace()
+    # The events hold no reference cycles, but the cyclic garbage collector
+    # would still run every 700 new objects and walk the growing list of
+    # events: about an eighth of the parsing time. It is off while parsing.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        _parse(lines, res)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return res
+
+
+def _parse(lines: Iterable[str], res: ParsedTrace) -> None:
+    append = res.events.append
+    unknown = res.unknown
+    header = _HEADER.match
+    parsers = _PARSERS
+    comments = 0
+    for lineno, line in enumerate(lines, 1):
+        # Event lines start with the task name, right-aligned in 16 columns
+        # (a name has at most 15 characters): only comments start with "#".
+        if line[:1] == "#":
+            comments += 1
+            continue
+        m = header(line)
+        if m is None:
+            _odd_line(res, lineno, line)
+            continue
+        comm, pid, cpu, lcpu, ts, name = m.groups()
+        p = parsers.get(name)
+        if p is None:
+            unknown[name] += 1
+            continue
+        match, build, keys, optional = p
+        fm = match(line, m.end())
+        if fm is not None:
+            g = fm.groups()
+        else:
+            g = _generic(line[m.end():], keys, optional)
+            if g is None:
+                raise TraceError(lineno, line.rstrip("\r\n"),
+                                 f"{name} fields are not {' '.join(k + '=' for k in keys)}")
+        try:
+            append(build(name, int(cpu or lcpu), float(ts) if "." in ts else int(ts),
+                         int(pid), comm, g, lineno))
+        except ValueError as e:  # a number _generic let through, e.g. "order=-"
+            raise TraceError(lineno, line.rstrip("\r\n"), f"{name}: {e}") from None
+    res.comments += comments
+
+
+def parse_text(text: str) -> ParsedTrace:
+    """
+    Parse ftrace text held in a string.
+
+    :param text: the whole trace.
+    :raises TraceError: see :func:`parse_lines`.
+    """
+    return parse_lines(text.splitlines())
+
+
+def parse_file(path: Union[str, Path]) -> ParsedTrace:
+    """
+    Parse a trace file, read line by line; gzip'd if its name ends in
+    ``.gz``. Bytes that are not UTF-8 (in a task name) are replaced.
+
+    :param path: the file (``trace``, ``per_cpu/cpuN/trace``, a copy of one,
+        or ``trace-cmd report`` output).
+    :raises TraceError: see :func:`parse_lines`.
+    :raises OSError: if the file cannot be read.
+    """
+    path = Path(path)
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+            return parse_lines(f)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return parse_lines(f)
+
+
+def merge_by_timestamp(per_cpu: Dict[int, List[PageEvent]]) -> List[PageEvent]:
+    """
+    Merge per-CPU event streams (e.g. parsed from ``per_cpu/cpuN/trace``)
+    into one, ordered by timestamp. The merge is stable: events of one CPU
+    keep their order, and equal timestamps of different CPUs come in CPU
+    order (with ``trace_clock`` ``counter`` no two events share one).
+
+    :param per_cpu: CPU -> that CPU's events in the order it recorded them.
+    :raises TraceError: if a CPU's timestamps go backwards (not one CPU's
+        stream, or not in recorded order).
+    """
+    streams = []
+    for cpu in sorted(per_cpu):
+        evs = per_cpu[cpu]
+        for a, b in zip(evs, evs[1:]):
+            if b.ts < a.ts:
+                raise TraceError(b.lineno, f"{b.name} at {b.ts} after {a.ts}",
+                                 f"cpu {cpu}: timestamps go backwards")
+        streams.append(evs)
+    return list(heapq.merge(*streams, key=lambda e: e.ts))
