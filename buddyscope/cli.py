@@ -61,6 +61,17 @@ def _parser() -> argparse.ArgumentParser:
     snap.add_argument("--lists", action="store_true",
                       help="also print every non-empty list with its PFNs in order")
 
+    rec = sub.add_parser("record", help="a snapshot plus every kmem page event after it, as a fixture")
+    rec.add_argument("--lab", metavar="SERIES", required=True,
+                     help="record on a lab guest of this kernel (live recording is not written yet)")
+    rec.add_argument("--workload", type=Path, required=True, metavar="FILE",
+                     help="shell script run in the guest as `FILE prepare` (untraced; exit 2: "
+                          "not applicable) and `FILE run` (traced)")
+    rec.add_argument("--smp", type=_positive, default=1, help="vCPUs (default 1)")
+    rec.add_argument("--mem", type=_size, default=512, help="memory (default 512M)")
+    rec.add_argument("--buffer-kb", type=_positive, default=32768, help="ring buffer per CPU (KiB)")
+    rec.add_argument("-o", "--output", type=Path, required=True, help="the fixture file to write")
+
     lab = sub.add_parser("lab", help="real Debian kernels under QEMU")
     labsub = lab.add_subparsers(dest="lab_command", parser_class=_Parser, required=True)
     f = labsub.add_parser(
@@ -127,6 +138,24 @@ def _snapshot(args) -> int:
     return 0
 
 
+def _record(args) -> int:
+    from buddyscope.lab import kernels
+    from buddyscope.lab.record import record_lab
+
+    kernel = kernels.resolve_kernel(args.lab)
+    fixture = record_lab(kernel, args.workload, smp=args.smp, mem_mib=args.mem,
+                         buffer_kb=args.buffer_kb,
+                         log=lambda m: print(f"  {m}", file=sys.stderr))
+    try:
+        fixture.save(args.output)
+    except OSError as e:
+        raise BuddyscopeError(f"cannot write {args.output}: {e.strerror or e}") from None
+    counts = fixture.provenance["event_counts"]
+    print(f"wrote {args.output}: {kernel.release}, {args.smp} vCPU, {len(fixture.trace)} events ("
+          + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ")")
+    return 0
+
+
 def _lab_fetch(args) -> int:
     from buddyscope.lab import kernels
 
@@ -178,6 +207,7 @@ def _lab_shell(args) -> int:
 
 _COMMANDS = {
     ("snapshot", None): _snapshot,
+    ("record", None): _record,
     ("lab", "fetch"): _lab_fetch,
     ("lab", "list"): _lab_list,
     ("lab", "shell"): _lab_shell,

@@ -24,3 +24,59 @@ def pytest_generate_tests(metafunc):
     if "lab_kernel" in metafunc.fixturenames:
         ks = _lab_kernels()
         metafunc.parametrize("lab_kernel", ks, ids=[k.series for k in ks], scope="module")
+
+
+def first_pcp_allocations(fixture):
+    """The boundary property of a recording: for every CPU, the first traced
+    allocation from each pcp list (no refill of that list and no free on that
+    CPU before it) takes that list's head in the snapshot, or the first entry
+    after pages that left the list with no ``mm_page_alloc`` anywhere in the
+    trace (the bulk allocator, 6.1+, takes pcp pages untraced).
+
+    Returns [(cpu, pindex, skipped, position)]: *position* is where in the
+    snapshot's list the allocated PFN stands (None: not in the first entries),
+    *skipped* how many untraced pages came before it.
+    """
+    from buddyscope.model.ftrace import parse_lines
+
+    k = fixture.snapshot.kernel
+    pindex = {(pl.order, mt): i for i, pl in enumerate(k.pcp_lists) for mt in pl.migratetypes}
+    events = parse_lines(fixture.trace).events
+    # A page whose first event after the boundary is not its allocation left
+    # its list untraced (or never left it).
+    first_event = {}
+    for e in events:
+        first_event.setdefault(e.pfn, e.name)
+
+    def zone_of(pfn):
+        return next((z for z in fixture.snapshot.zones if z.start_pfn <= pfn < z.end_pfn), None)
+
+    touched = set()   # (cpu, zone, pindex) whose head may have changed
+    stopped = set()   # cpus that freed something: their lists may have changed
+    checks = []
+    for e in events:
+        if e.cpu in stopped:
+            continue
+        if e.name in ("mm_page_free", "mm_page_free_batched", "mm_page_pcpu_drain"):
+            stopped.add(e.cpu)
+            continue
+        if e.pfn is None or (e.order, e.migratetype) not in pindex:
+            continue
+        z = zone_of(e.pfn)
+        if z is None:
+            continue
+        key = (e.cpu, z.name, pindex[(e.order, e.migratetype)])
+        if e.name == "mm_page_alloc_zone_locked":
+            touched.add(key)
+        elif e.name == "mm_page_alloc" and key not in touched:
+            touched.add(key)
+            lst = z.pcp[e.cpu].lists[key[2]]
+            if not lst:
+                continue
+            skipped = 0
+            while (skipped < len(lst) and lst[skipped] != e.pfn
+                   and first_event.get(lst[skipped]) != "mm_page_alloc"):
+                skipped += 1
+            position = skipped if skipped < len(lst) and lst[skipped] == e.pfn else None
+            checks.append((e.cpu, key[2], skipped, position))
+    return checks

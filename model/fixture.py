@@ -1,0 +1,101 @@
+"""
+Fixture
+-------
+
+A recording: a consistent snapshot, every kmem page event the kernel traced
+after it (ftrace text lines, merged across CPUs in the ``counter`` clock's
+total order), and where it all came from. One gzip'd JSON file; the format is
+documented in ``docs/fixture-format.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import zlib
+from pathlib import Path
+from typing import Any
+
+from buddyscope.errors import BuddyscopeError
+from buddyscope.model.snapshot import Snapshot, SnapshotError
+
+__all__ = ("FIXTURE_FORMAT", "Fixture", "FixtureError")
+
+FIXTURE_FORMAT = 1
+
+
+class FixtureError(BuddyscopeError):
+    """A fixture that cannot be used: corrupt, foreign, too new, or whose
+    snapshot and trace disagree."""
+
+
+@dataclasses.dataclass
+class Fixture:
+    """A snapshot and the events after it."""
+
+    snapshot: Snapshot
+    #: ftrace text lines of the events after the snapshot, in total order.
+    trace: list[str]
+    #: kernel release, guest size, vCPUs, workload and its sha256, buddyscope
+    #: version, boundary method, ring-buffer counters (docs/fixture-format.md).
+    provenance: dict[str, Any]
+    format: int = FIXTURE_FORMAT
+
+    def check(self, origin: str = "fixture") -> None:
+        """Refuse a fixture whose snapshot and trace come from different kernels
+        or CPU counts."""
+        p, k = self.provenance, self.snapshot.kernel
+        if p.get("kernel_release") not in (None, k.release):
+            raise FixtureError(
+                f"{origin}: the trace is from {p['kernel_release']}, the snapshot from {k.release}"
+            )
+        if p.get("nr_cpus") not in (None, k.nr_cpus):
+            raise FixtureError(
+                f"{origin}: the trace has {p['nr_cpus']} CPUs, the snapshot {k.nr_cpus}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fixture_format": self.format, "provenance": self.provenance,
+                "snapshot": self.snapshot.to_dict(), "trace": self.trace}
+
+    def save(self, path: Path) -> None:
+        data = json.dumps(self.to_dict(), separators=(",", ":")).encode()
+        Path(path).write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
+
+    @classmethod
+    def load(cls, path: Path) -> "Fixture":
+        path = Path(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise FixtureError(f"cannot read {path}: {e.strerror or e}") from None
+        try:
+            if raw[:2] == b"\x1f\x8b":
+                raw = gzip.decompress(raw)
+            d = json.loads(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise FixtureError(f"{path} is a corrupt or truncated fixture ({e})") from None
+        except (ValueError, UnicodeDecodeError):
+            raise FixtureError(f"{path} is not a buddyscope fixture (not JSON)") from None
+        if not isinstance(d, dict) or "fixture_format" not in d:
+            raise FixtureError(f"{path} is not a buddyscope fixture")
+        fmt = d["fixture_format"]
+        if not isinstance(fmt, int) or fmt > FIXTURE_FORMAT or fmt < 1:
+            raise FixtureError(
+                f"{path} has fixture format {fmt!r}; this buddyscope reads formats up to "
+                f"{FIXTURE_FORMAT}: upgrade buddyscope"
+            )
+        try:
+            snap = Snapshot.from_dict(d["snapshot"], f"{path} (snapshot)")
+            trace = d["trace"]
+            provenance = d["provenance"]
+        except SnapshotError as e:
+            raise FixtureError(str(e)) from None
+        except KeyError as e:
+            raise FixtureError(f"{path} is a corrupt fixture (no {e})") from None
+        if not isinstance(trace, list) or not all(isinstance(l, str) for l in trace):
+            raise FixtureError(f"{path} is a corrupt fixture (trace is not a list of lines)")
+        fixture = cls(snap, trace, provenance, fmt)
+        fixture.check(str(path))
+        return fixture

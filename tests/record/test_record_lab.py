@@ -1,0 +1,99 @@
+"""Lab tier: record a short workload on a real kernel; the boundary holds,
+the tracing state is restored (also after an interrupted record), and a
+failing workload is reported with its output."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from buddyscope.errors import BuddyscopeError
+from buddyscope.lab import record
+from buddyscope.lab.guest import Guest
+from buddyscope.model.ftrace import parse_lines
+
+pytestmark = pytest.mark.lab
+pytest.importorskip("drgn")
+
+WORKLOADS = Path(__file__).resolve().parents[2] / "fixtures" / "workloads"
+
+
+@pytest.fixture(scope="module")
+def recorded(lab_kernel, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rec") / "f.json.gz"
+    p = subprocess.run([sys.executable, "-m", "buddyscope", "record", "--lab", lab_kernel.series,
+                        "--workload", str(WORKLOADS / "tmpfs-write.sh"), "--smp", "2", "-o", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=out.parent)
+    assert p.returncode == 0, p.stderr
+    from buddyscope.model.fixture import Fixture
+    return Fixture.load(out)
+
+
+def test_recording_has_the_events_and_provenance(recorded, lab_kernel):
+    events = parse_lines(recorded.trace).events
+    assert len(events) == len(recorded.trace) > 100
+    names = {e.name for e in events}
+    assert {"mm_page_alloc", "mm_page_free"} <= names
+    p = recorded.provenance
+    assert p["kernel_release"] == lab_kernel.release == recorded.snapshot.kernel.release
+    assert p["nr_cpus"] == 2 and recorded.snapshot.capture.paused
+    for cpu, after in p["ring_buffer_after"].items():
+        before = p["ring_buffer_before"][cpu]
+        assert after["overrun"] == after["dropped_events"] == 0
+        assert sum(e.cpu == int(cpu) for e in events) == after["entries"] - before["entries"]
+    # Merged in the counter clock's total order.
+    assert [e.ts for e in events] == sorted(e.ts for e in events)
+
+
+def test_boundary_first_pcp_allocations_are_snapshot_heads(recorded):
+    from conftest import first_pcp_allocations
+
+    checks = first_pcp_allocations(recorded)
+    assert checks, "no CPU allocated from a non-empty pcp list first"
+    assert all(position is not None for _, _, _, position in checks), checks
+
+
+@pytest.fixture(scope="module")
+def guest(lab_kernel):
+    with Guest.boot(lab_kernel) as g:
+        yield g
+
+
+def test_tracing_state_is_restored_after_a_record(guest):
+    before = record.save_tracing(guest)
+    script = (WORKLOADS / "fork-exec.sh").read_bytes()
+    fixture = record.record_in_guest(guest, script, "fork-exec.sh")
+    assert len(fixture.trace) > 0
+    assert record.save_tracing(guest) == before == fixture.provenance["tracing_state_restored"]
+
+
+def test_tracing_state_is_restored_after_an_interrupt(guest, monkeypatch):
+    before = record.save_tracing(guest)
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    # Ctrl-C after tracing was set up, at the boundary.
+    monkeypatch.setattr("buddyscope.probe.tracing.ring_buffer_counters", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        record.record_in_guest(guest, (WORKLOADS / "fork-exec.sh").read_bytes(), "fork-exec.sh")
+    assert record.save_tracing(guest) == before
+    assert guest.status == "running"
+
+
+def test_failing_workload_is_reported_with_its_output(guest):
+    script = b"#!/bin/sh\n[ \"$1\" = prepare ] && exit 0\necho it broke >&2\nexit 5\n"
+    with pytest.raises(BuddyscopeError, match="run failed with status 5: it broke"):
+        record.record_in_guest(guest, script, "broken.sh")
+    script = b"#!/bin/sh\necho not for this kernel\nexit 2\n"
+    with pytest.raises(record.NotApplicable, match="does not apply .*not for this kernel"):
+        record.record_in_guest(guest, script, "na.sh")
+
+
+def test_a_buffer_too_small_makes_the_recording_fail_loudly(guest):
+    before = record.save_tracing(guest)
+    script = (WORKLOADS / "fork-exec.sh").read_bytes()
+    with pytest.raises(BuddyscopeError, match="recording invalid: CPU 0 lost events"):
+        record.record_in_guest(guest, script, "fork-exec.sh", buffer_kb=4)
+    assert record.save_tracing(guest) == before
