@@ -553,5 +553,7 @@ def test_no_drgn_no_textual():
     code = ("import sys, buddyscope.model.ftrace as f; "
             "f.parse_text('  a-1 [000] ..... 1: mm_page_free: page=x pfn=0x1 order=0'); "
             "print(sorted(m for m in ('drgn', 'textual') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # Run outside the checkout so that the installed package is what imports.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd="/")
     assert out.stdout.strip() == "[]"
