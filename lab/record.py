@@ -33,19 +33,14 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.lab.guest import Guest
 from buddyscope.lab.kernels import Kernel
 from buddyscope.model.fixture import Fixture
+from buddyscope.model.ftrace import EVENTS
 
 __all__ = ("KMEM_EVENTS", "NotApplicable", "record_in_guest", "record_lab", "restore_tracing",
            "save_tracing")
 
 TRACEFS = "/sys/kernel/tracing"
-KMEM_EVENTS = (
-    "mm_page_alloc",
-    "mm_page_alloc_zone_locked",
-    "mm_page_free",
-    "mm_page_free_batched",
-    "mm_page_pcpu_drain",
-    "mm_page_alloc_extfrag",
-)
+# The kmem page events, as the one parser knows them.
+KMEM_EVENTS = EVENTS
 _STATE_FILES = ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer") + tuple(
     f"events/kmem/{e}/enable" for e in KMEM_EVENTS
 )

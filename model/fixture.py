@@ -11,13 +11,11 @@ documented in ``docs/fixture-format.md``.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
-import zlib
 from pathlib import Path
 from typing import Any
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model._jsonfile import read_json, write_json
 from buddyscope.model.snapshot import Snapshot, SnapshotError
 
 __all__ = ("FIXTURE_FORMAT", "Fixture", "FixtureError")
@@ -60,24 +58,12 @@ class Fixture:
                 "snapshot": self.snapshot.to_dict(), "trace": self.trace}
 
     def save(self, path: Path) -> None:
-        data = json.dumps(self.to_dict(), separators=(",", ":")).encode()
-        Path(path).write_bytes(gzip.compress(data, compresslevel=9, mtime=0))
+        write_json(path, self.to_dict(), compresslevel=9)
 
     @classmethod
     def load(cls, path: Path) -> "Fixture":
         path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise FixtureError(f"cannot read {path}: {e.strerror or e}") from None
-        try:
-            if raw[:2] == b"\x1f\x8b":
-                raw = gzip.decompress(raw)
-            d = json.loads(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise FixtureError(f"{path} is a corrupt or truncated fixture ({e})") from None
-        except (ValueError, UnicodeDecodeError):
-            raise FixtureError(f"{path} is not a buddyscope fixture (not JSON)") from None
+        d = read_json(path, FixtureError, "buddyscope fixture")
         if not isinstance(d, dict) or "fixture_format" not in d:
             raise FixtureError(f"{path} is not a buddyscope fixture")
         fmt = d["fixture_format"]

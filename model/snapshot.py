@@ -12,13 +12,11 @@ every older format stays readable.
 from __future__ import annotations
 
 import dataclasses
-import gzip
-import json
-import zlib
 from pathlib import Path
 from typing import Any, Optional
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model._jsonfile import read_json, write_json
 
 __all__ = (
     "FORMAT",
@@ -248,31 +246,13 @@ class Snapshot:
 
     def save(self, path: Path) -> None:
         """Write gzip'd JSON (or plain JSON if *path* ends in ``.json``)."""
-        data = json.dumps(self.to_dict(), separators=(",", ":")).encode()
-        path = Path(path)
-        if path.suffix == ".json":
-            path.write_bytes(data)
-        else:
-            path.write_bytes(gzip.compress(data, compresslevel=6, mtime=0))
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Path) -> "Snapshot":
         """Read a snapshot file written by :meth:`save` (gzip'd or plain JSON)."""
-        path = Path(path)
-        try:
-            raw = path.read_bytes()
-        except OSError as e:
-            raise SnapshotError(f"cannot read {path}: {e.strerror or e}") from None
-        if raw[:2] == b"\x1f\x8b":
-            try:
-                raw = gzip.decompress(raw)
-            except (OSError, EOFError, zlib.error) as e:
-                raise SnapshotError(f"{path} is a corrupt or truncated gzip file ({e})") from None
-        try:
-            d = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise SnapshotError(f"{path} is not a buddyscope snapshot (not JSON)") from None
-        # A fixture (issue 4) wraps a snapshot; accept it as a source too.
+        d = read_json(path, SnapshotError, "buddyscope snapshot")
+        # A fixture wraps a snapshot; accept it as a source too.
         if isinstance(d, dict) and "snapshot" in d and "format" not in d:
             d = d["snapshot"]
         return cls.from_dict(d, str(path))
