@@ -150,9 +150,9 @@ def _load_debug_info(prog, vmlinux: Optional[Path], what: str) -> None:
         else:
             prog.load_default_debug_info()
     except drgn.MissingDebugInfoError:
-        hint = f" --vmlinux FILE" if vmlinux is None else ""
+        hint = "pass --vmlinux FILE" if vmlinux is None else "pass the right --vmlinux"
         raise BuddyscopeError(
-            f"no debug info for {what} (release {release}): install its -dbg package or pass{hint or ' the right --vmlinux'}"
+            f"no debug info for {what} (release {release}): install its -dbg package or {hint}"
         ) from None
 
 

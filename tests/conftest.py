@@ -8,8 +8,6 @@ error, not a skip. Unset, the lab tier runs on every cached kernel.
 
 import os
 
-import pytest
-
 
 def _lab_kernels():
     from buddyscope.lab import kernels

@@ -3,7 +3,6 @@ against itself: its release, its buddyinfo, pause and resume seen in its own
 memory, a vmcore that drgn opens, and no QEMU process left behind."""
 
 import hashlib
-import os
 import re
 import signal
 import subprocess

@@ -33,9 +33,13 @@ def guest(lab_kernel):
 
 
 @pytest.fixture(scope="module")
-def paused_read(guest, tmp_path_factory):
+def core(tmp_path_factory):
+    return tmp_path_factory.mktemp("core") / "vmcore"
+
+
+@pytest.fixture(scope="module")
+def paused_read(guest, core):
     """(snapshot, the guest's procfs text, snapshot of a vmcore of the same pause)."""
-    core = tmp_path_factory.mktemp("core") / "vmcore"
     with open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path)) as src:
         with guest.paused_after(PROCFS) as p:
             snap = src.snapshot()
@@ -95,6 +99,14 @@ def test_every_list_matches_list_for_each_entry(guest):
             walked = list_for_each_entry_pfns(src.prog)
     assert sum(map(len, walked)) > 100
     assert snapshot_pfn_lists(snap) == walked
+
+
+def test_no_debug_info_is_one_clear_error(paused_read, core, monkeypatch, tmp_path):
+    # No lab cache and no --vmlinux: drgn's standard search finds nothing
+    # for a lab kernel on this host.
+    monkeypatch.setenv("BUDDYSCOPE_CACHE", str(tmp_path))
+    with pytest.raises(BuddyscopeError, match=r"no debug info for the kernel of .* pass --vmlinux FILE"):
+        open_source(SourceSpec(vmcore=core))
 
 
 def test_running_read_is_marked_not_paused(guest):
