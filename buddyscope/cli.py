@@ -156,6 +156,25 @@ def _record(args) -> int:
     return 0
 
 
+def _main_job(parser: argparse.ArgumentParser) -> int:
+    """``buddyscope`` alone: the allocator state of the best source there is.
+    The TUI will take this over; until then the snapshot tables are printed."""
+    from buddyscope.model.report import format_snapshot
+    from buddyscope.probe.sources import best_source_spec, open_source
+
+    try:
+        spec, why = best_source_spec()
+        with open_source(spec) as source:
+            snap = source.snapshot()
+    except BuddyscopeError as e:
+        print(f"buddyscope: error: {e}", file=sys.stderr)
+        return 1
+    print(f"buddyscope: showing {why}; the TUI is not written yet. "
+          f"`buddyscope --help` lists the commands.\n")
+    print(format_snapshot(snap))
+    return 0
+
+
 def _lab_fetch(args) -> int:
     from buddyscope.lab import kernels
 
@@ -218,8 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
-        return 0
+        return _main_job(parser)
     handler = _COMMANDS[(args.command, getattr(args, f"{args.command}_command", None))]
     try:
         return handler(args)

@@ -23,7 +23,7 @@ from typing import Optional
 from buddyscope.errors import BuddyscopeError, GuestGone, QMPError
 from buddyscope.model.snapshot import Snapshot
 
-__all__ = ("SourceSpec", "open_source", "Source")
+__all__ = ("Source", "SourceSpec", "best_source_spec", "bundled_snapshot", "open_source")
 
 # How often a paused read is retried when the pause caught a CPU holding a
 # zone or pcp lock (the lists may be mid-update).
@@ -324,6 +324,33 @@ class LiveSource(Source):
 
     def snapshot(self) -> Snapshot:
         return _read(self.prog, "live", "/proc/kcore", paused=False)
+
+
+def bundled_snapshot() -> Path:
+    """The recorded snapshot that ships with buddyscope (a 6.1 guest)."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("buddyscope.fixtures")
+                    .joinpath("snapshots/6.1-2cpu-512m.json.gz")))
+
+
+def best_source_spec(procfs_root: Path = Path("/proc")) -> tuple[SourceSpec, str]:
+    """The best source this machine offers, and why: the live kernel with
+    debug info (root, ``/proc/kcore``), else procfs counts, else the bundled
+    recorded snapshot."""
+    notes = []
+    if os.geteuid() == 0 and os.path.exists("/proc/kcore"):
+        try:
+            LiveSource(None).close()
+            return SourceSpec(live=True), "the live kernel"
+        except BuddyscopeError as e:
+            notes.append(str(e))
+    else:
+        notes.append("the live kernel needs root and /proc/kcore")
+    if (procfs_root / "buddyinfo").exists():
+        why = "procfs counts (no PFNs: " + "; ".join(notes) + ")"
+        return SourceSpec(procfs=True, procfs_root=procfs_root), why
+    return SourceSpec(file=bundled_snapshot()), "a bundled recorded snapshot (no /proc here)"
 
 
 def open_source(spec: SourceSpec) -> Source:

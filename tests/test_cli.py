@@ -53,9 +53,26 @@ def test_lab_list_on_an_empty_cache(empty_cache):
     assert "no kernels cached" in p.stdout and "buddyscope lab fetch" in p.stdout
 
 
-def test_no_arguments_prints_help():
+@pytest.mark.skipif(os.path.exists("/proc/kcore"), reason="this machine has /proc/kcore")
+def test_no_arguments_shows_the_best_source_here():
+    # This machine has no /proc/kcore: procfs counts are the best source.
     p = buddyscope()
-    assert p.returncode == 0 and "lab" in p.stdout
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("buddyscope: showing procfs counts (no PFNs: ")
+    with open("/proc/sys/kernel/osrelease") as f:
+        assert f"\n{f.read().strip()}  procfs /proc" in p.stdout
+
+
+def test_without_proc_the_bundled_snapshot_is_the_source():
+    from buddyscope.model.snapshot import Snapshot
+    from buddyscope.probe.sources import best_source_spec, open_source
+
+    spec, why = best_source_spec(procfs_root=__import__("pathlib").Path("/nonexistent"))
+    assert why.startswith("a bundled recorded snapshot") and spec.file.name == "6.1-2cpu-512m.json.gz"
+    with open_source(spec) as src:
+        snap = src.snapshot()
+    assert snap.kernel.release == "6.1.0-56-amd64" and snap.capture.consistent
+    assert snap.to_dict() == Snapshot.load(spec.file).to_dict()
 
 
 def test_version():
