@@ -37,7 +37,7 @@ import time
 import types
 import weakref
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from buddyscope.errors import GuestError, GuestGone, LabError, QMPError
 from buddyscope.lab.initramfs import build_initramfs
@@ -213,7 +213,7 @@ class Guest:
         self._serials: list[_Serial] = []
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._drgn_progs: list = []
+        self._drgn_source: Any = None  # a probe QmpSource: it holds qmp.sock
 
     # -- paths other processes attach to ------------------------------------
     @property
@@ -350,8 +350,9 @@ class Guest:
     def shutdown(self) -> None:
         """Quit QEMU (QMP ``quit``, then SIGKILL to its own pid) and remove the run
         directory. Safe to call twice, and on a guest that never booted."""
-        # drgn holds qmp.sock until its Program is freed.
-        self._drgn_progs.clear()
+        if self._drgn_source is not None:
+            self._drgn_source.close()
+            self._drgn_source = None
         if self._proc is not None and self._proc.poll() is None:
             with contextlib.suppress(QMPError, GuestGone, OSError, AttributeError):
                 self._ctl.execute("quit", timeout=2)  # type: ignore[union-attr]
@@ -538,30 +539,17 @@ class Guest:
 
     def attach_drgn(self) -> "drgn.Program":
         """A drgn :class:`Program` reading this guest's memory over ``qmp.sock``,
-        with the kernel's ``-dbg`` vmlinux loaded (its build ID must match).
+        with the kernel's ``-dbg`` vmlinux loaded (checked against the guest's
+        build ID), as ``--qmp`` opens it.
 
         QEMU serves one client per monitor socket, so the same Program is
         returned on every call.
         """
-        if self._drgn_progs:
-            return self._drgn_progs[0]
-        try:
-            import drgn
-        except ImportError:
-            raise LabError("drgn is not installed (pip install drgn)") from None
-        prog = drgn.Program()
-        try:
-            prog.set_qemu_qmp(str(self.qmp_path))
-        except (OSError, ValueError) as e:
-            raise LabError(f"drgn cannot attach to {self.qmp_path}: {e}") from None
-        if not prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL:
-            raise LabError("drgn found no VMCOREINFO in the guest (is qemu_fw_cfg loaded?)")
-        try:
-            prog.load_debug_info([str(self.kernel.vmlinux)])
-        except drgn.MissingDebugInfoError as e:
-            raise LabError(f"{self.kernel.vmlinux} does not match the guest kernel: {e}") from None
-        self._drgn_progs.append(prog)
-        return prog
+        if self._drgn_source is None:
+            from buddyscope.probe.sources import QmpSource
+
+            self._drgn_source = QmpSource(self.qmp_path, None, self.kernel.vmlinux)
+        return self._drgn_source.prog
 
 
 @atexit.register
