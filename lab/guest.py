@@ -258,8 +258,12 @@ class Guest:
             raise LabError(f"a guest needs at least 1 vCPU and 64 MiB (asked {smp}, {mem_mib})")
         log = log or (lambda m: print(f"buddyscope: {m}", file=sys.stderr))
         initrd = build_initramfs(busybox, kernel.fw_cfg_module, extra_files)
+        _remove_orphaned_rundirs()
         for attempt in range(retries + 1):
             rundir = Path(tempfile.mkdtemp(prefix="bs-lab-"))
+            # Whose guest this is: a run directory whose owner died without
+            # cleaning up (SIGKILL) is removed by the next boot.
+            (rundir / "owner.pid").write_text(f"{os.getpid()}\n")
             guest = cls(kernel, smp, mem_mib, rundir, append)
             try:
                 (rundir / "initrd.gz").write_bytes(initrd)
@@ -550,6 +554,20 @@ class Guest:
 
             self._drgn_source = QmpSource(self.qmp_path, None, self.kernel.vmlinux)
         return self._drgn_source.prog
+
+
+def _remove_orphaned_rundirs() -> None:
+    for d in Path(tempfile.gettempdir()).glob("bs-lab-*"):
+        try:
+            owner = int((d / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass  # someone else's live process
 
 
 @atexit.register

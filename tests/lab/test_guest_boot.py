@@ -3,6 +3,7 @@ against itself: its release, its buddyinfo, pause and resume seen in its own
 memory, a vmcore that drgn opens, and no QEMU process left behind."""
 
 import hashlib
+import os
 import re
 import signal
 import subprocess
@@ -148,17 +149,24 @@ def test_killed_parent_leaves_no_qemu(lab_kernel, tmp_path):
         from buddyscope.lab.kernels import resolve_kernel
         from buddyscope.lab.guest import Guest
         g = Guest.boot(resolve_kernel({lab_kernel.release!r}))
-        print(g.pid, flush=True)
+        print(g.pid, g.rundir, flush=True)
         time.sleep(600)
     """)
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                               text=True, cwd=tmp_path)
     try:
-        pid = int(parent.stdout.readline())
+        pid, rundir = parent.stdout.readline().split()
+        pid = int(pid)
         assert psutil.pid_exists(pid)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
         assert gone(pid), "QEMU outlived its killed parent"
+        # Its run directory is left behind; the next boot removes it.
+        from buddyscope.lab.guest import _remove_orphaned_rundirs
+
+        assert os.path.isdir(rundir)
+        _remove_orphaned_rundirs()
+        assert not os.path.exists(rundir)
     finally:
         parent.kill()
         parent.wait()
