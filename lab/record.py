@@ -41,9 +41,9 @@ __all__ = ("KMEM_EVENTS", "NotApplicable", "record_in_guest", "record_lab", "res
 TRACEFS = "/sys/kernel/tracing"
 # The kmem page events, as the one parser knows them.
 KMEM_EVENTS = EVENTS
-_STATE_FILES = ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer") + tuple(
-    f"events/kmem/{e}/enable" for e in KMEM_EVENTS
-)
+# What recording changes, so what is saved and put back. Every kmem event's
+# enable is saved, not only the six: _start_tracing turns the others off.
+_STATE_FILES = ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer")
 _BOUNDARY = ("paused guest (QMP stop); per-CPU ring_buffer_per_cpu.entries read with drgn in "
              "the same pause as the snapshot (retried while committing != 0); the first "
              "`entries` events of each CPU's per_cpu trace dropped")
@@ -55,8 +55,9 @@ class NotApplicable(BuddyscopeError):
 
 def save_tracing(guest: Guest) -> dict[str, str]:
     """The tracing state the guest has now, file by file."""
-    script = "; ".join(f"printf '%s\\t' {f}; cat {TRACEFS}/{f} 2>/dev/null | head -c 200 | tr '\\n' ' '; echo"
-                       for f in _STATE_FILES)
+    files = " ".join(_STATE_FILES)
+    script = (f"cd {TRACEFS} && for f in {files} events/kmem/*/enable; do "
+              f"printf '%s\\t' $f; head -c 200 $f 2>/dev/null | tr '\\n' ' '; echo; done")
     out = guest.run(script, check=True).text
     state = {}
     for line in out.splitlines():

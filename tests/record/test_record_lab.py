@@ -61,11 +61,16 @@ def guest(lab_kernel):
 
 
 def test_tracing_state_is_restored_after_a_record(guest):
+    # A kmem event that is not one of the six, enabled by someone else:
+    # recording turns it off, and must turn it back on.
+    guest.run("echo 1 > /sys/kernel/tracing/events/kmem/kmalloc/enable", check=True)
     before = record.save_tracing(guest)
+    assert before["events/kmem/kmalloc/enable"] == "1"
     script = (WORKLOADS / "fork-exec.sh").read_bytes()
     fixture = record.record_in_guest(guest, script, "fork-exec.sh")
     assert len(fixture.trace) > 0
     assert record.save_tracing(guest) == before == fixture.provenance["tracing_state_restored"]
+    guest.run("echo 0 > /sys/kernel/tracing/events/kmem/kmalloc/enable", check=True)
 
 
 def test_tracing_state_is_restored_after_an_interrupt(guest, monkeypatch):
