@@ -43,17 +43,6 @@ class SourceSpec:
     file: Optional[Path] = None
     vmlinux: Optional[Path] = None
 
-    def describe(self) -> str:
-        if self.live:
-            return "live kernel (/proc/kcore)"
-        if self.vmcore:
-            return f"vmcore {self.vmcore}"
-        if self.qmp:
-            return f"QEMU guest {self.qmp}" + (" (paused)" if self.pause else " (running)")
-        if self.procfs:
-            return f"procfs counts ({self.procfs_root})"
-        return f"snapshot file {self.file}"
-
 
 class Source:
     """Something that gives snapshots; :meth:`snapshot` may be called again
