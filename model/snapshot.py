@@ -64,6 +64,12 @@ class KernelInfo:
     #: CPUs the snapshot has pcp state for (possible CPUs).
     nr_cpus: int
     build_id: Optional[str] = None
+    #: Type facts of the kernel, in its own words, that tell kernels apart where
+    #: the release string must not: ``PB_migrate_isolate``,
+    #: ``zone.trylock_free_pages``, ``enum rmqueue_mode``, ... (see
+    #: ``buddyscope.probe.layout.detect_features``). Empty when unknown (procfs,
+    #: files written before the field existed).
+    features: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def max_page_order(self) -> int:

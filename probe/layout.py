@@ -16,7 +16,7 @@ import drgn
 
 from buddyscope.model.snapshot import PcpList
 
-__all__ = ("Layout", "get_layout")
+__all__ = ("Layout", "detect_features", "get_layout")
 
 # PAGE_ALLOC_COSTLY_ORDER: 3 in every kernel with high-order pcp lists.
 _PAGE_ALLOC_COSTLY_ORDER = 3
@@ -62,6 +62,8 @@ class Layout:
     sections_per_root: int
     #: ``struct zone`` counters some kernels have (``nr_free_highatomic``, ...).
     zone_fields: tuple[str, ...]
+    #: Type facts that tell kernels apart (:func:`detect_features`).
+    features: tuple[str, ...]
 
     @property
     def pages_per_section(self) -> int:
@@ -158,6 +160,7 @@ def _detect(prog: drgn.Program) -> Layout:
         sections_per_root=prog["SECTIONS_PER_ROOT"].value_(),
         zone_fields=tuple(n for n in ("nr_free_highatomic", "nr_isolate_pageblock", "cma_pages")
                           if _has_member(zone, n)),
+        features=detect_features(prog),
     )
 
 
@@ -167,6 +170,83 @@ def _has_member(t: drgn.Type, name: str) -> bool:
     except LookupError:
         return False
     return True
+
+
+# Type facts that tell kernels apart, named in the kernel's own words:
+# ``zone.trylock_free_pages`` for a member of ``struct zone``, ``enum
+# rmqueue_mode`` for an enum type, a bare name for an enumerator. Each is a
+# check of DWARF types and enums only (no memory is read), so that a vmlinux
+# alone answers it. Newest first; a snapshot lists them in this order.
+
+
+def _member_of(struct: str, member: str):
+    def check(prog: drgn.Program) -> bool:
+        return _has_member(prog.type(f"struct {struct}"), member)
+    return check
+
+
+def _enum_type(name: str):
+    def check(prog: drgn.Program) -> bool:
+        try:
+            prog.type(f"enum {name}")
+        except LookupError:
+            return False
+        return True
+    return check
+
+
+def _enumerator_of(enum: str, name: str):
+    def check(prog: drgn.Program) -> bool:
+        return name in _enumerators(prog, f"enum {enum}")
+    return check
+
+
+_FEATURES = (
+    # Since Linux kernel commit "mm/page_isolation: make page isolation a
+    # standalone bit" (in v6.16), isolation is its own pageblock bit next to
+    # the migratetype bits instead of the migratetype MIGRATE_ISOLATE.
+    ("PB_migrate_isolate", _enumerator_of("pageblock_bits", "PB_migrate_isolate")),
+    # Since Linux kernel commit "mm, bpf: Introduce free_pages_nolock()" (in
+    # v6.15), a free that cannot take zone->lock is parked on
+    # zone->trylock_free_pages and freed by the next one that can.
+    ("zone.trylock_free_pages", _member_of("zone", "trylock_free_pages")),
+    # Since Linux kernel commit "mm: page_alloc: speed up fallbacks in
+    # rmqueue_bulk()" (in v6.15, and 6.12.y stable), __rmqueue_fallback is split
+    # into __rmqueue_claim and __rmqueue_steal and __rmqueue remembers its
+    # fallback mode across rmqueue_bulk().
+    ("enum rmqueue_mode", _enum_type("rmqueue_mode")),
+    # Since Linux kernel commit "mm/page_alloc: keep track of free highatomic"
+    # (in v6.13, and 6.12.y stable), free pages in highatomic pageblocks are
+    # counted apart.
+    ("zone.nr_free_highatomic", _member_of("zone", "nr_free_highatomic")),
+    # Since Linux kernel commit "mm, pcp: reduce detecting time of consecutive
+    # high order page freeing" (in v6.7), free_count replaces free_factor.
+    ("per_cpu_pages.free_count", _member_of("per_cpu_pages", "free_count")),
+    # Since Linux kernel commit "mm: add framework for PCP high auto-tuning"
+    # (in v6.7), pcp->high moves between high_min and high_max.
+    ("per_cpu_pages.high_min", _member_of("per_cpu_pages", "high_min")),
+    # Since Linux kernel commit "mm, page_alloc: scale the number of pages
+    # that are batch allocated" (in v6.7), a pcp refill grows with alloc_factor.
+    ("per_cpu_pages.alloc_factor", _member_of("per_cpu_pages", "alloc_factor")),
+    # Since Linux kernel commit "mm/page_alloc: add page->buddy_list and
+    # page->pcp_list" (in v6.0), free pages link through these rather than lru.
+    ("page.buddy_list", _member_of("page", "buddy_list")),
+    ("page.pcp_list", _member_of("page", "pcp_list")),
+    # From Linux kernel commit "mm/page_alloc: scale the number of pages that
+    # are batch freed" (in v5.14) until "mm, pcp: reduce detecting time of
+    # consecutive high order page freeing" (in v6.7) removed it.
+    ("per_cpu_pages.free_factor", _member_of("per_cpu_pages", "free_factor")),
+    # Since Linux kernel commit "mm: mmzone: MIGRATE_CMA migration type added"
+    # (in v3.5), with CONFIG_CMA: a migratetype of its own, between HighAtomic
+    # and Isolate.
+    ("MIGRATE_CMA", _enumerator_of("migratetype", "MIGRATE_CMA")),
+)
+
+
+def detect_features(prog: drgn.Program) -> tuple[str, ...]:
+    """The type facts of :data:`_FEATURES` that *prog*'s kernel has, in that
+    order. Reads types only: a program with a vmlinux and no core will do."""
+    return tuple(name for name, check in _FEATURES if check(prog))
 
 
 def _pcp_lists(nr_lists: int, pcptypes: int, movable: int) -> tuple[PcpList, ...]:

@@ -69,6 +69,7 @@ def read_kernel_info(prog: drgn.Program) -> KernelInfo:
         pcp_lists=list(layout.pcp_lists),
         nr_cpus=len(list(for_each_possible_cpu(prog))),
         build_id=build_id,
+        features=list(layout.features),
     )
 
 
