@@ -72,6 +72,29 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--buffer-kb", type=_positive, default=32768, help="ring buffer per CPU (KiB)")
     rec.add_argument("-o", "--output", type=Path, required=True, help="the fixture file to write")
 
+    pr = sub.add_parser("predict", help="the next allocations the kernel will make for a request")
+    _source_arguments(pr)
+    pr.add_argument("--after", type=Path, metavar="TRACE",
+                    help="first apply these events (ftrace text, or a fixture's trace)")
+    pr.add_argument("--order", type=int, required=True, help="allocation order")
+    req = pr.add_mutually_exclusive_group(required=True)
+    req.add_argument("--gfp", metavar="FLAGS", help="gfp mask, e.g. GFP_KERNEL|__GFP_ZERO")
+    req.add_argument("--migratetype", metavar="NAME", help="Unmovable, Movable or Reclaimable")
+    pr.add_argument("--cpu", type=int, default=0, help="the CPU allocating (default 0)")
+    pr.add_argument("-n", type=_positive, default=1, help="how many allocations (default 1)")
+    pr.add_argument("--json", action="store_true", help="print JSON")
+    pr.add_argument("--profile", metavar="SERIES", help="override the kernel profile")
+
+    rp = sub.add_parser("replay", help="score the model against a recorded trace")
+    rp.add_argument("fixture", nargs="?", type=Path, help="a fixture (snapshot + trace)")
+    rp.add_argument("--snapshot", type=Path, metavar="FILE", help="a snapshot file (with --trace)")
+    rp.add_argument("--trace", type=Path, metavar="FILE", help="ftrace text of the events after it")
+    rp.add_argument("--json", action="store_true", help="print one JSON object")
+    rp.add_argument("--strict", action="store_true",
+                    help="stop at the first event that contradicts the model")
+    rp.add_argument("--misses", type=int, default=20, metavar="N", help="misses to list (default 20)")
+    rp.add_argument("--profile", metavar="SERIES", help="override the kernel profile")
+
     lab = sub.add_parser("lab", help="real Debian kernels under QEMU")
     labsub = lab.add_subparsers(dest="lab_command", parser_class=_Parser, required=True)
     f = labsub.add_parser(
@@ -135,6 +158,102 @@ def _snapshot(args) -> int:
         print()
     elif not args.output:
         print(format_snapshot(snap, lists=args.lists))
+    return 0
+
+
+def _load_trace(path: Path, snap=None):
+    """Events from ftrace text or from a fixture's trace; a fixture of
+    another kernel than *snap* is refused."""
+    from buddyscope.model.fixture import Fixture, FixtureError
+    from buddyscope.model.ftrace import parse_file, parse_lines
+
+    if not path.exists():
+        raise BuddyscopeError(f"{path}: no such file")
+    try:
+        fx = Fixture.load(path)
+    except FixtureError:
+        fx = None
+    if fx is not None:
+        if snap is not None and fx.snapshot.kernel.release != snap.kernel.release:
+            raise BuddyscopeError(f"{path} is a trace of {fx.snapshot.kernel.release}, "
+                                  f"the snapshot is of {snap.kernel.release}")
+        parsed = parse_lines(fx.trace)
+    else:
+        parsed = parse_file(path)
+    if parsed.lost:
+        raise BuddyscopeError(f"{path}: the ring buffer lost events on cpu "
+                              f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed exactly")
+    return parsed.events
+
+
+def _profile(args):
+    from buddyscope.model.profile import profile_named
+
+    return profile_named(args.profile) if args.profile else None
+
+
+def _predict(args) -> int:
+    import json
+
+    from buddyscope.model.fixture import Fixture, FixtureError
+    from buddyscope.model.predict import format_outcomes, model_after, predict_request
+    from buddyscope.model.request import make_request
+    from buddyscope.probe.sources import open_source
+
+    snap = None
+    if args.file is not None and args.file.exists():
+        try:
+            snap = Fixture.load(args.file).snapshot
+        except FixtureError:
+            snap = None
+    if snap is None:
+        with open_source(_source_spec(args)) as source:
+            snap = source.snapshot()
+    events = _load_trace(args.after, snap) if args.after else None
+    alloc = model_after(snap, events, _profile(args))
+    req = make_request(alloc, args.order, args.cpu, gfp=args.gfp, migratetype=args.migratetype)
+    outcomes = predict_request(alloc, req, args.n)
+    if args.json:
+        json.dump({"kernel": snap.kernel.release, "profile": alloc.profile.name,
+                   "request": {"order": req.order, "gfp": req.gfp_text, "cpu": req.cpu,
+                               "migratetype": alloc.mt_names[req.migratetype]},
+                   "after_events": len(events or ()),
+                   "results": [{"pfn": o.pfn, "zone": o.zone, "path": o.kind,
+                                "steps": [s.describe() for s in o.path],
+                                "refill": o.refill} for o in outcomes]}, sys.stdout)
+        print()
+    else:
+        print(f"kernel {snap.kernel.release}, profile {alloc.profile.name}"
+              + (f", after {len(events)} events of {args.after}" if events is not None else ""))
+        print(format_outcomes(outcomes, req))
+    return 0
+
+
+def _replay(args) -> int:
+    import json
+
+    from buddyscope.model.fixture import Fixture
+    from buddyscope.model.replay import format_report, replay
+    from buddyscope.model.snapshot import Snapshot
+
+    if args.fixture and (args.snapshot or args.trace):
+        raise BuddyscopeError("give a fixture, or --snapshot with --trace, not both")
+    if args.fixture:
+        if not args.fixture.exists():
+            raise BuddyscopeError(f"{args.fixture}: no such file")
+        fx = Fixture.load(args.fixture)
+        snap, events = fx.snapshot, _load_trace(args.fixture)
+    elif args.snapshot and args.trace:
+        snap = Snapshot.load(args.snapshot)
+        events = _load_trace(args.trace, snap)
+    else:
+        raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
+    rep = replay(snap, events, _profile(args), strict=args.strict)
+    if args.json:
+        json.dump(rep.to_dict(), sys.stdout)
+        print()
+    else:
+        print(format_report(rep, args.misses))
     return 0
 
 
@@ -227,6 +346,8 @@ def _lab_shell(args) -> int:
 _COMMANDS = {
     ("snapshot", None): _snapshot,
     ("record", None): _record,
+    ("predict", None): _predict,
+    ("replay", None): _replay,
     ("lab", "fetch"): _lab_fetch,
     ("lab", "list"): _lab_list,
     ("lab", "shell"): _lab_shell,

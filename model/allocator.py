@@ -1,0 +1,1276 @@
+"""
+Allocator
+---------
+
+A pure-Python mirror of the buddy allocator's state and of the kernel
+functions that change it: the free lists (``free_area[order].free_list[mt]``
+as doubly linked lists in the kernel's order), the per-CPU page lists
+(``per_cpu_pages.lists[pindex]``), pageblock migratetypes, and the counters
+the decisions read. Allocation follows ``get_page_from_freelist`` ->
+``rmqueue`` -> ``rmqueue_pcplist`` / ``rmqueue_buddy`` -> ``__rmqueue`` ->
+``__rmqueue_smallest`` / fallback; freeing follows the pcp commit,
+``free_pcppages_bulk`` and ``__free_one_page``. Where kernel series differ the
+code asks its :class:`~buddyscope.model.profile.Profile`.
+
+Every change goes through a few primitives that can be journaled, so a
+prediction can be made on the live state and rolled back (see
+:meth:`Allocator.trial`).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+
+from buddyscope.errors import BuddyscopeError
+from buddyscope.model.profile import Profile, detect_profile
+from buddyscope.model.snapshot import Snapshot
+
+__all__ = (
+    "ALLOC_CMA", "ALLOC_HIGHATOMIC", "ALLOC_KSWAPD", "ALLOC_NOFRAGMENT",
+    "Allocator", "ModelError", "Outcome", "Step", "ZONE_INDEX",
+)
+
+# enum migratetype (include/linux/mmzone.h): the first four never move.
+MIGRATE_UNMOVABLE, MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_HIGHATOMIC = 0, 1, 2, 3
+MIGRATE_PCPTYPES = 3
+
+# enum zone_type on x86_64 (include/linux/mmzone.h): the index into
+# lowmem_reserve[] and the order of the zonelist (highest first).
+ZONE_INDEX = {"DMA": 0, "DMA32": 1, "Normal": 2, "Movable": 3, "Device": 4}
+
+# alloc_flags (mm/internal.h). The values that differ by series (HARDER /
+# NON_BLOCK, HIGH / MIN_RESERVE) are not needed apart here: the model keeps
+# its own names for what it uses.
+ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = 0, 1, 2
+ALLOC_WMARK_MASK = 3
+ALLOC_NO_WATERMARKS = 0x04
+ALLOC_OOM = 0x08
+ALLOC_NON_BLOCK = 0x10     # ALLOC_HARDER in 5.10
+ALLOC_MIN_RESERVE = 0x20   # ALLOC_HIGH in 5.10
+ALLOC_CPUSET = 0x40
+ALLOC_CMA = 0x80
+ALLOC_NOFRAGMENT = 0x100
+ALLOC_HIGHATOMIC = 0x200
+ALLOC_KSWAPD = 0x800
+ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+
+# fallbacks[] (5.10 L2337, 6.1 L2621, 6.12 L1666, 7.2 L1921): same content.
+FALLBACKS = {
+    MIGRATE_UNMOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
+    MIGRATE_MOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE),
+    MIGRATE_RECLAIMABLE: (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE),
+}
+
+# enum rmqueue_mode (Debian 6.12, 7.2 __rmqueue).
+RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = range(4)
+
+
+class ModelError(BuddyscopeError):
+    """A request the kernel would refuse, or a state the model cannot hold."""
+
+
+@dataclasses.dataclass
+class Step:
+    """One thing the allocator did, in the kernel's words."""
+
+    #: ``pcp_hit``, ``pcp_refill``, ``buddy`` (``rmqueue_buddy``), ``split``
+    #: (``expand``), ``cma``, ``fallback`` (5.10/6.1 ``__rmqueue_fallback``),
+    #: ``claim`` / ``steal`` (6.12+), ``highatomic``, ``zone_skip``
+    #: (watermark), ``failed``.
+    kind: str
+    detail: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def describe(self) -> str:
+        d = self.detail
+        if self.kind == "pcp_hit":
+            return f"pcp hit: cpu {d['cpu']} {d['zone']} lists[{d['pindex']}] head"
+        if self.kind == "pcp_refill":
+            pages = d["pages"]
+            shown = ", ".join(hex(p) for p in pages[:4]) + (", ..." if len(pages) > 4 else "")
+            return (f"pcp refill: rmqueue_bulk asked {d['asked']}, got {len(pages)} "
+                    f"to cpu {d['cpu']} lists[{d['pindex']}] tail ({shown})")
+        if self.kind == "split":
+            pieces = ", ".join(f"{hex(p)}/{o}" for p, o in d["pieces"])
+            return (f"split {hex(d['pfn'])} order {d['from_order']} -> {d['to_order']} "
+                    f"({d['migratetype']}): {pieces or 'nothing'} to list heads")
+        if self.kind == "fallback":
+            return (f"fallback: {d['fallback_migratetype']} order {d['fallback_order']} "
+                    f"block {hex(d['pfn'])} stolen for {d['migratetype']}"
+                    f"{', block claimed' if d['claimed'] else ''}"
+                    f"{', free pages moved' if d.get('moved') else ''}")
+        if self.kind in ("claim", "steal"):
+            return (f"{self.kind}: {d['fallback_migratetype']} order {d['fallback_order']} "
+                    f"{hex(d['pfn'])} for {d['migratetype']}"
+                    f"{', block claimed' if d.get('claimed') else ''}")
+        if self.kind == "zone_skip":
+            return f"zone {d['zone']} skipped: {d['why']}"
+        if self.kind == "buddy":
+            return f"rmqueue_buddy: {d['zone']} order {d['order']} {d['migratetype']}"
+        return self.kind + (" " + ", ".join(f"{k}={v}" for k, v in d.items()) if d else "")
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one allocation did: the block it returned and how."""
+
+    pfn: Optional[int]
+    order: int
+    zone: Optional[str]
+    path: List[Step]
+    #: The page-removal events it would make the kernel trace, in order:
+    #: ``("zone_locked", pfn)`` and ``("extfrag", pfn, fallback_order,
+    #: change_ownership)``.
+    events: List[tuple]
+    #: A pcp refill's pages in list order (the first is the one returned).
+    refill: Optional[List[int]] = None
+
+    @property
+    def kind(self) -> str:
+        """The path in one word: ``pcp``, ``refill``, ``buddy``, ``fallback``
+        or ``failed``."""
+        kinds = {s.kind for s in self.path}
+        if self.pfn is None:
+            return "failed"
+        if kinds & {"fallback", "claim", "steal"}:
+            return "fallback"
+        if "pcp_refill" in kinds:
+            return "refill"
+        if "pcp_hit" in kinds:
+            return "pcp"
+        return "buddy"
+
+
+class _Pcp:
+    """``struct per_cpu_pages`` of one CPU in one zone."""
+
+    __slots__ = ("cpu", "count", "high", "batch", "high_min", "high_max", "free_factor",
+                 "alloc_factor", "free_count", "flags", "lists")
+
+    def __init__(self, cpu: int, count: int, high: int, batch: int, fields: dict, nr_lists: int):
+        self.cpu = cpu
+        self.count = count
+        self.high = high
+        self.batch = batch
+        self.high_min = fields.get("high_min", high)
+        self.high_max = fields.get("high_max", high)
+        self.free_factor = fields.get("free_factor", 0)
+        self.alloc_factor = fields.get("alloc_factor", 0)
+        self.free_count = fields.get("free_count", 0)
+        self.flags = fields.get("flags", 0)
+        self.lists: List[Deque[int]] = [collections.deque() for _ in range(nr_lists)]
+
+
+# per_cpu_pages.flags (6.12 mmzone.h): PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH.
+PCPF_PREV_FREE_HIGH_ORDER = 1 << 0
+PCPF_FREE_HIGH_BATCH = 1 << 1
+
+
+class _Zone:
+    """``struct zone``: what the model reads and changes."""
+
+    __slots__ = ("index", "name", "node", "zone_idx", "start_pfn", "end_pfn", "managed",
+                 "watermarks", "boost", "lowmem_reserve", "nr_reserved_highatomic",
+                 "nr_free_highatomic", "free_pages", "cma_free", "nr_free", "pb_base",
+                 "pageblocks", "pcp", "below_high", "boosted")
+
+    def contains(self, pfn: int) -> bool:
+        return self.start_pfn <= pfn < self.end_pfn
+
+
+class Allocator:
+    """The allocator state of one snapshot, and the kernel's ways of changing it."""
+
+    def __init__(self, snapshot: Snapshot, profile: Optional[Profile] = None):
+        if not snapshot.has_pfns:
+            raise ModelError(
+                "the model needs the free lists' PFNs; this snapshot has only counts "
+                f"(source: {snapshot.capture.source}): read it with drgn (--qmp, --vmcore, --live)"
+            )
+        k = snapshot.kernel
+        self.snapshot_kernel = k
+        self.profile = profile or detect_profile(snapshot)
+        self.nr_orders = k.nr_page_orders
+        self.pageblock_order = k.pageblock_order
+        self.pageblock_nr_pages = 1 << k.pageblock_order
+        self.nr_cpus = k.nr_cpus
+        self.mt_names = list(k.migratetypes)
+        self.nr_mt = len(self.mt_names)
+        self.MIGRATE_CMA = self._mt_index("CMA")
+        self.MIGRATE_ISOLATE = self._mt_index("Isolate")
+        self.pcp_lists = k.pcp_lists
+        #: (order, migratetype) -> pindex: order_to_pindex().
+        self.pindex = {(pl.order, mt): i for i, pl in enumerate(k.pcp_lists)
+                       for mt in pl.migratetypes}
+        self.pcp_orders = frozenset(pl.order for pl in k.pcp_lists)
+        self.pindex_order = [pl.order for pl in k.pcp_lists]
+        self.mobility_disabled = False
+        self.watermark_boost_factor = 15000
+        # Free lists: circular doubly linked lists over PFNs; each list has a
+        # negative sentinel key (list_head).
+        self.nxt: Dict[int, int] = {}
+        self.prv: Dict[int, int] = {}
+        #: Free block head PFN -> (order, migratetype of its list, zone index).
+        self.buddy: Dict[int, Tuple[int, int, int]] = {}
+        #: PFN on a pcp list -> (zone index, cpu, pindex).
+        self.on_pcp: Dict[int, Tuple[int, int, int]] = {}
+        #: page->index of pages on pcp lists (5.10, 6.1 cache the migratetype at free).
+        self.pcp_mt: Dict[int, int] = {}
+        #: Allocated blocks the model saw being handed out: head PFN -> (order, migratetype).
+        self.allocated: Dict[int, Tuple[int, int]] = {}
+        self.journal: Optional[List[Tuple[Callable, tuple]]] = None
+        self.zones: List[_Zone] = []
+        for zi, z in enumerate(snapshot.zones):
+            self.zones.append(self._new_zone(zi, z))
+            self._load_lists(self.zones[zi], z)
+
+    # -- loading -------------------------------------------------------------
+    def _mt_index(self, name: str) -> Optional[int]:
+        for i, n in enumerate(self.mt_names):
+            if n.lower() == name.lower():
+                return i
+        return None
+
+    def sentinel(self, zi: int, order: int, mt: int) -> int:
+        return -1 - ((zi * self.nr_orders + order) * self.nr_mt + mt)
+
+    def _new_zone(self, zi: int, z) -> _Zone:
+        zs = _Zone()
+        zs.index, zs.name, zs.node = zi, z.name, z.node
+        zs.zone_idx = ZONE_INDEX.get(z.name, zi)
+        zs.start_pfn, zs.end_pfn = z.start_pfn, z.end_pfn
+        zs.managed = z.managed_pages
+        zs.watermarks = dict(z.watermarks)
+        zs.boost = z.watermark_boost
+        zs.lowmem_reserve = list(z.lowmem_reserve)
+        zs.nr_reserved_highatomic = z.nr_reserved_highatomic
+        zs.nr_free_highatomic = z.fields.get("nr_free_highatomic", 0)
+        zs.nr_free = [0] * self.nr_orders
+        zs.free_pages = 0
+        zs.cma_free = 0
+        zs.below_high = False
+        zs.boosted = False
+        zs.pb_base = z.start_pfn >> self.pageblock_order
+        zs.pageblocks = list(z.pageblock_migratetypes or [])
+        zs.pcp = {}
+        return zs
+
+    def _load_lists(self, zs: _Zone, z) -> None:
+        zi = zs.index
+        for o in range(self.nr_orders):
+            for mt in range(self.nr_mt):
+                s = self.sentinel(zi, o, mt)
+                self.nxt[s] = s
+                self.prv[s] = s
+        for o, area in enumerate(z.free_area):
+            for mt, pfns in enumerate(area.free_list or []):
+                for pfn in pfns:
+                    if pfn in self.buddy:
+                        continue  # a probe anomaly (listed twice): keep the first
+                    self._add(zi, pfn, o, mt, tail=True)
+        nr_lists = len(self.pcp_lists)
+        for p in z.pcp:
+            pcp = _Pcp(p.cpu, p.count, p.high, p.batch, p.fields, nr_lists)
+            zs.pcp[p.cpu] = pcp
+            for pindex, pfns in enumerate(p.lists or []):
+                mts = self.pcp_lists[pindex].migratetypes
+                for pfn in pfns:
+                    if pfn in self.on_pcp or pfn in self.buddy:
+                        continue
+                    pcp.lists[pindex].append(pfn)
+                    self.on_pcp[pfn] = (zi, p.cpu, pindex)
+                    mt = self.pageblock_mt_of(zs, pfn)
+                    self.pcp_mt[pfn] = mt if mt in mts or mt >= MIGRATE_PCPTYPES else mts[0]
+
+    # -- journal -------------------------------------------------------------
+    @contextlib.contextmanager
+    def trial(self) -> Iterator[List]:
+        """Run changes that can be undone: yields the journal; on leaving,
+        everything is rolled back unless :meth:`commit` was called inside."""
+        if self.journal is not None:
+            raise ModelError("nested trial")
+        self.journal = j = []
+        self._committed = False
+        try:
+            yield j
+        finally:
+            self.journal = None
+            if not self._committed:
+                for fn, args in reversed(j):
+                    fn(*args)
+
+    def commit(self) -> None:
+        self._committed = True
+
+    def _log(self, fn: Callable, *args: Any) -> None:
+        j = self.journal
+        if j is not None:
+            j.append((fn, args))
+
+    def _set(self, obj: Any, name: str, value: Any) -> None:
+        if self.journal is not None:
+            self.journal.append((setattr, (obj, name, getattr(obj, name))))
+        setattr(obj, name, value)
+
+    # -- free list primitives (list_add / list_add_tail / list_del) -----------
+    def _add(self, zi: int, pfn: int, order: int, mt: int, tail: bool = False) -> None:
+        """``__add_to_free_list``: *pfn* of *order* onto ``free_list[mt]``."""
+        s = self.sentinel(zi, order, mt)
+        nxt, prv = self.nxt, self.prv
+        if tail:
+            p = prv[s]
+            nxt[p] = pfn; prv[pfn] = p; nxt[pfn] = s; prv[s] = pfn
+        else:
+            n = nxt[s]
+            nxt[s] = pfn; prv[pfn] = s; nxt[pfn] = n; prv[n] = pfn
+        self.buddy[pfn] = (order, mt, zi)
+        z = self.zones[zi]
+        z.nr_free[order] += 1
+        self._account(z, order, mt, 1)
+        if self.journal is not None:
+            self.journal.append((self._del_raw, (pfn,)))
+
+    def _account(self, z: _Zone, order: int, mt: int, sign: int) -> None:
+        """``account_freepages``: NR_FREE_PAGES (not for ISOLATE), CMA and
+        highatomic free counts."""
+        if mt == self.MIGRATE_ISOLATE:
+            return
+        z.free_pages += sign << order
+        if mt == self.MIGRATE_CMA:
+            z.cma_free += sign << order
+        elif mt == MIGRATE_HIGHATOMIC:
+            z.nr_free_highatomic += sign << order
+
+    def _del_raw(self, pfn: int) -> None:
+        order, mt, zi = self.buddy.pop(pfn)
+        nxt, prv = self.nxt, self.prv
+        p, n = prv.pop(pfn), nxt.pop(pfn)
+        nxt[p] = n
+        prv[n] = p
+        z = self.zones[zi]
+        z.nr_free[order] -= 1
+        self._account(z, order, mt, -1)
+
+    def _del(self, pfn: int) -> Tuple[int, int, int]:
+        """``del_page_from_free_list``; returns (order, mt, zone index)."""
+        info = self.buddy[pfn]
+        if self.journal is not None:
+            self.journal.append((self._relink, (pfn, self.prv[pfn], info)))
+        self._del_raw(pfn)
+        return info
+
+    def _relink(self, pfn: int, after: int, info: Tuple[int, int, int]) -> None:
+        order, mt, zi = info
+        nxt, prv = self.nxt, self.prv
+        n = nxt[after]
+        nxt[after] = pfn; prv[pfn] = after; nxt[pfn] = n; prv[n] = pfn
+        self.buddy[pfn] = info
+        z = self.zones[zi]
+        z.nr_free[order] += 1
+        self._account(z, order, mt, 1)
+
+    def _move_tail(self, pfn: int, mt: int) -> int:
+        """``move_to_free_list``: list_move_tail onto ``free_list[mt]``."""
+        order, _, zi = self._del(pfn)
+        self._add(zi, pfn, order, mt, tail=True)
+        return order
+
+    # -- reading -------------------------------------------------------------
+    def zone_of(self, pfn: int) -> Optional[_Zone]:
+        for z in self.zones:
+            if z.start_pfn <= pfn < z.end_pfn:
+                return z
+        return None
+
+    def pageblock_mt_of(self, z: _Zone, pfn: int) -> int:
+        """``get_pageblock_migratetype``."""
+        i = (pfn >> self.pageblock_order) - z.pb_base
+        if 0 <= i < len(z.pageblocks):
+            return z.pageblocks[i]
+        return MIGRATE_MOVABLE
+
+    def _set_pageblock(self, z: _Zone, pfn: int, mt: int) -> None:
+        """``set_pageblock_migratetype``."""
+        i = (pfn >> self.pageblock_order) - z.pb_base
+        if 0 <= i < len(z.pageblocks) and z.pageblocks[i] != mt:
+            if self.journal is not None:
+                self.journal.append((z.pageblocks.__setitem__, (i, z.pageblocks[i])))
+            z.pageblocks[i] = mt
+
+    def head(self, zi: int, order: int, mt: int) -> Optional[int]:
+        s = self.sentinel(zi, order, mt)
+        h = self.nxt[s]
+        return None if h == s else h
+
+    def free_list(self, zi: int, order: int, mt: int) -> List[int]:
+        s = self.sentinel(zi, order, mt)
+        out, p = [], self.nxt[s]
+        while p != s:
+            out.append(p)
+            p = self.nxt[p]
+        return out
+
+    def containing_free_block(self, pfn: int) -> Optional[int]:
+        """Head PFN of the free buddy block holding *pfn*, if any."""
+        buddy = self.buddy
+        for o in range(self.nr_orders):
+            h = pfn & ~((1 << o) - 1)
+            info = buddy.get(h)
+            if info is not None and info[0] >= o and pfn < h + (1 << info[0]):
+                return h
+        return None
+
+    def is_free(self, pfn: int) -> bool:
+        return self.containing_free_block(pfn) is not None
+
+    # -- pcp primitives ------------------------------------------------------
+    def _pcp_add(self, zi: int, cpu: int, pindex: int, pfn: int, tail: bool, mt: int) -> None:
+        pcp = self.zones[zi].pcp[cpu]
+        lst = pcp.lists[pindex]
+        if tail:
+            lst.append(pfn)
+            undo = lst.pop
+        else:
+            lst.appendleft(pfn)
+            undo = lst.popleft
+        self.on_pcp[pfn] = (zi, cpu, pindex)
+        self.pcp_mt[pfn] = mt
+        pcp.count += 1 << self.pindex_order[pindex]
+        if self.journal is not None:
+            self.journal.append((self._pcp_undo_add, (pcp, undo, pfn, pindex)))
+
+    def _pcp_undo_add(self, pcp: _Pcp, undo: Callable, pfn: int, pindex: int) -> None:
+        undo()
+        del self.on_pcp[pfn]
+        self.pcp_mt.pop(pfn, None)
+        pcp.count -= 1 << self.pindex_order[pindex]
+
+    def _pcp_take(self, pfn: int, where: str = "any") -> Tuple[int, int, int]:
+        """Take *pfn* off its pcp list (head, tail or anywhere)."""
+        zi, cpu, pindex = self.on_pcp.pop(pfn)
+        pcp = self.zones[zi].pcp[cpu]
+        lst = pcp.lists[pindex]
+        mt = self.pcp_mt.pop(pfn, MIGRATE_MOVABLE)
+        if lst and lst[0] == pfn:
+            lst.popleft()
+            undo: Callable = lst.appendleft
+            args: tuple = (pfn,)
+        elif lst and lst[-1] == pfn:
+            lst.pop()
+            undo, args = lst.append, (pfn,)
+        else:
+            i = lst.index(pfn)
+            del lst[i]
+            undo, args = lst.insert, (i, pfn)
+        pcp.count -= 1 << self.pindex_order[pindex]
+        if self.journal is not None:
+            self.journal.append((self._pcp_undo_take, (pcp, undo, args, pfn, (zi, cpu, pindex), mt)))
+        return zi, cpu, pindex
+
+    def _pcp_undo_take(self, pcp, undo, args, pfn, where, mt) -> None:
+        undo(*args)
+        self.on_pcp[pfn] = where
+        self.pcp_mt[pfn] = mt
+        pcp.count += 1 << self.pindex_order[where[2]]
+
+    def _mark_allocated(self, pfn: int, order: int, mt: int) -> None:
+        old = self.allocated.get(pfn)
+        self.allocated[pfn] = (order, mt)
+        if self.journal is not None:
+            if old is None:
+                self.journal.append((self.allocated.pop, (pfn, None)))
+            else:
+                self.journal.append((self.allocated.__setitem__, (pfn, old)))
+
+    def _unmark_allocated(self, pfn: int) -> None:
+        old = self.allocated.pop(pfn, None)
+        if old is not None and self.journal is not None:
+            self.journal.append((self.allocated.__setitem__, (pfn, old)))
+
+    # == allocation ============================================================
+    # The request is resolved by buddyscope.model.request into what
+    # __alloc_pages knows after prepare_alloc_pages: order, migratetype,
+    # highest_zoneidx, the fast path's alloc_flags and the slowpath's.
+
+    def allocate(self, cpu: int, order: int, migratetype: int, highest_zoneidx: int,
+                 alloc_flags: int, slow_flags: Optional[int] = None) -> Outcome:
+        """``__alloc_pages``: the fast path (``get_page_from_freelist`` with
+        *alloc_flags*), then, if every zone failed, one more attempt with the
+        slowpath's flags (``gfp_to_alloc_flags``). Reclaim, compaction and
+        OOM are not modelled: if that fails too the outcome is a failure."""
+        self._events: List[tuple] = []
+        self._path: List[Step] = []
+        self._refill: Optional[List[int]] = None
+        pfn, zone = self._get_page_from_freelist(cpu, order, migratetype, highest_zoneidx,
+                                                 alloc_flags)
+        if pfn is None and slow_flags is not None:
+            self._path.append(Step("slowpath", {"alloc_flags": hex(slow_flags)}))
+            pfn, zone = self._get_page_from_freelist(cpu, order, migratetype,
+                                                     highest_zoneidx, slow_flags)
+        if pfn is None:
+            self._path.append(Step("failed", {"why": "no zone had a free block within its "
+                                              "watermark (reclaim and compaction not modelled)"}))
+        else:
+            self._mark_allocated(pfn, order, migratetype)
+        return Outcome(pfn, order, zone.name if zone else None, self._path, self._events,
+                       self._refill)
+
+    def zonelist(self, highest_zoneidx: int) -> List[_Zone]:
+        """``ZONELIST_FALLBACK`` of node 0 from the preferred zone down
+        (``build_zonerefs_node``: descending zone index)."""
+        zs = [z for z in self.zones if z.zone_idx <= highest_zoneidx and z.managed > 0]
+        return sorted(zs, key=lambda z: (z.node, -z.zone_idx))
+
+    def _get_page_from_freelist(self, cpu, order, mt, highest_zoneidx, alloc_flags):
+        """``get_page_from_freelist``."""
+        zones = self.zonelist(highest_zoneidx)
+        while True:
+            for z in zones:
+                ok = False
+                if self.profile.below_high_flag and not z.below_high:
+                    # 6.12+: a zone above its high watermark is used at once;
+                    # one below it gets ZONE_BELOW_HIGH (pcp sizing).
+                    if self._zone_watermark_fast(z, order, self.wmark(z, ALLOC_WMARK_HIGH),
+                                                 highest_zoneidx, alloc_flags):
+                        ok = True
+                    else:
+                        self._set(z, "below_high", True)
+                if not ok:
+                    mark = self.wmark(z, alloc_flags & ALLOC_WMARK_MASK)
+                    if not (alloc_flags & ALLOC_NO_WATERMARKS) and not self._zone_watermark_fast(
+                            z, order, mark, highest_zoneidx, alloc_flags):
+                        self._path.append(Step("zone_skip", {"zone": z.name,
+                                                             "why": f"below watermark {mark}"}))
+                        continue
+                pfn = self._rmqueue(z, cpu, order, mt, alloc_flags)
+                if pfn is not None:
+                    return pfn, z
+                self._path.append(Step("zone_skip", {"zone": z.name, "why": "rmqueue found nothing"}))
+            if alloc_flags & ALLOC_NOFRAGMENT:
+                # Fragmenting is better than failing (get_page_from_freelist
+                # 5.10 L3797, 6.1 L4241, 6.12 L3420).
+                alloc_flags &= ~ALLOC_NOFRAGMENT
+                continue
+            return None, None
+
+    # -- watermarks (mm/page_alloc.c __zone_watermark_ok and friends) ---------
+    def wmark(self, z: _Zone, i: int) -> int:
+        """``wmark_pages``: _watermark[i] + watermark_boost."""
+        return z.watermarks[("min", "low", "high")[i]] + z.boost
+
+    def _unusable_free(self, z: _Zone, order: int, alloc_flags: int) -> int:
+        """``__zone_watermark_unusable_free``."""
+        unusable = (1 << order) - 1
+        if not (alloc_flags & ALLOC_RESERVES):
+            unusable += z.nr_free_highatomic if self.profile.highatomic_term_free \
+                else z.nr_reserved_highatomic
+        if not (alloc_flags & ALLOC_CMA):
+            unusable += z.cma_free
+        return unusable
+
+    def _zone_watermark_ok(self, z: _Zone, order: int, mark: int, highest_zoneidx: int,
+                           alloc_flags: int) -> bool:
+        """``__zone_watermark_ok``."""
+        free = z.free_pages - self._unusable_free(z, order, alloc_flags)
+        m = mark
+        if alloc_flags & ALLOC_RESERVES:
+            if alloc_flags & ALLOC_MIN_RESERVE:
+                m -= m // 2
+                if alloc_flags & ALLOC_NON_BLOCK:
+                    m -= m // 4
+            if alloc_flags & ALLOC_OOM:
+                m -= m // 2
+        if free <= m + self._lowmem_reserve(z, highest_zoneidx):
+            return False
+        if order == 0:
+            return True
+        for o in range(order, self.nr_orders):
+            if not z.nr_free[o]:
+                continue
+            for t in range(MIGRATE_PCPTYPES):
+                if self.head(z.index, o, t) is not None:
+                    return True
+            if self.MIGRATE_CMA is not None and alloc_flags & ALLOC_CMA \
+                    and self.head(z.index, o, self.MIGRATE_CMA) is not None:
+                return True
+            if alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM | ALLOC_NON_BLOCK) \
+                    and self.head(z.index, o, MIGRATE_HIGHATOMIC) is not None:
+                return True
+        return False
+
+    def _lowmem_reserve(self, z: _Zone, highest_zoneidx: int) -> int:
+        lr = z.lowmem_reserve
+        return lr[highest_zoneidx] if highest_zoneidx < len(lr) else 0
+
+    def _zone_watermark_fast(self, z: _Zone, order: int, mark: int, highest_zoneidx: int,
+                             alloc_flags: int) -> bool:
+        """``zone_watermark_fast``: the order-0 shortcut, then the full check."""
+        if order == 0:
+            free = z.free_pages
+            usable = free - min(free, self._unusable_free(z, 0, alloc_flags))
+            if usable > mark + self._lowmem_reserve(z, highest_zoneidx):
+                return True
+        return self._zone_watermark_ok(z, order, mark, highest_zoneidx, alloc_flags)
+
+    # -- rmqueue ---------------------------------------------------------------
+    def _rmqueue(self, z: _Zone, cpu: int, order: int, mt: int, alloc_flags: int) -> Optional[int]:
+        """``rmqueue``: the pcp for the orders it holds, else the buddy."""
+        pindex = self.pindex.get((order, mt))
+        if pindex is not None and not (
+                # 5.10/6.1: MOVABLE without ALLOC_CMA bypasses the pcp when
+                # CMA is built in (rmqueue 5.10 L3439, 6.1 L3893).
+                self.profile.cached_pcp_migratetype and self.MIGRATE_CMA is not None
+                and mt == MIGRATE_MOVABLE and not alloc_flags & ALLOC_CMA):
+            pfn = self._rmqueue_pcplist(z, cpu, order, mt, pindex, alloc_flags)
+            if pfn is not None or not self.profile.pcp_null_to_buddy:
+                return pfn
+        return self._rmqueue_buddy(z, order, mt, alloc_flags)
+
+    def _rmqueue_pcplist(self, z: _Zone, cpu: int, order: int, mt: int, pindex: int,
+                         alloc_flags: int) -> Optional[int]:
+        """``rmqueue_pcplist`` + ``__rmqueue_pcplist``."""
+        pcp = z.pcp.get(cpu)
+        if pcp is None:
+            raise ModelError(f"no pcp state for cpu {cpu} in zone {z.name}")
+        p = self.profile
+        if p.pcp_free == "6.1":
+            self._set(pcp, "free_factor", pcp.free_factor >> 1)
+        elif p.pcp_free in ("6.12", "7.2"):
+            self._set(pcp, "free_count", pcp.free_count >> 1)
+        lst = pcp.lists[pindex]
+        if not lst:
+            batch = self._refill_count(z, pcp, order)
+            if p.no_refill_highatomic and alloc_flags & ALLOC_HIGHATOMIC:
+                return None
+            pages = self._rmqueue_bulk(z, order, batch, mt, alloc_flags)
+            for pfn in pages:
+                self._pcp_add(z.index, cpu, pindex, pfn, True, self._cached_mt(z, pfn, mt))
+            self._refill = list(pages)
+            self._path.append(Step("pcp_refill", {"cpu": cpu, "zone": z.name, "pindex": pindex,
+                                                  "asked": batch, "pages": list(pages)}))
+            if not lst:
+                return None
+        else:
+            self._path.append(Step("pcp_hit", {"cpu": cpu, "zone": z.name, "pindex": pindex}))
+        pfn = lst[0]
+        self._pcp_take(pfn)
+        return pfn
+
+    def _cached_mt(self, z: _Zone, pfn: int, mt: int) -> int:
+        # set_pcppage_migratetype(page, mt) of the list taken from (5.10, 6.1).
+        return mt
+
+    def _refill_count(self, z: _Zone, pcp: _Pcp, order: int) -> int:
+        """How many blocks ``rmqueue_bulk`` is asked for."""
+        kind = self.profile.refill
+        if kind == "batch":
+            return pcp.batch        # 5.10 __rmqueue_pcplist
+        if kind == "batch_shift":   # 6.1 __rmqueue_pcplist
+            b = pcp.batch
+            return max(b >> order, 2) if b > 1 else b
+        return self._nr_pcp_alloc(z, pcp, order)
+
+    def _nr_pcp_alloc(self, z: _Zone, pcp: _Pcp, order: int) -> int:
+        """``nr_pcp_alloc`` (6.12 L3021, 7.2 L3264)."""
+        base = pcp.batch
+        high = max(min(pcp.high, pcp.high_max), pcp.high_min)
+        self._set(pcp, "high", high)
+        if high < base:
+            return 1
+        batch = base if order else base << pcp.alloc_factor
+        if pcp.high_min != pcp.high_max and not z.below_high:
+            high = min(high + batch, pcp.high_max)
+            self._set(pcp, "high", high)
+        if not order:
+            max_nr_alloc = max(high - pcp.count - base, base)
+            if batch <= max_nr_alloc and pcp.alloc_factor < self.pcp_batch_scale_max:
+                self._set(pcp, "alloc_factor", pcp.alloc_factor + 1)
+            batch = min(batch, max_nr_alloc)
+        if batch > 1:
+            batch = max(batch >> order, 2)
+        return batch
+
+    #: CONFIG_PCP_BATCH_SCALE_MAX of the Debian 6.1, 6.12 and 7.2 configs.
+    pcp_batch_scale_max = 5
+
+    def _rmqueue_bulk(self, z: _Zone, order: int, count: int, mt: int,
+                      alloc_flags: int) -> List[int]:
+        """``rmqueue_bulk``: ``__rmqueue`` once per block under the zone lock;
+        stops at the first failure. 6.12+ keep the ``rmqueue_mode`` across
+        the batch."""
+        pages = []
+        mode = [RMQUEUE_NORMAL]
+        for _ in range(count):
+            pfn = self._rmqueue_one(z, order, mt, alloc_flags, mode)
+            if pfn is None:
+                break
+            pages.append(pfn)
+        return pages
+
+    def _rmqueue_buddy(self, z: _Zone, order: int, mt: int, alloc_flags: int) -> Optional[int]:
+        """``rmqueue_buddy`` (6.1+), the buddy half of 5.10's ``rmqueue``."""
+        self._path.append(Step("buddy", {"zone": z.name, "order": order,
+                                         "migratetype": self.mt_names[mt]}))
+        pfn = None
+        if self.profile.zone_locked_in_rmqueue:
+            if order > 0 and alloc_flags & ALLOC_NON_BLOCK:   # ALLOC_HARDER
+                pfn = self._rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+                if pfn is not None:
+                    self._events.append(("zone_locked", pfn))
+        elif alloc_flags & ALLOC_HIGHATOMIC:
+            pfn = self._rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+        if pfn is None:
+            pfn = self._rmqueue_one(z, order, mt, alloc_flags, [RMQUEUE_NORMAL])
+            if pfn is None and not self.profile.zone_locked_in_rmqueue \
+                    and alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK):
+                pfn = self._rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+        return pfn
+
+    def _rmqueue_one(self, z: _Zone, order: int, mt: int, alloc_flags: int,
+                     mode: List[int]) -> Optional[int]:
+        """``__rmqueue``."""
+        cma = self.MIGRATE_CMA
+        if cma is not None and alloc_flags & ALLOC_CMA and z.cma_free > z.free_pages // 2:
+            # Balance CMA against the rest (5.10 L2857, 6.1 L3128, 6.12 L2319).
+            pfn = self._rmqueue_smallest(z, order, cma)
+            if pfn is not None:
+                return self._traced_rmqueue(pfn, "cma")
+        if self.profile.fallback == "steal":
+            while True:
+                pfn = self._rmqueue_smallest(z, order, mt)
+                if pfn is None and cma is not None and alloc_flags & ALLOC_CMA:
+                    pfn = self._rmqueue_smallest(z, order, cma)
+                if pfn is None and self._rmqueue_fallback(z, order, mt, alloc_flags):
+                    continue
+                break
+            return self._traced_rmqueue(pfn)
+        # Debian 6.12 / 7.2: the switch on *mode falls through.
+        m = mode[0]
+        if m == RMQUEUE_NORMAL:
+            pfn = self._rmqueue_smallest(z, order, mt)
+            if pfn is not None:
+                return pfn
+        if m <= RMQUEUE_CMA:
+            if cma is not None and alloc_flags & ALLOC_CMA:
+                pfn = self._rmqueue_smallest(z, order, cma)
+                if pfn is not None:
+                    mode[0] = RMQUEUE_CMA
+                    return pfn
+        if m <= RMQUEUE_CLAIM:
+            pfn = self._rmqueue_claim(z, order, mt, alloc_flags)
+            if pfn is not None:
+                mode[0] = RMQUEUE_NORMAL
+                return pfn
+        if not alloc_flags & ALLOC_NOFRAGMENT:
+            pfn = self._rmqueue_steal(z, order, mt)
+            if pfn is not None:
+                mode[0] = RMQUEUE_STEAL
+                return pfn
+        return None
+
+    def _traced_rmqueue(self, pfn: Optional[int], how: str = "") -> Optional[int]:
+        # 5.10 traces mm_page_alloc_zone_locked at __rmqueue's exit.
+        if pfn is not None and self.profile.zone_locked_in_rmqueue:
+            self._events.append(("zone_locked", pfn))
+        return pfn
+
+    def _rmqueue_smallest(self, z: _Zone, order: int, mt: int) -> Optional[int]:
+        """``__rmqueue_smallest``: the head of the first non-empty
+        ``free_list[mt]`` from *order* up, split down by ``expand``."""
+        zi = z.index
+        nxt = self.nxt
+        for o in range(order, self.nr_orders):
+            s = self.sentinel(zi, o, mt)
+            pfn = nxt[s]
+            if pfn == s:
+                continue
+            self._del(pfn)
+            self._expand(z, pfn, order, o, mt)
+            if not self.profile.zone_locked_in_rmqueue:
+                self._events.append(("zone_locked", pfn))
+            return pfn
+        return None
+
+    def _expand(self, z: _Zone, pfn: int, low: int, high: int, mt: int) -> None:
+        """``expand``: the caller keeps the lowest part; each upper half goes
+        to the head of ``free_list[mt]`` of its order (5.10 L2182, 6.1 L2394,
+        6.12 L1461, 7.2 L1722)."""
+        if high == low:
+            return
+        pieces = []
+        size = 1 << high
+        while high > low:
+            high -= 1
+            size >>= 1
+            self._add(z.index, pfn + size, high, mt)
+            pieces.append((pfn + size, high))
+        if self._path is not None:
+            self._path.append(Step("split", {"pfn": pfn, "from_order": high + len(pieces),
+                                             "to_order": low, "migratetype": self.mt_names[mt],
+                                             "pieces": pieces}))
+
+    # -- fallback ----------------------------------------------------------------
+    def can_steal_fallback(self, order: int, start_mt: int) -> bool:
+        """``can_steal_fallback`` / ``should_try_claim_block``."""
+        pbo = self.pageblock_order
+        return (order >= pbo or order >= pbo // 2 or start_mt in (MIGRATE_RECLAIMABLE,
+                MIGRATE_UNMOVABLE) or self.mobility_disabled)
+
+    def find_suitable_fallback(self, z: _Zone, order: int, start_mt: int) -> Tuple[int, bool]:
+        """``find_suitable_fallback`` with only_stealable false: the first
+        fallback type with a free block at *order*, and whether the whole
+        block may be taken."""
+        if not z.nr_free[order]:
+            return -1, False
+        for fmt in FALLBACKS.get(start_mt, ()):
+            if self.head(z.index, order, fmt) is not None:
+                return fmt, self.can_steal_fallback(order, start_mt)
+        return -1, False
+
+    def _rmqueue_fallback(self, z: _Zone, order: int, start_mt: int, alloc_flags: int) -> bool:
+        """5.10/6.1 ``__rmqueue_fallback``: the largest fallback block first,
+        unless a MOVABLE request may not steal whole blocks; then
+        ``steal_suitable_fallback`` and a retry of ``__rmqueue_smallest``."""
+        if start_mt not in FALLBACKS:
+            return False
+        pbo = self.pageblock_order
+        min_order = order
+        if alloc_flags & ALLOC_NOFRAGMENT and (self.profile.nofragment_min_order_always
+                                               or order < pbo):
+            min_order = pbo
+        found = None
+        for current_order in range(self.nr_orders - 1, min_order - 1, -1):
+            fmt, can_steal = self.find_suitable_fallback(z, current_order, start_mt)
+            if fmt == -1:
+                continue
+            if not can_steal and start_mt == MIGRATE_MOVABLE and current_order > order:
+                break   # find_smallest
+            found = (current_order, fmt, can_steal)
+            break
+        else:
+            return False
+        if found is None:
+            for current_order in range(order, self.nr_orders):
+                fmt, can_steal = self.find_suitable_fallback(z, current_order, start_mt)
+                if fmt != -1:
+                    found = (current_order, fmt, can_steal)
+                    break
+            else:
+                return False
+        current_order, fmt, can_steal = found
+        pfn = self.head(z.index, current_order, fmt)
+        moved = self._steal_suitable_fallback(z, pfn, current_order, alloc_flags, start_mt,
+                                              can_steal)
+        claimed = self.pageblock_mt_of(z, pfn) == start_mt
+        self._events.append(("extfrag", pfn, current_order, claimed))
+        self._path.append(Step("fallback", {
+            "pfn": pfn, "fallback_order": current_order, "fallback_migratetype": self.mt_names[fmt],
+            "migratetype": self.mt_names[start_mt], "claimed": claimed, "moved": moved}))
+        return True
+
+    def _steal_suitable_fallback(self, z: _Zone, pfn: int, current_order: int, alloc_flags: int,
+                                 start_mt: int, whole_block: bool,
+                                 claim: Optional[bool] = None) -> int:
+        """5.10/6.1 ``steal_suitable_fallback``: move the block's free pages
+        to *start_mt* (whole_block) and claim the block if enough of it is
+        free or alike; else move just this page. *claim* overrides the
+        free+alike estimate (replay knows it from ``change_ownership``).
+        Returns the pages moved."""
+        old = self.pageblock_mt_of(z, pfn)
+        if old != MIGRATE_HIGHATOMIC:
+            if current_order >= self.pageblock_order:
+                self._change_pageblock_range(z, pfn, current_order, start_mt)
+            else:
+                self._boost_watermark(z, alloc_flags)
+                if whole_block:
+                    free, movable = self._move_freepages_block(z, pfn, start_mt)
+                    if free:
+                        if claim is None:
+                            if start_mt == MIGRATE_MOVABLE:
+                                alike = movable
+                            elif old == MIGRATE_MOVABLE:
+                                alike = self.pageblock_nr_pages - free - movable
+                            else:
+                                alike = 0
+                            claim = free + alike >= 1 << (self.pageblock_order - 1) \
+                                or self.mobility_disabled
+                        if claim:
+                            self._set_pageblock(z, pfn, start_mt)
+                        return free
+        self._move_tail(pfn, start_mt)
+        return 1 << current_order
+
+    def _change_pageblock_range(self, z: _Zone, pfn: int, order: int, mt: int) -> None:
+        """``change_pageblock_range``: every pageblock the block covers."""
+        nr = max(1, 1 << (order - self.pageblock_order))
+        for i in range(nr):
+            self._set_pageblock(z, pfn + i * self.pageblock_nr_pages, mt)
+
+    def _boost_watermark(self, z: _Zone, alloc_flags: int) -> None:
+        """``boost_watermark`` (5.10 L2475, 6.1 L2746, 6.12 L1903, 7.2 L2163)."""
+        if not self.watermark_boost_factor or 4 * self.pageblock_nr_pages > z.managed:
+            return
+        max_boost = z.watermarks["high"] * self.watermark_boost_factor // 10000
+        if not max_boost:
+            return
+        max_boost = max(self.pageblock_nr_pages, max_boost)
+        self._set(z, "boost", min(z.boost + self.pageblock_nr_pages, max_boost))
+        if alloc_flags & ALLOC_KSWAPD:
+            self._set(z, "boosted", True)
+
+    def _block_range(self, z: _Zone, pfn: int) -> Optional[Tuple[int, int]]:
+        start = pfn & ~(self.pageblock_nr_pages - 1)
+        end = start + self.pageblock_nr_pages - 1
+        return start, end
+
+    def _count_block(self, z: _Zone, start: int, end: int, moveto: Optional[int]):
+        """``move_freepages`` / ``prep_move_freepages_block``: walk the block
+        by ascending PFN, moving (when *moveto* is given) every free buddy to
+        the tail of ``free_list[moveto]``; count free and movable pages.
+        Movable: allocated pages the model saw handed out MOVABLE, and pages
+        allocated before the snapshot in a MOVABLE block (PageLRU is not
+        visible to the model)."""
+        free = movable = 0
+        pfn = start
+        buddy, allocated, on_pcp = self.buddy, self.allocated, self.on_pcp
+        block_mt = self.pageblock_mt_of(z, start)
+        while pfn <= end:
+            info = buddy.get(pfn)
+            if info is not None:
+                if moveto is not None:
+                    self._move_tail(pfn, moveto)
+                free += 1 << info[0]
+                pfn += 1 << info[0]
+                continue
+            a = allocated.get(pfn)
+            if a is not None:
+                if a[1] == MIGRATE_MOVABLE:
+                    movable += 1 << a[0]
+                pfn += 1 << a[0]
+                continue
+            if pfn not in on_pcp and block_mt == MIGRATE_MOVABLE:
+                movable += 1
+            pfn += 1
+        return free, movable
+
+    def _move_freepages_block(self, z: _Zone, pfn: int, mt: int) -> Tuple[int, int]:
+        """5.10/6.1 ``move_freepages_block``: clipped to the zone at the
+        start; nothing if the block ends outside it."""
+        start, end = self._block_range(z, pfn)
+        if not z.contains(start):
+            start = pfn
+        if not z.contains(end):
+            return 0, 0
+        return self._count_block(z, start, end, mt)
+
+    def _rmqueue_claim(self, z: _Zone, order: int, start_mt: int, alloc_flags: int) -> Optional[int]:
+        """Debian 6.12/7.2 ``__rmqueue_claim``: from the largest order down,
+        try to claim the head block of the first suitable fallback type."""
+        if start_mt not in FALLBACKS:
+            return None
+        pbo = self.pageblock_order
+        min_order = pbo if order < pbo and alloc_flags & ALLOC_NOFRAGMENT else order
+        for current_order in range(self.nr_orders - 1, min_order - 1, -1):
+            fmt, can_claim = self.find_suitable_fallback(z, current_order, start_mt)
+            if fmt == -1:
+                continue
+            if not can_claim:
+                break
+            pfn = self.head(z.index, current_order, fmt)
+            got = self._try_to_claim_block(z, pfn, current_order, order, start_mt, fmt,
+                                           alloc_flags)
+            if got is not None:
+                self._events.append(("extfrag", got, current_order, True))
+                self._path.append(Step("claim", {
+                    "pfn": got, "fallback_order": current_order,
+                    "fallback_migratetype": self.mt_names[fmt],
+                    "migratetype": self.mt_names[start_mt], "claimed": True}))
+                return got
+        return None
+
+    def _try_to_claim_block(self, z: _Zone, pfn: int, current_order: int, order: int,
+                            start_mt: int, block_mt: int, alloc_flags: int,
+                            claim: Optional[bool] = None) -> Optional[int]:
+        """6.12 ``try_to_steal_block`` / 7.2 ``try_to_claim_block``."""
+        if self.profile.name == "6.12" and block_mt == MIGRATE_HIGHATOMIC:
+            return None
+        if current_order >= self.pageblock_order:
+            self._del(pfn)
+            self._change_pageblock_range(z, pfn, current_order, start_mt)
+            self._expand(z, pfn, order, current_order, start_mt)
+            return pfn
+        self._boost_watermark(z, alloc_flags)
+        start, end = self._block_range(z, pfn)
+        if not (z.contains(start) and z.contains(end)):
+            return None
+        if claim is None:
+            free, movable = self._count_block(z, start, end, None)
+            if start_mt == MIGRATE_MOVABLE:
+                alike = movable
+            elif block_mt == MIGRATE_MOVABLE:
+                alike = self.pageblock_nr_pages - free - movable
+            else:
+                alike = 0
+            claim = free + alike >= 1 << (self.pageblock_order - 1) or self.mobility_disabled
+        if not claim:
+            return None
+        self._count_block(z, start, end, start_mt)
+        self._set_pageblock(z, start, start_mt)
+        return self._rmqueue_smallest(z, order, start_mt)
+
+    def _rmqueue_steal(self, z: _Zone, order: int, start_mt: int) -> Optional[int]:
+        """Debian 6.12/7.2 ``__rmqueue_steal``: the smallest fallback block,
+        split with its remainders left on the fallback type's lists."""
+        if start_mt not in FALLBACKS:
+            return None
+        for current_order in range(order, self.nr_orders):
+            fmt, _ = self.find_suitable_fallback(z, current_order, start_mt)
+            if fmt == -1:
+                continue
+            pfn = self.head(z.index, current_order, fmt)
+            self._del(pfn)
+            self._expand(z, pfn, order, current_order, fmt)
+            self._events.append(("extfrag", pfn, current_order, False))
+            self._path.append(Step("steal", {
+                "pfn": pfn, "fallback_order": current_order,
+                "fallback_migratetype": self.mt_names[fmt],
+                "migratetype": self.mt_names[start_mt]}))
+            return pfn
+        return None
+
+    # == freeing ===============================================================
+    def pcp_free_target(self, z: _Zone, pfn: int, order: int) -> Optional[Tuple[int, int]]:
+        """Where a free of *pfn* goes: (pindex, migratetype cached) for a pcp
+        list, or None for the buddy (a non-pcp order, or an ISOLATE block).
+        HIGHATOMIC and CMA blocks use the MOVABLE list (5.10
+        ``free_unref_page_commit`` L3169, 6.12 ``free_unref_page``)."""
+        mt = self.pageblock_mt_of(z, pfn)
+        if mt == self.MIGRATE_ISOLATE:
+            return None
+        pcpmt = MIGRATE_MOVABLE if mt >= MIGRATE_PCPTYPES else mt
+        pindex = self.pindex.get((order, pcpmt))
+        if pindex is None:
+            return None
+        return pindex, mt
+
+    def free(self, cpu: int, pfn: int, order: int, apply_drain: bool = True
+             ) -> List[Tuple[int, int, int]]:
+        """Free the block *pfn* of *order* as ``free_unref_page`` (pcp
+        orders) or ``__free_pages_ok`` (the rest) would. Returns the drain
+        the pcp commit triggers, as (pfn, order, migratetype) in
+        ``free_pcppages_bulk`` order; it is applied only with *apply_drain*
+        (replay applies the kernel's own ``mm_page_pcpu_drain`` events)."""
+        z = self.zone_of(pfn)
+        if z is None:
+            raise ModelError(f"pfn {pfn:#x} is in no zone of the snapshot")
+        self._unmark_allocated(pfn)
+        target = self.pcp_free_target(z, pfn, order)
+        if target is None or cpu not in z.pcp:
+            self.free_one_page(z, pfn, order, self.pageblock_mt_of(z, pfn))
+            return []
+        pindex, mt = target
+        self._pcp_add(z.index, cpu, pindex, pfn, False, mt)
+        drain = self._pcp_commit_drain(z, z.pcp[cpu], order, pindex)
+        if apply_drain:
+            for dpfn, dorder, dmt in drain:
+                self._pcp_take(dpfn)
+                self.free_one_page(z, dpfn, dorder, dmt)
+        return drain
+
+    def _pcp_commit_drain(self, z: _Zone, pcp: _Pcp, order: int, pindex: int
+                          ) -> List[Tuple[int, int, int]]:
+        """The tail of ``free_unref_page_commit``: whether the pcp is over its
+        high mark, and which pages ``free_pcppages_bulk`` would send back."""
+        p = self.profile.pcp_free
+        if p == "5.10":
+            if pcp.count >= pcp.high:
+                return self._bulk_selection(z, pcp, pcp.batch, None)
+            return []
+        if p == "6.1":
+            free_high = bool(pcp.free_factor and order and order <= 3)
+            high = 0 if (not pcp.high or free_high) else pcp.high
+            if pcp.count < high:
+                return []
+            batch = pcp.batch
+            if free_high:
+                n = pcp.count
+            elif high < batch:
+                n = 1
+            else:
+                lo, hi = batch, high - batch
+                b = batch << pcp.free_factor
+                if b < hi and pcp.free_factor < self.pcp_batch_scale_max:
+                    self._set(pcp, "free_factor", pcp.free_factor + 1)
+                n = max(lo, min(b, hi))
+            return self._bulk_selection(z, pcp, n, pindex)
+        # 6.12 free_unref_page_commit (L2676) / 7.2 free_frozen_page_commit (L2832)
+        self._set(pcp, "alloc_factor", pcp.alloc_factor >> 1)
+        batch = pcp.batch
+        free_high = False
+        if order and order <= 3:
+            threshold = batch if p == "6.12" else batch + pcp.high_min // 2
+            free_high = (pcp.free_count >= threshold and bool(pcp.flags & PCPF_PREV_FREE_HIGH_ORDER)
+                         and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
+            self._set(pcp, "flags", pcp.flags | PCPF_PREV_FREE_HIGH_ORDER)
+        elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
+            self._set(pcp, "flags", pcp.flags & ~PCPF_PREV_FREE_HIGH_ORDER)
+        if pcp.free_count < batch << self.pcp_batch_scale_max:
+            self._set(pcp, "free_count", pcp.free_count + (1 << order))
+        high = self._nr_pcp_high(z, pcp, batch, free_high)
+        if pcp.count < high:
+            return []
+        if free_high:
+            n = min(pcp.count, batch << self.pcp_batch_scale_max)
+        elif high < batch:
+            n = 1
+        else:
+            n = max(batch, min(pcp.free_count, high - batch))
+        drain = self._bulk_selection(z, pcp, n, pindex, chunk=batch if p == "7.2" else None)
+        if z.below_high:
+            # Cleared once the zone is back above its high watermark (6.12 L2714).
+            freed = sum(1 << o for _, o, _ in drain)
+            if z.free_pages + freed > self.wmark(z, ALLOC_WMARK_HIGH) + self._lowmem_reserve(z, 3):
+                self._set(z, "below_high", False)
+        return drain
+
+    def _nr_pcp_high(self, z: _Zone, pcp: _Pcp, batch: int, free_high: bool) -> int:
+        """6.12/7.2 ``nr_pcp_high``: also moves pcp->high."""
+        high = max(min(pcp.high, pcp.high_max), pcp.high_min)
+        self._set(pcp, "high", high)
+        if not high:
+            return 0
+        if free_high:
+            self._set(pcp, "high", max(high - (batch << self.pcp_batch_scale_max), pcp.high_min))
+            return 0
+        if pcp.high_min == pcp.high_max:
+            return high
+        if z.below_high:
+            fc = max(pcp.free_count, batch)
+            self._set(pcp, "high", max(high - fc, pcp.high_min))
+            return max(pcp.count, pcp.high_min)
+        if pcp.count >= high:
+            need = pcp.free_count + batch
+            if pcp.high < need:
+                self._set(pcp, "high", max(min(need, pcp.high_max), pcp.high_min))
+        return high
+
+    def _bulk_selection(self, z: _Zone, pcp: _Pcp, count: int, pindex: Optional[int],
+                        chunk: Optional[int] = None) -> List[Tuple[int, int, int]]:
+        """Which pages ``free_pcppages_bulk`` takes, from list tails, without
+        taking them: 5.10's round robin with ``batch_free`` from MOVABLE;
+        6.1+'s whole lists from *pindex* on (7.2: chunks of *chunk*, each
+        starting again at *pindex*)."""
+        count = min(pcp.count, count)
+        taken: Dict[int, int] = {}   # pindex -> pages taken from its tail
+        out: List[Tuple[int, int, int]] = []
+
+        def tail(i: int) -> Optional[int]:
+            lst = pcp.lists[i]
+            k = taken.get(i, 0)
+            return lst[-1 - k] if k < len(lst) else None
+
+        def take(i: int) -> None:
+            pfn = tail(i)
+            taken[i] = taken.get(i, 0) + 1
+            mt = self.pcp_mt.get(pfn, MIGRATE_MOVABLE) if self.profile.cached_pcp_migratetype \
+                else self.pageblock_mt_of(z, pfn)
+            out.append((pfn, self.pindex_order[i], mt))
+
+        if pindex is None:   # 5.10 free_pcppages_bulk (L1344)
+            mt, batch_free = 0, 0
+            while count:
+                while True:
+                    batch_free += 1
+                    mt = (mt + 1) % MIGRATE_PCPTYPES
+                    if tail(mt) is not None:
+                        break
+                if batch_free == MIGRATE_PCPTYPES:
+                    batch_free = count
+                while True:
+                    take(mt)
+                    count -= 1
+                    batch_free -= 1
+                    if not count or not batch_free or tail(mt) is None:
+                        break
+            return out
+        nr = len(pcp.lists)
+        todo = [count] if chunk is None else []
+        if chunk is not None:
+            left = count
+            while left > 0:
+                todo.append(min(left, chunk))
+                left -= chunk
+        for c in todo:
+            i = pindex - 1
+            lo, hi = 0, nr - 1
+            while c > 0:
+                while True:
+                    i += 1
+                    if i > hi:
+                        i = lo
+                    if tail(i) is not None:
+                        break
+                    if i == hi:
+                        hi -= 1
+                    if i == lo:
+                        lo += 1
+                    if lo > hi:
+                        return out
+                n = 1 << self.pindex_order[i]
+                while True:
+                    take(i)
+                    c -= n
+                    if c <= 0 or tail(i) is None:
+                        break
+        return out
+
+    def free_one_page(self, z: _Zone, pfn: int, order: int, mt: int, to_tail: bool = False) -> None:
+        """``free_one_page``: 6.12+ split frees above pageblock_order into
+        pageblocks first (``split_large_buddy``)."""
+        pbo = self.pageblock_order
+        if self.profile.split_large_free and order > pbo:
+            for p in range(pfn, pfn + (1 << order), 1 << pbo):
+                self.__free_one_page(z, p, pbo, self.pageblock_mt_of(z, p), to_tail)
+            return
+        self.__free_one_page(z, pfn, order, mt, to_tail)
+
+    def __free_one_page(self, z: _Zone, pfn: int, order: int, mt: int, to_tail: bool) -> None:
+        """``__free_one_page``: merge with free buddies, then head or tail."""
+        buddy, pbo = self.buddy, self.pageblock_order
+        max_order = self.nr_orders - 1
+        merge = self.profile.merge
+        iso = self.MIGRATE_ISOLATE
+        while order < max_order:
+            buddy_pfn = pfn ^ (1 << order)
+            info = buddy.get(buddy_pfn)
+            if info is None or info[0] != order or info[2] != z.index:
+                break
+            if order >= pbo:
+                buddy_mt = self.pageblock_mt_of(z, buddy_pfn)
+                if merge == "isolate":
+                    # 5.10: refused only against ISOLATE (has_isolate_pageblock).
+                    if mt != buddy_mt and iso in (mt, buddy_mt):
+                        break
+                elif mt != buddy_mt:
+                    if mt >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES:
+                        break
+                    if merge == "retype":
+                        self._change_pageblock_range(z, buddy_pfn, order, mt)
+            self._del(buddy_pfn)
+            pfn &= buddy_pfn
+            order += 1
+        if not to_tail:
+            to_tail = self.buddy_merge_likely(z, pfn, order)
+        self._add(z.index, pfn, order, mt, tail=to_tail)
+
+    def buddy_merge_likely(self, z: _Zone, pfn: int, order: int) -> bool:
+        """``buddy_merge_likely``: the block goes to the tail when its
+        order+1 buddy is free, so that it can merge soon (false from
+        ``MAX_ORDER - 2`` / ``MAX_PAGE_ORDER - 1`` up)."""
+        if order >= self.nr_orders - 2:
+            return False
+        higher = pfn & ~(1 << order)
+        info = self.buddy.get(higher ^ (1 << (order + 1)))
+        return info is not None and info[0] == order + 1 and info[2] == z.index

@@ -1,0 +1,153 @@
+"""
+Profile
+-------
+
+One named behaviour profile per kernel series: the places where the page
+allocator of 5.10, 6.1, 6.12 and 7.2 (the Debian trees of the lab kernels)
+behaves differently. The model's code is shared; it asks its profile only
+where the kernel's code differs. A profile is chosen from the kernel's own
+types as the snapshot recorded them (pcp list layout, ``struct
+per_cpu_pages`` members, ``KernelInfo.features``), newest first, never from
+the release string.
+
+Line references are to ``mm/page_alloc.c`` of each tree unless named
+otherwise; ``../shared/reference/allocator-*.md`` has the long story.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from buddyscope.errors import BuddyscopeError
+from buddyscope.model.snapshot import KernelInfo, Snapshot
+
+__all__ = ("PROFILES", "Profile", "detect_profile", "profile_named")
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    """How one kernel series allocates and frees, where series differ."""
+
+    name: str
+    #: pcp refill size: ``"batch"`` (5.10 ``__rmqueue_pcplist``: pcp->batch),
+    #: ``"batch_shift"`` (6.1: max(batch >> order, 2)), ``"nr_pcp_alloc"``
+    #: (6.12, 7.2: alloc_factor, dynamic pcp->high).
+    refill: str
+    #: An empty pcp result goes on to ``rmqueue_buddy`` in the same zone
+    #: (6.1+); in 5.10 ``rmqueue`` returns it and the next zone is tried.
+    pcp_null_to_buddy: bool
+    #: ``__rmqueue`` fallback: ``"steal"`` (5.10, 6.1: ``__rmqueue_fallback``
+    #: + ``steal_suitable_fallback``, then retry) or ``"claim"`` (Debian 6.12,
+    #: 7.2: ``__rmqueue_claim`` then ``__rmqueue_steal``, ``rmqueue_mode``).
+    fallback: str
+    #: ALLOC_NOFRAGMENT raises the fallback's minimum order to pageblock_order
+    #: even for requests above it (5.10 ``__rmqueue_fallback`` L2777).
+    nofragment_min_order_always: bool
+    #: ``mm_page_alloc_zone_locked`` is emitted at ``__rmqueue`` exit with the
+    #: requested migratetype (5.10), not in ``__rmqueue_smallest`` with the
+    #: list's (6.1+).
+    zone_locked_in_rmqueue: bool
+    #: The pcp free path: ``"5.10"`` (high/batch, ``batch_free`` round robin),
+    #: ``"6.1"`` (free_factor), ``"6.12"`` (free_count, dynamic high),
+    #: ``"7.2"`` (as 6.12, drained in batch-sized chunks).
+    pcp_free: str
+    #: Merging across pageblocks of different types in ``__free_one_page``:
+    #: ``"isolate"`` (5.10: refused only against ISOLATE), ``"mergeable"``
+    #: (6.1: refused unless both < MIGRATE_PCPTYPES), ``"retype"`` (6.12+: as
+    #: 6.1, and the buddy's blocks take the freed page's type).
+    merge: str
+    #: ``split_large_buddy``: frees above pageblock_order go in per-pageblock
+    #: chunks (6.12+).
+    split_large_free: bool
+    #: ``alloc_pages_bulk`` exists: pcp pages can leave with no
+    #: ``mm_page_alloc`` (6.1+).
+    bulk_allocator: bool
+    #: The watermark's highatomic term: ``nr_reserved_highatomic`` (5.10, 6.1)
+    #: or ``nr_free_highatomic`` (6.12+).
+    highatomic_term_free: bool
+    #: 6.12+: a zone below its high watermark sets ZONE_BELOW_HIGH.
+    below_high_flag: bool
+    #: 7.2: no pcp refill for ALLOC_HIGHATOMIC requests (``__rmqueue_pcplist``).
+    no_refill_highatomic: bool
+    #: 5.10/6.1: drains report the migratetype cached at free time
+    #: (``page->index``), 6.12+ the pageblock's type at drain time.
+    cached_pcp_migratetype: bool
+
+
+PROFILES = {
+    p.name: p
+    for p in (
+        Profile("5.10", refill="batch", pcp_null_to_buddy=False, fallback="steal",
+                nofragment_min_order_always=True, zone_locked_in_rmqueue=True,
+                pcp_free="5.10", merge="isolate", split_large_free=False,
+                bulk_allocator=False, highatomic_term_free=False, below_high_flag=False,
+                no_refill_highatomic=False, cached_pcp_migratetype=True),
+        Profile("6.1", refill="batch_shift", pcp_null_to_buddy=True, fallback="steal",
+                nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
+                pcp_free="6.1", merge="mergeable", split_large_free=False,
+                bulk_allocator=True, highatomic_term_free=False, below_high_flag=False,
+                no_refill_highatomic=False, cached_pcp_migratetype=True),
+        Profile("6.12", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
+                nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
+                pcp_free="6.12", merge="retype", split_large_free=True,
+                bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
+                no_refill_highatomic=False, cached_pcp_migratetype=False),
+        Profile("7.2", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
+                nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
+                pcp_free="7.2", merge="retype", split_large_free=True,
+                bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
+                no_refill_highatomic=True, cached_pcp_migratetype=False),
+    )
+}
+
+
+def profile_named(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise BuddyscopeError(
+            f"unknown kernel profile {name!r}: buddyscope models {', '.join(PROFILES)}"
+        ) from None
+
+
+def _pcp_members(snapshot: Snapshot) -> set[str]:
+    return {name for z in snapshot.zones for p in z.pcp for name in p.fields}
+
+
+def detect_profile(snapshot: Snapshot) -> Profile:
+    """The profile of the kernel *snapshot* was read from, from its types.
+
+    Newest first:
+    - ``enum pageblock_bits`` has ``PB_migrate_isolate`` (7.2: isolation became
+      its own pageblock bit) -> 7.2;
+    - ``per_cpu_pages`` has ``high_min`` (6.7: "mm, pcp: reduce lock
+      contention ..." dynamic high) -> 6.12;
+    - ``per_cpu_pages`` has ``free_factor`` (5.14: "mm/page_alloc: scale the
+      number of pages that are batch freed") with pcp lists per order
+      (5.14: "mm/page_alloc: allow high-order pages to be stored on the
+      per-cpu lists") -> 6.1;
+    - one order-0 pcp list per migratetype -> 5.10.
+    """
+    k: KernelInfo = snapshot.kernel
+    features = set(getattr(k, "features", None) or ())
+    members = _pcp_members(snapshot)
+    orders = {pl.order for pl in k.pcp_lists}
+    if "high_min" in members:
+        if "PB_migrate_isolate" in features or "zone.trylock_free_pages" in features:
+            return PROFILES["7.2"]
+        if features:
+            return PROFILES["6.12"]
+        # A snapshot written before features were recorded: only the
+        # migratetype enum is left to tell them apart, and it is config
+        # (CMA), not version; refuse to guess silently.
+        raise BuddyscopeError(
+            "this snapshot predates kernel feature detection and its kernel could be 6.12 or "
+            "7.2: re-read it, or name the profile with --profile"
+        )
+    if "free_factor" in members or orders - {0}:
+        return PROFILES["6.1"]
+    if orders == {0}:
+        return PROFILES["5.10"]
+    raise BuddyscopeError(
+        f"kernel {k.release}: pcp lists {sorted(orders)} match no profile buddyscope models"
+    )
