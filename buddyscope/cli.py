@@ -180,6 +180,8 @@ def _load_trace(path: Path, snap=None):
         parsed = parse_lines(fx.trace)
     else:
         parsed = parse_file(path)
+    if not parsed.events:
+        raise BuddyscopeError(f"{path} has no kmem page events (mm_page_alloc, mm_page_free, ...)")
     if parsed.lost:
         raise BuddyscopeError(f"{path}: the ring buffer lost events on cpu "
                               f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed exactly")

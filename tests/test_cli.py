@@ -155,3 +155,53 @@ def test_procfs_on_this_machine():
     assert p.returncode == 0, p.stderr
     with open("/proc/sys/kernel/osrelease") as f:
         assert p.stdout.startswith(f.read().strip() + "  procfs /proc")
+
+
+_REC = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "recordings")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["replay", "/nonexistent.json.gz"], "/nonexistent.json.gz: no such file"),
+        (["replay"], "replay needs a fixture"),
+        (["predict", f"{_REC}/7.2-1cpu-thp.json.gz", "--order", "11", "--migratetype", "movable"],
+         "order 11 is out of range"),
+        (["predict", f"{_REC}/7.2-1cpu-thp.json.gz", "--order", "0", "--gfp", "GFP_KERNEL|__GFP_FOO"],
+         "unknown GFP flag '__GFP_FOO'"),
+        (["predict", f"{_REC}/7.2-1cpu-thp.json.gz", "--order", "0", "--migratetype", "sticky"],
+         "unknown migratetype 'sticky'"),
+        (["predict", f"{_REC}/7.2-1cpu-thp.json.gz", "--order", "0", "--migratetype", "movable",
+          "--cpu", "3"], "cpu 3 does not exist"),
+        (["predict", f"{_REC}/7.2-1cpu-thp.json.gz", "--order", "0", "--gfp", "GFP_KERNEL",
+          "--after", f"{_REC}/6.1-1cpu-thp.json.gz"], "is a trace of 6.1.0-56-amd64"),
+        (["replay", "--snapshot", f"{_REC}/7.2-1cpu-thp.json.gz", "--trace", "/etc/hostname"],
+         "has no kmem page events"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_model_commands_refuse_bad_input(args, message):
+    p = buddyscope(*args)
+    assert p.returncode == 1
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("buddyscope: error: ") and message in last, p.stderr
+
+
+def test_replay_json_and_predict_after():
+    import json
+
+    p = buddyscope("replay", f"{_REC}/5.10-1cpu-thp.json.gz", "--json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["allocations"] == len(d["records"]) > 500
+    assert d["hits"] == d["allocations"]   # 5.10: every allocation predicted exactly
+    r = d["records"][0]
+    assert set(r) >= {"index", "cpu", "order", "migratetype", "gfp", "predicted_pfn",
+                      "actual_pfn", "hit", "path"}
+    p = buddyscope("predict", f"{_REC}/5.10-1cpu-thp.json.gz", "--after",
+                   f"{_REC}/5.10-1cpu-thp.json.gz", "--order", "0", "--gfp", "GFP_KERNEL",
+                   "-n", "3", "--json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert len(d["results"]) == 3 and all(x["pfn"] for x in d["results"])
+    assert d["after_events"] > 1000
