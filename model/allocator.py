@@ -222,6 +222,7 @@ class Allocator:
         self.allocated: Dict[int, Tuple[int, int]] = {}
         self.journal: Optional[List[Tuple[Callable, tuple]]] = None
         self.zones: List[_Zone] = []
+        self._zonelists: Dict[int, List[_Zone]] = {}
         for zi, z in enumerate(snapshot.zones):
             self.zones.append(self._new_zone(zi, z))
             self._load_lists(self.zones[zi], z)
@@ -520,8 +521,11 @@ class Allocator:
     def zonelist(self, highest_zoneidx: int) -> List[_Zone]:
         """``ZONELIST_FALLBACK`` of node 0 from the preferred zone down
         (``build_zonerefs_node``: descending zone index)."""
-        zs = [z for z in self.zones if z.zone_idx <= highest_zoneidx and z.managed > 0]
-        return sorted(zs, key=lambda z: (z.node, -z.zone_idx))
+        cached = self._zonelists.get(highest_zoneidx)
+        if cached is None:
+            zs = [z for z in self.zones if z.zone_idx <= highest_zoneidx and z.managed > 0]
+            cached = self._zonelists[highest_zoneidx] = sorted(zs, key=lambda z: (z.node, -z.zone_idx))
+        return cached
 
     def _get_page_from_freelist(self, cpu, order, mt, highest_zoneidx, alloc_flags):
         """``get_page_from_freelist``."""

@@ -54,10 +54,13 @@ def make_request(alloc: "A.Allocator", order: int, cpu: int = 0, gfp: Optional[s
     if gfp is not None:
         try:
             mask = parse_gfp(gfp, series)
+            zone_name = gfp_zone(mask, series)
         except GfpError as e:
             raise RequestError(str(e)) from None
         mt = gfp_migratetype(mask, series, mobility_disabled=alloc.mobility_disabled)
-        zone_name = gfp_zone(mask, series)
+        if mt >= A.MIGRATE_PCPTYPES:
+            raise RequestError(f"gfp {gfp} asks for both __GFP_MOVABLE and __GFP_RECLAIMABLE, "
+                               "which the kernel does not allow")
         if migratetype is not None and _mt(alloc, migratetype) != mt:
             raise RequestError(f"gfp {gfp} means migratetype {alloc.mt_names[mt]}, "
                                f"not {migratetype}")
