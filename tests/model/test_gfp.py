@@ -299,9 +299,11 @@ def test_zone(series):
 
 
 def test_pure_python():
-    code = ("import sys, buddyscope.model.gfp; "
+    code = ("import sys, buddyscope.model.gfp, buddyscope.model.replay, buddyscope.model.predict; "
             "assert 'drgn' not in sys.modules and 'textual' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    # Outside the checkout, so that the installed package is what is imported
+    # (the checkout's buddyscope/ folder holds only the CLI).
+    subprocess.run([sys.executable, "-c", code], check=True, cwd="/")
 
 
 @pytest.mark.skipif(not all((SRC / s / "include").is_dir() for s in GFP_SERIES),

@@ -1,0 +1,688 @@
+"""Each allocator path of the model (buddyscope.model.allocator) on small
+hand-built states, checked against what the kernel function it mirrors does.
+
+Every expectation below was worked out by hand from the Debian source of the
+lab kernel (``~/.cache/buddyscope/src/<series>/mm/page_alloc.c``); the
+comment on each test names the function, series and line. The states are
+minimal snapshots: the ``kernel`` of a real recording of the series (so the
+pcp list layout, migratetypes and type features are the kernel's own, and
+the profile is detected as for a real snapshot) and one zone ``DMA32`` of a
+few pageblocks with chosen free lists, pcp lists and pageblock types.
+
+PFNs are picked so that no two free blocks are buddies unless a test wants a
+merge. Pages that are on no list were allocated before the snapshot.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+
+import pytest
+
+from buddyscope.model.allocator import (
+    ALLOC_HIGHATOMIC,
+    ALLOC_KSWAPD,
+    ALLOC_MIN_RESERVE,
+    ALLOC_NON_BLOCK,
+    ALLOC_WMARK_LOW,
+    ALLOC_WMARK_MIN,
+    ZONE_INDEX,
+    Allocator,
+)
+from buddyscope.model.fixture import Fixture
+from buddyscope.model.snapshot import Capture, FreeArea, Pcp, Snapshot, Zone
+
+RECORDINGS = Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
+SERIES = ["5.10", "6.1", "6.12", "7.2"]
+U, M, R, H = 0, 1, 2, 3          # enum migratetype
+BASE = 0x1000                    # DMA32's first PFN: 2^10-aligned
+PB = 512                         # pageblock_nr_pages of every lab kernel
+NORMAL = ZONE_INDEX["Normal"]
+FAST = ALLOC_WMARK_LOW | ALLOC_KSWAPD   # a GFP_KERNEL fast-path attempt
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(series):
+    return Fixture.load(RECORDINGS / f"{series}-1cpu-tmpfs-write.json.gz").snapshot.kernel
+
+
+def build(series, pageblocks, free=(), pcp=None, *, batch=31, high=186, pcp_fields=None,
+          watermarks=(0, 0, 0), managed=None, reserved_highatomic=0) -> Allocator:
+    """A one-CPU snapshot of zone DMA32 with *pageblocks* (types, from BASE);
+    *free*: (pfn, order, migratetype) in list order, head first; *pcp*:
+    {(order, migratetype): [pfn, ...]} head first, on cpu 0."""
+    k = copy.deepcopy(_kernel(series))
+    k.nr_cpus = 1
+    nr_mt = len(k.migratetypes)
+    areas = [[[] for _ in range(nr_mt)] for _ in range(k.nr_page_orders)]
+    for pfn, order, mt in free:
+        areas[order][mt].append(pfn)
+    free_area = [FreeArea(sum(map(len, lists)), lists) for lists in areas]
+    pindex = {(pl.order, mt): i for i, pl in enumerate(k.pcp_lists) for mt in pl.migratetypes}
+    lists = [[] for _ in k.pcp_lists]
+    for key, pfns in (pcp or {}).items():
+        lists[pindex[key]].extend(pfns)
+    count = sum(len(l) << k.pcp_lists[i].order for i, l in enumerate(lists))
+    # The members each series' struct per_cpu_pages has (detect_profile reads them).
+    if series == "5.10":
+        fields = {}
+    elif series == "6.1":
+        fields = {"free_factor": 0, "expire": 0}
+    else:
+        fields = {"high_min": high, "high_max": high, "flags": 0, "alloc_factor": 0,
+                  "expire": 0, "free_count": 0}
+    fields.update(pcp_fields or {})
+    nr_free = sum(a.nr_free << o for o, a in enumerate(free_area))
+    zone_fields = {"nr_isolate_pageblock": 0}
+    if series in ("6.12", "7.2"):
+        zone_fields["nr_free_highatomic"] = 0
+    spanned = len(pageblocks) * PB
+    zone = Zone(node=0, name="DMA32", start_pfn=BASE, spanned_pages=spanned,
+                present_pages=spanned, managed_pages=managed or spanned,
+                watermarks=dict(zip(("min", "low", "high"), watermarks)), watermark_boost=0,
+                lowmem_reserve=[0, 0, 0, 0, 0], nr_reserved_highatomic=reserved_highatomic,
+                nr_free_pages=nr_free, free_area=free_area,
+                pcp=[Pcp(cpu=0, count=count, high=high, batch=batch, fields=fields, lists=lists)],
+                pageblock_migratetypes=list(pageblocks), fields=zone_fields)
+    capture = Capture(source="qmp", target="hand-built", time="2026-01-01T00:00:00Z",
+                      paused=True, read_seconds=0.0, tool="tests/model/test_paths.py")
+    alloc = Allocator(Snapshot(k, capture, [zone]))
+    assert alloc.profile.name == series
+    return alloc
+
+
+def lists(alloc):
+    """Every non-empty free list: {(order, migratetype): [pfn, ...]}."""
+    return {(o, mt): l for o in range(alloc.nr_orders) for mt in range(alloc.nr_mt)
+            if (l := alloc.free_list(0, o, mt))}
+
+
+def pcp_lists(alloc, cpu=0):
+    """Every non-empty pcp list: {(order, migratetype of the list): [pfn, ...]}."""
+    out = {}
+    for i, l in enumerate(alloc.zones[0].pcp[cpu].lists):
+        if l:
+            pl = alloc.pcp_lists[i]
+            out[(pl.order, pl.migratetypes[0])] = list(l)
+    return out
+
+
+def block_types(alloc):
+    return list(alloc.zones[0].pageblocks)
+
+
+def zone_locked(*pfns):
+    return [("zone_locked", p) for p in pfns]
+
+
+# == the pcp fast path ==========================================================
+
+@pytest.mark.parametrize("series", SERIES)
+def test_pcp_hit_takes_the_head(series):
+    # __rmqueue_pcplist: page = list_first_entry(list, ...) -- 5.10 L3389,
+    # 6.1 L3824, 6.12 L3095, 7.2 L3350. No zone lock, no zone_locked event.
+    pcp = {(0, M): [0x1001, 0x1003, 0x1005]}
+    if series != "5.10":
+        pcp[(2, U)] = [0x1208, 0x1210]   # order-2 pcp lists exist from 6.1 on
+    a = build(series, [M, U], free=[(0x1100, 4, M)], pcp=pcp)
+    before = lists(a)
+    out = a.allocate(0, 0, M, NORMAL, FAST)
+    assert (out.pfn, out.kind, out.events) == (0x1001, "pcp", [])
+    assert pcp_lists(a)[(0, M)] == [0x1003, 0x1005]
+    if series != "5.10":
+        out = a.allocate(0, 2, U, NORMAL, FAST)
+        assert (out.pfn, out.kind, out.events) == (0x1208, "pcp", [])
+        assert pcp_lists(a)[(2, U)] == [0x1210]
+    assert a.zones[0].pcp[0].count == 2 + (4 if series != "5.10" else 0)
+    assert lists(a) == before
+
+
+def test_refill_5_10_takes_pcp_batch_pages():
+    # 5.10 __rmqueue_pcplist L3376: rmqueue_bulk(zone, 0, pcp->batch, ...);
+    # rmqueue_bulk L2884: __rmqueue once per page, list_add_tail (L2908) in
+    # the order __rmqueue returns them; __rmqueue L2844 traces zone_locked at
+    # its exit (L2875). Five pages of the order-3 block 0x1208: 0x1208 (split
+    # 0x120c/2, 0x120a/1, 0x1209/0 to the heads), 0x1209, 0x120a (split
+    # 0x120b/0), 0x120b, 0x120c (split 0x120e/1, 0x120d/0).
+    a = build("5.10", [M, U], free=[(0x1208, 3, U)], batch=5, high=30)
+    out = a.allocate(0, 0, U, NORMAL, FAST)
+    assert out.kind == "refill"
+    assert out.refill == [0x1208, 0x1209, 0x120a, 0x120b, 0x120c]
+    assert out.pfn == 0x1208
+    assert out.events == zone_locked(0x1208, 0x1209, 0x120a, 0x120b, 0x120c)
+    assert pcp_lists(a) == {(0, U): [0x1209, 0x120a, 0x120b, 0x120c]}
+    assert a.zones[0].pcp[0].count == 4
+    assert lists(a) == {(0, U): [0x120d], (1, U): [0x120e]}
+
+
+def test_refill_6_1_takes_batch_shifted_by_order():
+    # 6.1 __rmqueue_pcplist L3793: batch = max(pcp->batch >> order, 2)
+    # (L3810): 8 >> 1 = 4 order-1 blocks; rmqueue_bulk L3152 adds each at the
+    # tail (L3175) in __rmqueue's order; zone_locked from __rmqueue_smallest
+    # (L2604) for each.
+    a = build("6.1", [M, U], free=[(0x1208, 3, U)], batch=8, high=48)
+    out = a.allocate(0, 1, U, NORMAL, FAST)
+    assert out.refill == [0x1208, 0x120a, 0x120c, 0x120e]
+    assert out.pfn == 0x1208
+    assert out.events == zone_locked(0x1208, 0x120a, 0x120c, 0x120e)
+    assert pcp_lists(a) == {(1, U): [0x120a, 0x120c, 0x120e]}
+    assert a.zones[0].pcp[0].count == 6
+    assert lists(a) == {}
+
+
+def test_refill_6_1_batch_of_one_is_not_scaled():
+    # 6.1 __rmqueue_pcplist L3809: "if (batch > 1)" -- a batch of 1 (boot
+    # pageset) stays 1 instead of becoming max(1 >> order, 2) = 2.
+    a = build("6.1", [M, U], free=[(0x1208, 3, U)], batch=1, high=0)
+    out = a.allocate(0, 1, U, NORMAL, FAST)
+    assert out.refill == [0x1208]
+    assert pcp_lists(a) == {}
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_refill_6_12_uses_nr_pcp_alloc(series):
+    # nr_pcp_alloc (6.12 L3021, 7.2 L3264): high = clamp(8, 8, 64) = 8;
+    # batch = 4 << alloc_factor(1) = 8; not ZONE_BELOW_HIGH, so pcp->high =
+    # min(8 + 8, 64) = 16; max_nr_alloc = max(16 - 0 - 4, 4) = 12 >= 8, so
+    # alloc_factor++ (2); batch = min(8, 12) = 8. rmqueue_pcplist (6.12
+    # L3131, 7.2 L3388) halves free_count first (6 -> 3). The eight pages of
+    # the order-3 block, ascending, tail-added (rmqueue_bulk 6.12 L2376).
+    a = build(series, [M, U], free=[(0x1208, 3, U)], batch=4, high=8,
+              pcp_fields={"high_min": 8, "high_max": 64, "alloc_factor": 1, "free_count": 6})
+    out = a.allocate(0, 0, U, NORMAL, FAST)
+    assert out.refill == list(range(0x1208, 0x1210))
+    assert out.pfn == 0x1208
+    assert out.events == zone_locked(*range(0x1208, 0x1210))
+    assert pcp_lists(a) == {(0, U): list(range(0x1209, 0x1210))}
+    pcp = a.zones[0].pcp[0]
+    assert (pcp.count, pcp.high, pcp.alloc_factor, pcp.free_count) == (7, 16, 2, 3)
+    assert lists(a) == {}
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_refill_6_12_small_high_takes_one(series):
+    # nr_pcp_alloc (6.12 L3033, 7.2 L3276): high < pcp->batch ("PCP disabled
+    # or boot pageset") returns 1.
+    a = build(series, [M, U], free=[(0x1208, 3, U)], batch=4, high=2,
+              pcp_fields={"high_min": 2, "high_max": 2})
+    out = a.allocate(0, 0, U, NORMAL, FAST)
+    assert out.refill == [0x1208]
+
+
+# == __rmqueue_smallest and expand =============================================
+
+@pytest.mark.parametrize("series", SERIES)
+def test_rmqueue_smallest_keeps_the_lowest_part_and_puts_halves_at_heads(series):
+    # __rmqueue_smallest (5.10 L2310, 6.1 L2589, 6.12 L1634, 7.2 L1889):
+    # the head of the first non-empty list from the order up; expand (5.10
+    # L2163, 6.1 L2375, 6.12 L1441, 7.2 L1702) keeps the lowest 2^low pages
+    # and add_to_free_list()s (head) each upper half, largest first. Order 4
+    # is a buddy order in every series, so this is rmqueue_buddy / rmqueue.
+    a = build(series, [M, U], free=[(0x1080, 7, M), (0x1300, 7, U)])
+    out = a.allocate(0, 4, M, NORMAL, FAST)
+    assert (out.pfn, out.kind) == (0x1080, "buddy")
+    assert out.events == zone_locked(0x1080)
+    split = [s for s in out.path if s.kind == "split"]
+    assert [s.detail["pieces"] for s in split] == [[(0x10c0, 6), (0x10a0, 5), (0x1090, 4)]]
+    assert lists(a) == {(4, M): [0x1090], (5, M): [0x10a0], (6, M): [0x10c0], (7, U): [0x1300]}
+    # The next ones take the heads: ascending PFNs from one block.
+    assert [a.allocate(0, 4, M, NORMAL, FAST).pfn for _ in range(7)] == [
+        0x1090, 0x10a0, 0x10b0, 0x10c0, 0x10d0, 0x10e0, 0x10f0]
+    assert lists(a) == {(7, U): [0x1300]}
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_order0_allocations_from_one_block_ascend(series):
+    # With a pcp batch of 1 every order-0 allocation refills one page
+    # (5.10 __rmqueue_pcplist L3384: rmqueue_bulk(.., pcp->batch ..); 6.1
+    # L3809 keeps a batch of 1; 6.12 nr_pcp_alloc L3033 / 7.2 L3276 return 1
+    # when high < batch): __rmqueue_smallest takes the smallest order first
+    # (the order-2 block before the order-3 one), and within a block the
+    # lowest piece each time, since expand put the upper halves at the heads.
+    a = build(series, [M, U], free=[(0x1208, 3, U), (0x1240, 2, U)], batch=1, high=0)
+    got = [a.allocate(0, 0, U, NORMAL, FAST).pfn for _ in range(12)]
+    assert got == list(range(0x1240, 0x1244)) + list(range(0x1208, 0x1210))
+    assert lists(a) == {}
+
+
+# == fallback ===================================================================
+# Pageblocks [MOVABLE, UNMOVABLE, RECLAIMABLE, MOVABLE]; an UNMOVABLE order-4
+# request finds no UNMOVABLE block at order >= 4 and falls back to the
+# RECLAIMABLE block 0x1400 (fallbacks[UNMOVABLE] = {RECLAIMABLE, MOVABLE}). A
+# non-MOVABLE block: alike_pages = 0, so claiming depends only on the free
+# pages (>= 256), not on PageLRU, which the model cannot see.
+FALLBACK_BLOCKS = [M, U, R, M]
+# watermark high 1000: boost_watermark's max_boost = 1000 * 15000 / 10000 = 1500;
+# managed 2048 is not < 4 pageblocks, so the zone is boosted by 512 per call.
+FALLBACK_WMARKS = (0, 0, 1000)
+
+
+def fallback_state(series, block_free):
+    return build(series, FALLBACK_BLOCKS, watermarks=FALLBACK_WMARKS,
+                 free=[(0x1200, 2, U), (0x1000, 3, M)] + block_free)
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1"])
+def test_fallback_5_10_claims_the_block_and_returns_a_moved_page(series):
+    # __rmqueue_fallback (5.10 L2762, 6.1 L3033): the largest fallback block
+    # first (order 8, 0x1400); steal_suitable_fallback (5.10 L2520, 6.1 L2791):
+    # boost_watermark, move_freepages_block moves every free page of the block
+    # to the tail of UNMOVABLE's lists in PFN order (move_to_free_list =
+    # list_move_tail); 276 free >= 256, so set_pageblock_migratetype. The
+    # extfrag event names the fallback head (5.10 L2828, 6.1 L3099), with
+    # change_ownership true (kmem.h: pageblock type == alloc type). Then
+    # __rmqueue retries __rmqueue_smallest (5.10 L2869, 6.1 L3136), which takes
+    # the smallest moved order >= 4: 0x1500, not the extfrag page.
+    a = fallback_state(series, [(0x1400, 8, R), (0x1500, 4, R), (0x1510, 2, R)])
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert (out.pfn, out.kind) == (0x1500, "fallback")
+    assert out.events == [("extfrag", 0x1400, 8, True)] + zone_locked(0x1500)
+    assert lists(a) == {(2, U): [0x1200, 0x1510], (8, U): [0x1400], (3, M): [0x1000]}
+    assert block_types(a) == [M, U, U, M]
+    z = a.zones[0]
+    assert (z.boost, z.boosted) == (512, True)
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1"])
+def test_fallback_5_10_moves_free_pages_even_without_claiming(series):
+    # steal_suitable_fallback (5.10 L2555, 6.1 L2826): move_freepages_block runs
+    # before the threshold test, so with 144 free < 256 the free pages still
+    # move to UNMOVABLE's tails while the block stays RECLAIMABLE
+    # (change_ownership false); the retry takes 0x1500 from UNMOVABLE order 4.
+    a = fallback_state(series, [(0x1400, 7, R), (0x1500, 4, R)])
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert out.pfn == 0x1500
+    assert out.events == [("extfrag", 0x1400, 7, False)] + zone_locked(0x1500)
+    assert lists(a) == {(2, U): [0x1200], (7, U): [0x1400], (3, M): [0x1000]}
+    assert block_types(a) == FALLBACK_BLOCKS
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1"])
+def test_fallback_5_10_split_remainder_goes_to_the_start_type(series):
+    # As above with only the order-7 page free: it moves to UNMOVABLE order 7
+    # and __rmqueue_smallest splits it there, so the remainders sit on
+    # UNMOVABLE's lists in a RECLAIMABLE block.
+    a = fallback_state(series, [(0x1400, 7, R)])
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert out.pfn == 0x1400
+    assert out.events == [("extfrag", 0x1400, 7, False)] + zone_locked(0x1400)
+    assert lists(a) == {(2, U): [0x1200], (4, U): [0x1410], (5, U): [0x1420],
+                        (6, U): [0x1440], (3, M): [0x1000]}
+    assert block_types(a) == FALLBACK_BLOCKS
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1"])
+def test_fallback_5_10_whole_pageblock_is_retyped(series):
+    # steal_suitable_fallback (5.10 L2536, 6.1 L2807): current_order >=
+    # pageblock_order: change_pageblock_range, then single_page:
+    # move_to_free_list (tail of the start type); no boost.
+    a = build(series, FALLBACK_BLOCKS, watermarks=FALLBACK_WMARKS,
+              free=[(0x1200, 2, U), (0x1400, 9, R)])
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert out.pfn == 0x1400
+    assert out.events == [("extfrag", 0x1400, 9, True)] + zone_locked(0x1400)
+    assert block_types(a) == [M, U, U, M]
+    assert lists(a) == {(2, U): [0x1200], (4, U): [0x1410], (5, U): [0x1420],
+                        (6, U): [0x1440], (7, U): [0x1480], (8, U): [0x1500]}
+    assert a.zones[0].boost == 0
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_claim_6_12_moves_the_block_and_takes_from_it(series):
+    # __rmqueue (6.12 L2306, 7.2 L2454): __rmqueue_smallest fails, then
+    # __rmqueue_claim (6.12 L2217, 7.2 L2361) from the largest order:
+    # try_to_steal_block (6.12 L1955) / try_to_claim_block (7.2 L2286):
+    # boost, 276 free >= 256: __move_freepages_block to UNMOVABLE's tails and
+    # retype, then __rmqueue_smallest (zone_locked 0x1500); the extfrag event
+    # names the returned page (6.12 L2256, 7.2 L2403).
+    a = fallback_state(series, [(0x1400, 8, R), (0x1500, 4, R), (0x1510, 2, R)])
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert (out.pfn, out.kind) == (0x1500, "fallback")
+    assert out.events == zone_locked(0x1500) + [("extfrag", 0x1500, 8, True)]
+    assert lists(a) == {(2, U): [0x1200, 0x1510], (8, U): [0x1400], (3, M): [0x1000]}
+    assert block_types(a) == [M, U, U, M]
+    assert a.zones[0].boost == 512
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_steal_6_12_leaves_the_remainders_on_the_fallback_type(series):
+    # __rmqueue_claim: the claim of 0x1400 (128 free < 256) fails and moves
+    # nothing (try_to_steal_block 6.12 L2018 returns NULL); then
+    # __rmqueue_steal (6.12 L2269, 7.2 L2416): the smallest fallback block,
+    # page_del_and_expand with the *fallback* type, so the remainders stay on
+    # RECLAIMABLE's lists; extfrag with change_ownership false; no zone_locked
+    # (steal does not go through __rmqueue_smallest).
+    a = fallback_state(series, [(0x1400, 7, R)])
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert out.pfn == 0x1400
+    assert out.events == [("extfrag", 0x1400, 7, False)]
+    assert [s.kind for s in out.path if s.kind in ("claim", "steal")] == ["steal"]
+    assert lists(a) == {(2, U): [0x1200], (4, R): [0x1410], (5, R): [0x1420],
+                        (6, R): [0x1440], (3, M): [0x1000]}
+    assert block_types(a) == FALLBACK_BLOCKS
+    assert a.zones[0].boost == 512   # the one failed claim attempt boosted
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_claim_6_12_boosts_on_every_attempt_and_moves_nothing(series):
+    # __rmqueue_claim tries the head of each order from the top: 0x1400 at
+    # order 7 and 0x1500 at order 4, both in the block with 144 free pages;
+    # each try boosts the watermark (6.12 L1982, 7.2 L2308) and fails. Steal
+    # then takes the order-4 page whole; the order-7 page stays RECLAIMABLE.
+    a = fallback_state(series, [(0x1400, 7, R), (0x1500, 4, R)])
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert out.pfn == 0x1500
+    assert out.events == [("extfrag", 0x1500, 4, False)]
+    assert lists(a) == {(2, U): [0x1200], (7, R): [0x1400], (3, M): [0x1000]}
+    assert a.zones[0].boost == 1024
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_claim_6_12_whole_pageblock(series):
+    # try_to_steal_block (6.12 L1973) / try_to_claim_block (7.2 L2293):
+    # current_order >= pageblock_order: del, change_pageblock_range, expand
+    # onto the start type; no __rmqueue_smallest, so only the extfrag event.
+    a = build(series, FALLBACK_BLOCKS, watermarks=FALLBACK_WMARKS,
+              free=[(0x1200, 2, U), (0x1400, 9, R)])
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert out.pfn == 0x1400
+    assert out.events == [("extfrag", 0x1400, 9, True)]
+    assert block_types(a) == [M, U, U, M]
+    assert lists(a) == {(2, U): [0x1200], (4, U): [0x1410], (5, U): [0x1420],
+                        (6, U): [0x1440], (7, U): [0x1480], (8, U): [0x1500]}
+    assert a.zones[0].boost == 0
+
+
+# == freeing: __free_one_page ===================================================
+
+@pytest.mark.parametrize("series", SERIES)
+def test_free_merges_with_its_buddy_and_goes_to_the_head(series):
+    # __free_one_page (5.10 L987, 6.1 L1122, 6.12 L810, 7.2 L936): 0x1000/4
+    # merges with its free buddy 0x1010/4 into 0x1000/5; the order-5 buddy
+    # 0x1020 is not free, so it stops. buddy_merge_likely (5.10 L942, 6.1
+    # L1082, 6.12 L759, 7.2 L885): the order-6 buddy 0x1040 is not free, so
+    # add_to_free_list (head), before 0x1100. Order 4 is no pcp order.
+    a = build(series, [M, U], free=[(0x1010, 4, M), (0x1100, 5, M)])
+    assert a.free(0, 0x1000, 4) == []
+    assert lists(a) == {(5, M): [0x1000, 0x1100]}
+    assert a.zones[0].nr_free[4] == 0
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_free_goes_to_the_tail_when_the_next_merge_is_likely(series):
+    # As above with 0x1040/6 free: buddy_merge_likely finds the order-6 buddy
+    # of the merged 0x1000/5 free, so add_to_free_list_tail.
+    a = build(series, [M, U], free=[(0x1010, 4, M), (0x1100, 5, M), (0x1040, 6, M)])
+    a.free(0, 0x1000, 4)
+    assert lists(a) == {(5, M): [0x1100, 0x1000], (6, M): [0x1040]}
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_free_merges_all_the_way_up(series):
+    # __free_one_page merges while the buddy is free at the same order, up to
+    # MAX_ORDER - 1 (5.10 continue_merging L1050, 6.1 L1140, 6.12/7.2
+    # MAX_PAGE_ORDER). Types below pageblock_order never matter.
+    free = [(0x1001, 0, M), (0x1002, 1, M), (0x1004, 2, U), (0x1008, 3, R), (0x1010, 4, M),
+            (0x1020, 5, M), (0x1040, 6, M), (0x1080, 7, M), (0x1100, 8, M), (0x1200, 9, M)]
+    a = build(series, [M, M], free=free)
+    a.free_one_page(a.zones[0], 0x1000, 0, M)
+    assert lists(a) == {(10, M): [0x1000]}
+    assert a.zones[0].nr_free == [0] * 10 + [1]
+    assert a.zones[0].free_pages == 1024
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_free_merge_across_pageblocks_of_mergeable_types(series):
+    # At order >= pageblock_order the buddy's pageblock type is read: MOVABLE
+    # and UNMOVABLE merge in every series. 6.12 L860 / 7.2 L986: a merge with
+    # a buddy of another type change_pageblock_range()s the buddy to the freed
+    # page's type; 5.10 and 6.1 leave the types alone.
+    a = build(series, [M, U], free=[(0x1200, 9, U)])
+    a.free_one_page(a.zones[0], 0x1000, 9, M)
+    assert lists(a) == {(10, M): [0x1000]}
+    assert block_types(a) == ([M, M] if series in ("6.12", "7.2") else [M, U])
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_free_merge_with_a_highatomic_pageblock(series):
+    # 5.10 L1053: at order >= pageblock_order the types are compared only when
+    # the zone has ISOLATE blocks, and then only ISOLATE refuses: MOVABLE and
+    # HIGHATOMIC merge. 6.1 L1154, 6.12 L843, 7.2 L969: HIGHATOMIC is not
+    # migratetype_is_mergeable, so the two order-9 blocks stay apart.
+    a = build(series, [M, H], free=[(0x1200, 9, H)], reserved_highatomic=PB)
+    a.free_one_page(a.zones[0], 0x1000, 9, M)
+    if series == "5.10":
+        assert lists(a) == {(10, M): [0x1000]}
+    else:
+        assert lists(a) == {(9, M): [0x1000], (9, H): [0x1200]}
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_free_merge_with_an_isolated_pageblock_is_refused(series):
+    # 5.10 L1063 (is_migrate_isolate on either side), 6.1+ (ISOLATE is not
+    # mergeable): an order-9 free next to an isolated block stays order 9.
+    a = build(series, [M, M], free=[])
+    iso = a.MIGRATE_ISOLATE
+    a = build(series, [M, iso], free=[(0x1200, 9, iso)])
+    a.free_one_page(a.zones[0], 0x1000, 9, M)
+    assert lists(a) == {(9, M): [0x1000], (9, iso): [0x1200]}
+    assert a.zones[0].free_pages == PB   # ISOLATE pages are not counted
+
+
+# == freeing: the pcp commit and drains =========================================
+
+def test_drain_5_10_round_robin_from_movable():
+    # 5.10 free_unref_page_commit L3169: list_add (head) to lists[mt], count++,
+    # count (8) >= high (8): free_pcppages_bulk(zone, batch=6) L1344. Round
+    # robin from MOVABLE (++migratetype from 0), taking list_last_entry; an
+    # empty list bumps batch_free, which is how many are taken from the next
+    # list: m2 | r3 | (UNMOVABLE empty) m1 m0 | r2 | (empty) F.
+    m0, m1, m2, F = 0x1010, 0x1012, 0x1014, 0x1016
+    r = [0x1410, 0x1412, 0x1414, 0x1416]
+    a = build("5.10", [M, U, R], pcp={(0, M): [m0, m1, m2], (0, R): r}, batch=6, high=8)
+    drain = a.free(0, F, 0)
+    assert drain == [(m2, 0, M), (r[3], 0, R), (m1, 0, M), (m0, 0, M), (r[2], 0, R), (F, 0, M)]
+    assert pcp_lists(a) == {(0, R): r[:2]}
+    assert a.zones[0].pcp[0].count == 2
+    # __free_one_page put each at its list's head, in drain order.
+    assert lists(a) == {(0, M): [F, m0, m1, m2], (0, R): [r[2], r[3]]}
+
+
+def test_no_drain_5_10_below_high():
+    # 5.10 free_unref_page_commit L3197: count (8) < high (9): no drain; the
+    # page is at the head of its list.
+    a = build("5.10", [M, U, R], pcp={(0, M): [0x1010, 0x1012, 0x1014],
+                                      (0, R): [0x1410, 0x1412, 0x1414, 0x1416]},
+              batch=6, high=9)
+    assert a.free(0, 0x1016, 0) == []
+    assert pcp_lists(a)[(0, M)] == [0x1016, 0x1010, 0x1012, 0x1014]
+
+
+def test_drain_6_1_starts_at_the_freed_list():
+    # 6.1 free_unref_page_commit L3469: head of lists[1], count 9 >= high 9;
+    # nr_pcp_free L3422: batch << free_factor(2) = 8, not < high - batch = 7
+    # (free_factor stays 2), clamp(8, 2, 7) = 7. free_pcppages_bulk L1574 from
+    # the freed pindex: its whole list from the tail (m2 m1 m0 F), then the
+    # next non-empty lists: r0 (lists[2]) and the order-1 page (lists[4],
+    # count -= 2). UNMOVABLE (lists[0]) is left.
+    u = [0x1210, 0x1212]
+    m0, m1, m2, F, r0, o1 = 0x1010, 0x1012, 0x1014, 0x1016, 0x1410, 0x1020
+    a = build("6.1", [M, U, R], pcp={(0, U): u, (0, M): [m0, m1, m2], (0, R): [r0],
+                                     (1, M): [o1]},
+              batch=2, high=9, pcp_fields={"free_factor": 2})
+    drain = a.free(0, F, 0)
+    assert drain == [(m2, 0, M), (m1, 0, M), (m0, 0, M), (F, 0, M), (r0, 0, R), (o1, 1, M)]
+    assert pcp_lists(a) == {(0, U): u}
+    pcp = a.zones[0].pcp[0]
+    assert (pcp.count, pcp.free_factor) == (2, 2)
+
+
+def test_drain_6_1_grows_free_factor():
+    # nr_pcp_free L3444: batch << free_factor (2 << 0) < high - batch (7):
+    # free_factor++ and 2 pages go.
+    a = build("6.1", [M, U, R], pcp={(0, M): [0x1010, 0x1012, 0x1014, 0x1018],
+                                     (0, R): [0x1410, 0x1412, 0x1414, 0x1416]},
+              batch=2, high=9)
+    drain = a.free(0, 0x1016, 0)
+    assert drain == [(0x1018, 0, M), (0x1014, 0, M)]
+    assert a.zones[0].pcp[0].free_factor == 1
+
+
+# 6.12 / 7.2: lists[0] = u1 u0... the freed order-3 page F goes to lists[10]
+# (order 3 MOVABLE); high_min == high_max == high = 14 (nr_pcp_high returns
+# high, 6.12 L2655 / 7.2 L2804); count 6 + 8 = 14 >= 14. free_count 10 + 8 =
+# 18; nr_pcp_free (6.12 L2603, 7.2 L2752): clamp(18, 2, 14 - 2) = 12.
+U6 = [0x1210, 0x1212]
+M6 = [0x1010, 0x1012, 0x1014]
+R6 = [0x1410]
+F6 = 0x1028
+
+
+def drain_state_6_12(series):
+    return build(series, [M, U, R], pcp={(0, U): U6, (0, M): M6, (0, R): R6}, batch=2, high=14,
+                 pcp_fields={"free_count": 10, "alloc_factor": 3})
+
+
+def test_drain_6_12_wraps_around_from_the_freed_list():
+    # free_pcppages_bulk (6.12 L1218): from lists[10]: F (count 12 - 8 = 4);
+    # lists 11..13 empty, wrap to 0 (L1239): u1 u0 (2), then lists[1]: m2 m1
+    # (0). free_unref_page_commit L2676: alloc_factor >>= 1, order 1..3 sets
+    # PCPF_PREV_FREE_HIGH_ORDER, free_count += 8.
+    a = drain_state_6_12("6.12")
+    drain = a.free(0, F6, 3)
+    assert drain == [(F6, 3, M), (U6[1], 0, U), (U6[0], 0, U), (M6[2], 0, M), (M6[1], 0, M)]
+    assert pcp_lists(a) == {(0, M): M6[:1], (0, R): R6}
+    pcp = a.zones[0].pcp[0]
+    assert (pcp.count, pcp.alloc_factor, pcp.free_count, pcp.flags & 1) == (2, 1, 18, 1)
+    assert lists(a)[(3, M)] == [F6]
+
+
+def test_drain_7_2_goes_in_batch_sized_chunks():
+    # 7.2 free_frozen_page_commit L2832: to_free 12 is drained in chunks of
+    # min(to_free, batch = 2) (L2884), each free_pcppages_bulk (L1459)
+    # starting again at lists[10]: F (overshoots: -6) | u1 u0 | m2 m1 | m0 r0,
+    # then pcp->count is 0 and the loop stops: 14 pages for a to_free of 12.
+    a = drain_state_6_12("7.2")
+    drain = a.free(0, F6, 3)
+    assert drain == [(F6, 3, M), (U6[1], 0, U), (U6[0], 0, U), (M6[2], 0, M), (M6[1], 0, M),
+                     (M6[0], 0, M), (R6[0], 0, R)]
+    assert pcp_lists(a) == {}
+    assert a.zones[0].pcp[0].count == 0
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_no_drain_6_12_below_high(series):
+    a = build(series, [M, U, R], pcp={(0, U): U6, (0, M): M6, (0, R): R6}, batch=2, high=15)
+    assert a.free(0, F6, 3) == []
+    assert pcp_lists(a)[(3, M)] == [F6]
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_drain_mt_is_the_pageblock_type_at_drain_time(series):
+    # 6.12 free_pcppages_bulk L1251 / 7.2 L1496: mt = get_pfnblock_migratetype
+    # at drain time. A MOVABLE-list page in a block retyped UNMOVABLE since
+    # goes to UNMOVABLE's free list. The freed page itself (free_unref_page
+    # 6.12 L2748 reads the block type: UNMOVABLE) goes to lists[0], where the
+    # drain starts; nr_pcp_free: clamp(free_count 5 + 1, 1, 3 - 1) = 2 pages.
+    a = build(series, [M, U], pcp={(0, M): [0x1010, 0x1012]}, batch=1, high=3,
+              pcp_fields={"free_count": 5})
+    a.zones[0].pageblocks[0] = U
+    drain = a.free(0, 0x1014, 0)
+    assert drain == [(0x1014, 0, U), (0x1012, 0, U)]
+    assert lists(a) == {(0, U): [0x1012, 0x1014]}
+
+
+def test_drain_mt_5_10_is_the_one_cached_at_free_time():
+    # 5.10 free_pcppages_bulk L1405: mt = get_pcppage_migratetype (page->index,
+    # set at free or refill); the pageblock is re-read only when the zone has
+    # isolated blocks.
+    a = build("5.10", [M, U], pcp={(0, M): [0x1010, 0x1012]}, batch=1, high=3)
+    a.zones[0].pageblocks[0] = U
+    drain = a.free(0, 0x1014, 0)
+    assert drain == [(0x1012, 0, M)]
+
+
+# == highatomic ==================================================================
+
+ATOMIC = ALLOC_WMARK_MIN | ALLOC_MIN_RESERVE | ALLOC_NON_BLOCK | ALLOC_KSWAPD
+# Block 1 is reserved (nr_reserved_highatomic 512); the MOVABLE pageblocks keep
+# the zone above its watermarks for requests that may not count the reserve
+# (__zone_watermark_unusable_free 5.10 L3569, 6.1 L4001).
+HIGHATOMIC_FREE = [(0x1010, 4, U), (0x1200, 5, H), (0x1400, 9, M), (0x1600, 9, M)]
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_highatomic_first(series):
+    # rmqueue_buddy (6.1 L3760, 6.12 L2992, 7.2 L3227): with ALLOC_HIGHATOMIC,
+    # __rmqueue_smallest(MIGRATE_HIGHATOMIC) before __rmqueue. 5.10 rmqueue
+    # L3466: the same for order > 0 with ALLOC_HARDER (the model's
+    # ALLOC_NON_BLOCK bit), traced with the requested migratetype (L3469).
+    flags = ATOMIC | (ALLOC_HIGHATOMIC if series != "5.10" else 0)
+    a = build(series, [U, H, M, M], free=HIGHATOMIC_FREE, reserved_highatomic=PB)
+    out = a.allocate(0, 4, U, NORMAL, flags)
+    assert out.pfn == 0x1200
+    assert out.events == zone_locked(0x1200)
+    assert lists(a) == {(4, U): [0x1010], (4, H): [0x1210], (9, M): [0x1400, 0x1600]}
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_highatomic_not_without_the_flag(series):
+    a = build(series, [U, H, M, M], free=HIGHATOMIC_FREE, reserved_highatomic=PB)
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert out.pfn == 0x1010
+    assert lists(a) == {(5, H): [0x1200], (9, M): [0x1400, 0x1600]}
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
+def test_highatomic_is_the_last_resort_of_non_block_order0(series):
+    # rmqueue_buddy (6.1 L3773, 6.12 L3001, 7.2 L3238): when __rmqueue finds
+    # nothing, ALLOC_OOM|ALLOC_NON_BLOCK may take HIGHATOMIC, at any order.
+    # Nothing UNMOVABLE/RECLAIMABLE/MOVABLE is free: the pcp refill gets
+    # nothing, then the buddy path splits the HIGHATOMIC block.
+    a = build(series, [U, H], free=[(0x1200, 1, H)], reserved_highatomic=PB)
+    out = a.allocate(0, 0, U, NORMAL, ALLOC_WMARK_MIN | ALLOC_NON_BLOCK)
+    assert out.pfn == 0x1200
+    assert lists(a) == {(0, H): [0x1201]}
+    a = build(series, [U, H], free=[(0x1200, 1, H)], reserved_highatomic=PB)
+    assert a.allocate(0, 0, U, NORMAL, ALLOC_WMARK_MIN).pfn is None
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
+def test_highatomic_pcp_order(series):
+    # An order-1 ALLOC_HIGHATOMIC request with an empty pcp list: 6.1
+    # (__rmqueue_pcplist L3793) and 6.12 (L3073) refill it from UNMOVABLE; 7.2
+    # __rmqueue_pcplist L3331 returns NULL instead of refilling, and
+    # rmqueue_buddy takes the HIGHATOMIC block first.
+    a = build(series, [U, H], free=[(0x1010, 4, U), (0x1200, 5, H)], batch=2, high=12,
+              reserved_highatomic=PB)
+    out = a.allocate(0, 1, U, NORMAL, ATOMIC | ALLOC_HIGHATOMIC)
+    if series == "7.2":
+        assert (out.pfn, out.kind) == (0x1200, "buddy")
+        assert lists(a)[(4, H)] == [0x1210]
+    else:
+        assert (out.pfn, out.kind, out.refill) == (0x1010, "refill", [0x1010, 0x1012])
+
+
+# == model bugs found by these tests ==============================================
+
+@pytest.mark.xfail(strict=True, reason=(
+    "model bug: reserve_highatomic_pageblock is not modelled. After a high-order "
+    "atomic allocation get_page_from_freelist (5.10 L3920 'order && ALLOC_HARDER', "
+    "6.1 L4365 and 6.12 L3566 'ALLOC_HIGHATOMIC') or rmqueue_buddy (7.2 L3256) "
+    "reserves the page's pageblock: set_pageblock_migratetype(HIGHATOMIC), its free "
+    "pages moved to HIGHATOMIC's lists, nr_reserved_highatomic += pageblock_nr_pages "
+    "(5.10 L2637, 6.1 L2908, 6.12 L2069, 7.2 L3437)"))
+@pytest.mark.parametrize("series", SERIES)
+def test_highatomic_allocation_reserves_its_pageblock(series):
+    # managed 51200: 1% is one pageblock, so every series' limit
+    # (5.10/6.1: managed/100 + pageblock_nr_pages; 6.12/7.2: ALIGN(managed/100,
+    # pageblock_nr_pages), nothing under one block) allows one reservation.
+    flags = ATOMIC | (ALLOC_HIGHATOMIC if series != "5.10" else 0)
+    a = build(series, [U, M], free=[(0x1010, 4, U), (0x1100, 3, U)], managed=51200)
+    out = a.allocate(0, 4, U, NORMAL, flags)
+    assert out.pfn == 0x1010
+    assert block_types(a) == [H, M]
+    assert lists(a) == {(3, H): [0x1100]}
+    assert a.zones[0].nr_reserved_highatomic == PB
