@@ -14,8 +14,8 @@ snapshots ``<series>-1cpu-tmpfs-write`` and ``<series>-2cpu-fork-exec``).
   merge them: a free block of order o whose buddy ``pfn ^ (1 << o)`` is a
   free block of order o in the same zone is allowed only at
   o >= pageblock_order when the pageblocks' types refuse the merge (5.10:
-  one of them ISOLATE, ``__free_one_page`` 5.10 L1053; 6.1+: one of them not
-  ``migratetype_is_mergeable``, 6.1 L1154, 6.12 L843, 7.2 L969).
+  one of them ISOLATE, ``__free_one_page`` 5.10 L1047-1056; 6.1+: one of them
+  not ``migratetype_is_mergeable``, 6.1 L1163, 6.12 L851, 7.2 L977).
 - The counters agree with the lists: ``zone.nr_free[o]`` is the number of
   free blocks of order o, ``zone.free_pages`` the pages on every list but
   ISOLATE's (``account_freepages``), ``pcp.count`` the pages on the pcp lists.
@@ -195,9 +195,9 @@ def merge_refused(alloc: Allocator, mt: int, buddy_mt: int) -> bool:
     if mt == buddy_mt:
         return False
     if alloc.profile.merge == "isolate":
-        # 5.10 L1053: only against ISOLATE (has_isolate_pageblock).
+        # 5.10 L1047-1056: only against ISOLATE (has_isolate_pageblock).
         return alloc.MIGRATE_ISOLATE in (mt, buddy_mt)
-    # 6.1 L1154 / 6.12 L843 / 7.2 L969: !migratetype_is_mergeable (mt >= PCPTYPES).
+    # 6.1 L1163 / 6.12 L851 / 7.2 L977: !migratetype_is_mergeable (mt >= PCPTYPES).
     return mt >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES
 
 
