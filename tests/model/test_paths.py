@@ -431,6 +431,21 @@ def test_fallback_movable_small_order_takes_the_smallest_block(series):
     assert block_types(a) == FALLBACK_BLOCKS
 
 
+@pytest.mark.parametrize("series", SERIES)
+def test_fallback_counts_pcp_pages_as_alike_for_unmovable(series):
+    # Pages on pcp lists are neither PageBuddy nor PageLRU/movable (move_freepages
+    # 5.10 L2386, 6.1 L2661; prep_move_freepages_block 6.12 L1763, 7.2 L2016), so
+    # for an UNMOVABLE request falling back to a MOVABLE block they are
+    # "alike": 128 free + (512 - 128 - 0) >= 256 claims the block, although
+    # only a quarter of it is free. (The other 384 pages are order-0 pcp pages.)
+    a = build(series, [M, U], free=[(0x1000, 7, M)], pcp={(0, M): list(range(0x1080, 0x1200))},
+              high=1000)
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert out.pfn == 0x1000
+    assert ("extfrag", 0x1000, 7, True) in out.events
+    assert block_types(a) == [U, U]
+
+
 # == freeing: __free_one_page ===================================================
 
 @pytest.mark.parametrize("series", SERIES)
@@ -784,3 +799,88 @@ def test_boosted_min_watermark_is_ignored_for_min_reserve_order0(series):
               pcp={(0, U): [0x1040]}, watermarks=(10, 20, 30), boost=100)
     out = a.allocate(0, 0, U, NORMAL, ALLOC_WMARK_MIN | ALLOC_MIN_RESERVE)
     assert out.pfn == 0x1040
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "model bug: for order > 0 the model's __zone_watermark_ok accepts a free HIGHATOMIC "
+    "block with ALLOC_NON_BLOCK; 6.1+ accept it only with ALLOC_HIGHATOMIC|ALLOC_OOM "
+    "(6.1 L4099, 6.12 L3277, 7.2 L3658; 5.10's ALLOC_HARDER|ALLOC_OOM, L3656, is what "
+    "the model implements)"))
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
+def test_high_order_non_block_does_not_pass_the_watermark_on_highatomic_only(series):
+    # A GFP_NOWAIT-like order-1 attempt (ALLOC_NON_BLOCK, no __GFP_HIGH so no
+    # ALLOC_HIGHATOMIC): 34 free pages pass the order-0 part, but no free
+    # block of order >= 1 is on an UNMOVABLE/MOVABLE/RECLAIMABLE list, and
+    # the HIGHATOMIC one does not count: the zone fails, nothing is taken.
+    # (The model passes it and then takes the HIGHATOMIC block as rmqueue_buddy's
+    # last resort.)
+    free = [(0x1001, 0, U), (0x1003, 0, U), (0x1200, 5, H)]
+    a = build(series, [U, H], free=free, reserved_highatomic=PB)
+    assert a.allocate(0, 1, U, NORMAL, ALLOC_WMARK_MIN | ALLOC_NON_BLOCK).pfn is None
+    assert lists(a) == {(0, U): [0x1001, 0x1003], (5, H): [0x1200]}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "model bug: 5.10's __zone_watermark_unusable_free (L3569) leaves out "
+    "nr_reserved_highatomic only for ALLOC_HARDER|ALLOC_OOM (L3580), but the model skips "
+    "it for any of its ALLOC_RESERVES, so also for ALLOC_HIGH (the model's "
+    "ALLOC_MIN_RESERVE) alone, which 5.10's gfp_to_alloc_flags gives __GFP_HIGH without "
+    "__GFP_ATOMIC (L4443)"))
+def test_5_10_alloc_high_alone_still_counts_the_highatomic_reserve():
+    # 48 free pages, nr_reserved_highatomic 512: an ALLOC_HIGH order-0 attempt
+    # sees 48 - 512 usable pages and fails the min watermark 0.
+    a = build("5.10", [U, H], free=[(0x1010, 4, U), (0x1200, 5, H)], reserved_highatomic=PB)
+    assert a.allocate(0, 0, U, NORMAL, ALLOC_WMARK_MIN | ALLOC_MIN_RESERVE).pfn is None
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "model bug: 5.10's __zone_watermark_ok (L3598) lowers min by a quarter for "
+    "ALLOC_HARDER (the model's ALLOC_NON_BLOCK) with or without ALLOC_HIGH (L3612-3623); "
+    "the model, following 6.1+, lowers it only under ALLOC_MIN_RESERVE (ALLOC_HIGH). "
+    "ALLOC_HARDER without ALLOC_HIGH: __GFP_ATOMIC without __GFP_HIGH, or an RT task "
+    "(gfp_to_alloc_flags L4446-4459)"))
+def test_5_10_alloc_harder_alone_lowers_min_by_a_quarter():
+    # 35 free pages, min 40: ALLOC_HARDER checks 40 - 40/4 = 30 < 35 and
+    # passes; the pcp refill's first page is the order-0 head 0x1022.
+    a = build("5.10", [U, M], free=[(0x1000, 5, U), (0x1020, 1, U), (0x1022, 0, U)],
+              watermarks=(40, 50, 60))
+    assert a.allocate(0, 0, U, NORMAL, ALLOC_WMARK_MIN | ALLOC_NON_BLOCK).pfn == 0x1022
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "model bug: free_pcppages_bulk re-reads the pageblock type of every drained page "
+    "when the zone has an isolated pageblock (5.10 L1417, 6.1 L1634: "
+    "'if (unlikely(isolated_pageblocks)) mt = get_pageblock_migratetype(page)'); the "
+    "model always uses the type cached at free time on 5.10/6.1"))
+@pytest.mark.parametrize("series", ["5.10", "6.1"])
+def test_drain_mt_is_reread_when_the_zone_has_isolated_blocks(series):
+    # Block 2 is isolated (nr_isolate_pageblock 1). 0x1012 was freed to the
+    # MOVABLE list while block 0 was MOVABLE; block 0 is UNMOVABLE now. The
+    # free of 0x1610 (block 3, MOVABLE) drains one page from the MOVABLE list's
+    # tail: 0x1012, which goes to UNMOVABLE's free list.
+    iso = _kernel(series).migratetypes.index("Isolate")
+    a = build(series, [M, U, iso, M], pcp={(0, M): [0x1010, 0x1012]}, batch=1, high=3)
+    a.zones[0].pageblocks[0] = U
+    assert a.free(0, 0x1610, 0) == [(0x1012, 0, U)]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "model bug: Allocator._count_block counts the tail pages of higher-order pcp "
+    "entries in a MOVABLE block as movable (only the head PFN is in on_pcp), but pages "
+    "on pcp lists are neither PageLRU nor movable-ops pages: move_freepages (6.1 "
+    "L2661) and prep_move_freepages_block (6.12 L1763, 7.2 L2016) do not count them. "
+    "With alike_pages = pageblock_nr_pages - free - movable the model refuses claims "
+    "the kernel makes"))
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
+def test_fallback_alike_pages_do_not_count_pcp_pages_as_movable(series):
+    # MOVABLE block 0: 0x1000/7 free (128 pages) and 48 order-3 pcp entries
+    # (0x1080-0x11ff, 384 pages); no other page. An UNMOVABLE order-4 request
+    # falls back to 0x1000/7: movable 0, alike 512 - 128 - 0 = 384, and
+    # 128 + 384 >= 256 claims the block (steal_suitable_fallback 6.1 L2859;
+    # try_to_steal_block 6.12 L2021, try_to_claim_block 7.2 L2342).
+    entries = list(range(0x1080, 0x1200, 8))
+    a = build(series, [M, U], free=[(0x1000, 7, M)], pcp={(3, M): entries}, high=1000)
+    out = a.allocate(0, 4, U, NORMAL, FAST)
+    assert out.pfn == 0x1000
+    assert ("extfrag", 0x1000, 7, True) in out.events
+    assert block_types(a) == [U, U]
