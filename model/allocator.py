@@ -650,7 +650,8 @@ class Allocator:
                 return None
             pages = self._rmqueue_bulk(z, order, batch, mt, alloc_flags)
             for pfn in pages:
-                self._pcp_add(z.index, cpu, pindex, pfn, True, self._cached_mt(z, pfn, mt))
+                # set_pcppage_migratetype(page, mt) of the list taken from (5.10, 6.1).
+                self._pcp_add(z.index, cpu, pindex, pfn, True, mt)
             self._refill = list(pages)
             self._path.append(Step("pcp_refill", {"cpu": cpu, "zone": z.name, "pindex": pindex,
                                                   "asked": batch, "pages": list(pages)}))
@@ -661,10 +662,6 @@ class Allocator:
         pfn = lst[0]
         self._pcp_take(pfn)
         return pfn
-
-    def _cached_mt(self, z: _Zone, pfn: int, mt: int) -> int:
-        # set_pcppage_migratetype(page, mt) of the list taken from (5.10, 6.1).
-        return mt
 
     def _refill_count(self, z: _Zone, pcp: _Pcp, order: int) -> int:
         """How many blocks ``rmqueue_bulk`` is asked for."""
@@ -892,19 +889,23 @@ class Allocator:
                     free, movable = self._move_freepages_block(z, pfn, start_mt)
                     if free:
                         if claim is None:
-                            if start_mt == MIGRATE_MOVABLE:
-                                alike = movable
-                            elif old == MIGRATE_MOVABLE:
-                                alike = self.pageblock_nr_pages - free - movable
-                            else:
-                                alike = 0
-                            claim = free + alike >= 1 << (self.pageblock_order - 1) \
-                                or self.mobility_disabled
+                            claim = self._enough_to_claim(start_mt, old, free, movable)
                         if claim:
                             self._set_pageblock(z, pfn, start_mt)
                         return free
         self._move_tail(pfn, start_mt)
         return 1 << current_order
+
+    def _enough_to_claim(self, start_mt: int, block_mt: int, free: int, movable: int) -> bool:
+        """Whether a block is taken over: enough of it is free or holds pages
+        alike the request (5.10 L2586, 6.1 L2857, 6.12 L2021, 7.2 L2342)."""
+        if start_mt == MIGRATE_MOVABLE:
+            alike = movable
+        elif block_mt == MIGRATE_MOVABLE:
+            alike = self.pageblock_nr_pages - free - movable
+        else:
+            alike = 0
+        return free + alike >= 1 << (self.pageblock_order - 1) or self.mobility_disabled
 
     def _change_pageblock_range(self, z: _Zone, pfn: int, order: int, mt: int) -> None:
         """``change_pageblock_range``: every pageblock the block covers."""
@@ -1011,13 +1012,7 @@ class Allocator:
             return None
         if claim is None:
             free, movable = self._count_block(z, start, end, None)
-            if start_mt == MIGRATE_MOVABLE:
-                alike = movable
-            elif block_mt == MIGRATE_MOVABLE:
-                alike = self.pageblock_nr_pages - free - movable
-            else:
-                alike = 0
-            claim = free + alike >= 1 << (self.pageblock_order - 1) or self.mobility_disabled
+            claim = self._enough_to_claim(start_mt, block_mt, free, movable)
         if not claim:
             return None
         self._count_block(z, start, end, start_mt)

@@ -454,7 +454,6 @@ class Replayer:
                 self._contradiction("buddy_removal_of_page_not_free", e, "taken from the buddy but not free in the model")
             return
         ho, mt, zi = a._del(h)
-        z = a.zones[zi]
         if ho < order:
             # The model holds a smaller free block here: take the rest too.
             self._contradiction("buddy_removal_larger_than_free_block", e,
@@ -471,7 +470,6 @@ class Replayer:
                 h += half
             else:
                 a._add(zi, h + half, ho, mt)
-        del z
 
     def _steal_fallback(self, g: PageEvent) -> None:
         """5.10/6.1: apply ``steal_suitable_fallback`` to the fallback block

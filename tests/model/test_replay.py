@@ -148,7 +148,6 @@ def test_procfs_snapshot_cannot_be_modelled():
     from buddyscope.model.allocator import Allocator
     from buddyscope.model.snapshot import Snapshot
 
-    procfs = next((RECORDINGS.parent / "snapshots").glob("*.procfs.txt"), None)
     snaps = list((RECORDINGS.parent / "snapshots").glob("*.json.gz"))
     snap = Snapshot.load(snaps[0])
     for z in snap.zones:
@@ -157,4 +156,3 @@ def test_procfs_snapshot_cannot_be_modelled():
             a.free_list = None
     with pytest.raises(BuddyscopeError, match="needs the free lists' PFNs"):
         Allocator(snap)
-    del procfs
