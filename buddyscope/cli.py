@@ -61,16 +61,25 @@ def _parser() -> argparse.ArgumentParser:
     snap.add_argument("--lists", action="store_true",
                       help="also print every non-empty list with its PFNs in order")
 
-    rec = sub.add_parser("record", help="a snapshot plus every kmem page event after it, as a fixture")
-    rec.add_argument("--lab", metavar="SERIES", required=True,
-                     help="record on a lab guest of this kernel (live recording is not written yet)")
-    rec.add_argument("--workload", type=Path, required=True, metavar="FILE",
-                     help="shell script run in the guest as `FILE prepare` (untraced; exit 2: "
-                          "not applicable) and `FILE run` (traced)")
+    rec = sub.add_parser(
+        "record", help="a snapshot plus every kmem page event after it, as a fixture",
+        usage="buddyscope record (--lab SERIES --workload FILE | --live [--vmlinux FILE] -- COMMAND...) -o FIXTURE")
+    where = rec.add_mutually_exclusive_group(required=True)
+    where.add_argument("--lab", metavar="SERIES", help="record on a lab guest of this kernel")
+    where.add_argument("--live", action="store_true",
+                       help="record this kernel while COMMAND runs (root, tracefs, /proc/kcore, "
+                            "debug info; best effort: it cannot be paused)")
+    rec.add_argument("--workload", type=Path, metavar="FILE",
+                     help="with --lab: shell script run in the guest as `FILE prepare` (untraced; "
+                          "exit 2: not applicable) and `FILE run` (traced)")
+    rec.add_argument("--vmlinux", type=Path, metavar="FILE",
+                     help="with --live: the running kernel's vmlinux (default: found by build ID)")
     rec.add_argument("--smp", type=_positive, default=1, help="vCPUs (default 1)")
     rec.add_argument("--mem", type=_size, default=512, help="memory (default 512M)")
     rec.add_argument("--buffer-kb", type=_positive, default=32768, help="ring buffer per CPU (KiB)")
     rec.add_argument("-o", "--output", type=Path, required=True, help="the fixture file to write")
+    rec.add_argument("live_command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                     help="with --live: the command to trace, after `--`")
 
     pr = sub.add_parser("predict", help="the next allocations the kernel will make for a request")
     _source_arguments(pr)
@@ -260,20 +269,38 @@ def _replay(args) -> int:
 
 
 def _record(args) -> int:
-    from buddyscope.lab import kernels
-    from buddyscope.lab.record import record_lab
+    from buddyscope.lab import record
 
-    kernel = kernels.resolve_kernel(args.lab)
-    fixture = record_lab(kernel, args.workload, smp=args.smp, mem_mib=args.mem,
-                         buffer_kb=args.buffer_kb,
-                         log=lambda m: print(f"  {m}", file=sys.stderr))
+    command = args.live_command[1:] if args.live_command[:1] == ["--"] else args.live_command
+    log = lambda m: print(f"  {m}", file=sys.stderr)  # noqa: E731
+    if args.live:
+        if args.workload is not None:
+            raise BuddyscopeError("--workload is for --lab; with --live give the command after --")
+        fixture = record.record_live(command, vmlinux=args.vmlinux, buffer_kb=args.buffer_kb,
+                                     log=log)
+        what = f"{fixture.snapshot.kernel.release} (live, best effort)"
+    else:
+        from buddyscope.lab import kernels
+
+        if args.workload is None:
+            raise BuddyscopeError("--lab needs --workload FILE")
+        if command:
+            raise BuddyscopeError("a command after -- is for --live; with --lab use --workload FILE")
+        kernel = kernels.resolve_kernel(args.lab)
+        fixture = record.record_lab(kernel, args.workload, smp=args.smp, mem_mib=args.mem,
+                                    buffer_kb=args.buffer_kb, log=log)
+        what = f"{kernel.release}, {args.smp} vCPU"
     try:
         fixture.save(args.output)
     except OSError as e:
         raise BuddyscopeError(f"cannot write {args.output}: {e.strerror or e}") from None
     counts = fixture.provenance["event_counts"]
-    print(f"wrote {args.output}: {kernel.release}, {args.smp} vCPU, {len(fixture.trace)} events ("
+    print(f"wrote {args.output}: {what}, {len(fixture.trace)} events ("
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ")")
+    overlap = fixture.provenance.get("boundary_overlap_events")
+    if overlap:
+        print(f"  note: {sum(overlap.values())} events were traced while the snapshot was read; "
+              "the boundary is approximate", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,12 @@ with an exact boundary:
    (those came before the snapshot); the rest must number exactly the
    counter's difference, with nothing overrun or dropped.
 
+On a live host (``record --live -- COMMAND``) the kernel cannot be paused:
+the counters are read before and after the snapshot, and the snapshot is
+retried until no event was traced while it was read. That is best effort
+(the lists were read one after another while the kernel ran) and the
+fixture says so (``best_effort``, ``boundary_overlap_events``).
+
 The tracing state found (``tracing_on``, ``trace_clock``,
 ``buffer_size_kb``, ``current_tracer``, the kmem events' ``enable``) is
 restored afterwards, also on error and Ctrl-C.
@@ -23,20 +29,24 @@ restored afterwards, also on error and Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import shlex
+import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager, Optional, Sequence
 
 from buddyscope import __version__
 from buddyscope.errors import BuddyscopeError
-from buddyscope.lab.guest import Guest
+from buddyscope.lab.guest import CommandResult, Guest
 from buddyscope.lab.kernels import Kernel
 from buddyscope.model.fixture import Fixture
 from buddyscope.model.ftrace import EVENTS
 
-__all__ = ("KMEM_EVENTS", "NotApplicable", "record_in_guest", "record_lab", "restore_tracing",
-           "save_tracing")
+__all__ = ("KMEM_EVENTS", "LocalHost", "NotApplicable", "find_tracefs", "record_in_guest",
+           "record_lab", "record_live", "restore_tracing", "save_tracing")
 
 TRACEFS = "/sys/kernel/tracing"
 # The kmem page events, as the one parser knows them.
@@ -47,18 +57,47 @@ _STATE_FILES = ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer")
 _BOUNDARY = ("paused guest (QMP stop); per-CPU ring_buffer_per_cpu.entries read with drgn in "
              "the same pause as the snapshot (retried while committing != 0); the first "
              "`entries` events of each CPU's per_cpu trace dropped")
+_LIVE_BOUNDARY = ("running kernel, not paused (best effort): per-CPU ring_buffer_per_cpu.entries "
+                  "read with drgn before and after the snapshot, retried "
+                  "until no event was traced while it was read; the `entries` read after it are "
+                  "dropped from each CPU's per_cpu trace")
 
 
 class NotApplicable(BuddyscopeError):
     """The workload's ``prepare`` exited 2: it does not apply to this kernel."""
 
 
-def save_tracing(guest: Guest) -> dict[str, str]:
-    """The tracing state the guest has now, file by file."""
+class LocalHost:
+    """This machine, run like a lab guest: ``run(script)`` with ``sh``, for
+    recording the live kernel (``record --live``)."""
+
+    alive = True
+
+    def __init__(self, tracefs: str):
+        self.tracefs = tracefs
+
+    def run(self, script: str, timeout: float = 60.0, check: bool = False) -> CommandResult:
+        try:
+            p = subprocess.run(["sh", "-c", script], capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise BuddyscopeError(f"timed out after {timeout:.0f} s: {script.splitlines()[0]}") from None
+        if check and p.returncode != 0:
+            raise BuddyscopeError(f"`{script.splitlines()[0]}` failed with status {p.returncode}: "
+                                  f"{p.stderr.decode(errors='replace').strip()[-300:]}")
+        return CommandResult(p.returncode, p.stdout, p.stderr)
+
+
+def _tracefs(host) -> str:
+    return getattr(host, "tracefs", TRACEFS)
+
+
+def save_tracing(host) -> dict[str, str]:
+    """The tracing state *host* (a :class:`Guest` or :class:`LocalHost`) has
+    now, file by file."""
     files = " ".join(_STATE_FILES)
-    script = (f"cd {TRACEFS} && for f in {files} events/kmem/*/enable; do "
+    script = (f"cd {_tracefs(host)} && for f in {files} events/kmem/*/enable; do "
               f"printf '%s\\t' $f; head -c 200 $f 2>/dev/null | tr '\\n' ' '; echo; done")
-    out = guest.run(script, check=True).text
+    out = host.run(script, check=True).text
     state = {}
     for line in out.splitlines():
         name, _, value = line.partition("\t")
@@ -79,28 +118,30 @@ def _clock_name(value: str) -> str:
     return value.split()[0]
 
 
-def restore_tracing(guest: Guest, state: dict[str, str]) -> None:
+def restore_tracing(host, state: dict[str, str]) -> None:
     """Put back what :func:`save_tracing` found (tracing_on last)."""
-    lines = [f"echo 0 > {TRACEFS}/tracing_on"]
+    tracefs = _tracefs(host)
+    lines = [f"echo 0 > {tracefs}/tracing_on"]
     for name, value in state.items():
         if name == "tracing_on":
             continue
         if name == "trace_clock":
             value = _clock_name(value)
-        lines.append(f"echo {value} > {TRACEFS}/{name}")
-    lines.append(f"echo {state.get('tracing_on', '1')} > {TRACEFS}/tracing_on")
-    guest.run("\n".join(lines), check=True)
+        lines.append(f"echo {value} > {tracefs}/{name}")
+    lines.append(f"echo {state.get('tracing_on', '1')} > {tracefs}/tracing_on")
+    host.run("\n".join(lines), check=True)
 
 
-def _start_tracing(guest: Guest, buffer_kb: int) -> list[str]:
-    have = guest.run(f"ls {TRACEFS}/events/kmem/", check=True).text.split()
+def _start_tracing(host, buffer_kb: int) -> list[str]:
+    tracefs = _tracefs(host)
+    have = host.run(f"ls {tracefs}/events/kmem/", check=True).text.split()
     events = [e for e in KMEM_EVENTS if e in have]
-    script = [f"cd {TRACEFS}", "echo 0 > tracing_on", "echo nop > current_tracer",
+    script = [f"cd {tracefs}", "echo 0 > tracing_on", "echo nop > current_tracer",
               "echo counter > trace_clock", f"echo {buffer_kb} > buffer_size_kb"]
     script += [f"echo 0 > events/kmem/{e}/enable" for e in have if e not in events and e != "enable" and e != "filter"]
     script += [f"echo 1 > events/kmem/{e}/enable" for e in events]
     script += ["echo > trace", "echo 1 > tracing_on"]
-    guest.run("\n".join(script), check=True)
+    host.run("\n".join(script), check=True)
     return events
 
 
@@ -119,12 +160,16 @@ def record_lab(kernel: Kernel, workload: Path, smp: int = 1, mem_mib: int = 512,
 
 
 def record_in_guest(g: Guest, script: bytes, name: str, buffer_kb: int = 32768,
-                    timeout: float = 600, log: Callable[[str], None] = lambda m: None) -> Fixture:
+                    timeout: float = 600, log: Callable[[str], None] = lambda m: None,
+                    paused: bool = True) -> Fixture:
     """Run ``workload prepare`` untraced, take a paused snapshot at an exact
     boundary in the kmem event stream, run ``workload run`` traced, and return
-    the :class:`Fixture`. The guest's tracing state is restored afterwards."""
-    from buddyscope.model.ftrace import merge_by_timestamp, parse_lines
-    from buddyscope.probe import tracing
+    the :class:`Fixture`. The guest's tracing state is restored afterwards.
+
+    :param paused: ``False`` records the running guest the way
+        :func:`record_live` records a host (best effort), which is how that
+        path is checked against a real kernel here.
+    """
     from buddyscope.probe.sources import SourceSpec, open_source
 
     kernel = g.kernel
@@ -136,57 +181,19 @@ def record_in_guest(g: Guest, script: bytes, name: str, buffer_kb: int = 32768,
     if r.status != 0:
         raise BuddyscopeError(f"{name} prepare failed with status {r.status}: "
                               f"{(r.text + r.stderr.decode(errors='replace')).strip()[-400:]}")
-    saved = save_tracing(g)
-    try:
-        events = _start_tracing(g, buffer_kb)
-        with open_source(SourceSpec(qmp=g.qmp_path, pause=g.pause_path)) as src:
-            for attempt in range(20):
-                with g.paused():
-                    before = tracing.ring_buffer_counters(src.prog)
-                    if any(c.committing for c in before.values()):
-                        continue
-                    snap = src.snapshot()
-                    break
-            else:
-                raise BuddyscopeError("every pause caught a CPU mid-commit in the ring buffer")
-            log(f"{name} run (traced)")
-            t0 = time.monotonic()
-            r = g.run("/run/workload run", timeout=timeout)
-            run_seconds = time.monotonic() - t0
-            g.run(f"echo 0 > {TRACEFS}/tracing_on", check=True)
-            if r.status != 0:
-                raise BuddyscopeError(f"{name} run failed with status {r.status}: "
-                                      f"{(r.text + r.stderr.decode(errors='replace')).strip()[-400:]}")
-            with g.paused():
-                after = tracing.ring_buffer_counters(src.prog)
-        per_cpu = {}
-        lines_by_cpu = {}
-        for cpu, c in after.items():
-            if not c.lossless:
-                raise BuddyscopeError(
-                    f"recording invalid: CPU {cpu} lost events (overrun {c.overrun}, commit_overrun "
-                    f"{c.commit_overrun}, dropped {c.dropped_events}); use a bigger --buffer-kb"
-                )
-            text = g.run(f"cat {TRACEFS}/per_cpu/cpu{cpu}/trace", check=True, timeout=timeout).text
-            lines = [l for l in text.splitlines() if l.strip() and not l.startswith("#")]
-            if any("LOST" in l and "EVENTS" in l for l in lines):
-                raise BuddyscopeError(f"recording invalid: CPU {cpu}'s trace reports lost events")
-            if len(lines) != c.entries:
-                raise BuddyscopeError(
-                    f"recording invalid: CPU {cpu}'s trace has {len(lines)} events, its ring buffer "
-                    f"counted {c.entries}"
-                )
-            kept = lines[before[cpu].entries:]
-            lines_by_cpu[cpu] = kept
-            per_cpu[cpu] = parse_lines(kept).events
-    finally:
-        if g.alive:
-            restore_tracing(g, saved)
-    merged = merge_by_timestamp(per_cpu)
-    trace = [lines_by_cpu[e.cpu][e.lineno - 1] for e in merged]
-    counts: dict[str, int] = {}
-    for e in merged:
-        counts[e.name] = counts.get(e.name, 0) + 1
+
+    def run_workload() -> None:
+        log(f"{name} run (traced)")
+        r = g.run("/run/workload run", timeout=timeout)
+        g.run(f"echo 0 > {TRACEFS}/tracing_on", check=True)
+        if r.status != 0:
+            raise BuddyscopeError(f"{name} run failed with status {r.status}: "
+                                  f"{(r.text + r.stderr.decode(errors='replace')).strip()[-400:]}")
+
+    spec = SourceSpec(qmp=g.qmp_path, pause=g.pause_path if paused else None)
+    with open_source(spec) as src:
+        snap, trace, counts, rec = _record(g, src, g.paused if paused else contextlib.nullcontext,
+                                           run_workload, buffer_kb, timeout)
     provenance = {
         "kernel_release": kernel.release,
         "kernel_series": kernel.series,
@@ -199,7 +206,142 @@ def record_in_guest(g: Guest, script: bytes, name: str, buffer_kb: int = 32768,
         "workload_sha256": hashlib.sha256(script).hexdigest(),
         "buddyscope": __version__,
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "boundary": _BOUNDARY,
+        "boundary": _BOUNDARY if paused else _LIVE_BOUNDARY,
+        **rec,
+    }
+    if not paused:
+        provenance["best_effort"] = True
+    fixture = Fixture(snap, trace, provenance)
+    fixture.check()
+    return fixture
+
+
+def find_tracefs() -> str:
+    """Where this machine's tracefs is mounted."""
+    for path in (TRACEFS, "/sys/kernel/debug/tracing"):
+        if os.path.exists(f"{path}/events/kmem"):
+            return path
+    raise BuddyscopeError("no tracefs with kmem events here (mount it: "
+                          "mount -t tracefs nodev /sys/kernel/tracing)")
+
+
+def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_kb: int = 32768,
+                attempts: int = 20, log: Callable[[str], None] = lambda m: None) -> Fixture:
+    """``record --live -- COMMAND``: record the running kernel while *command*
+    runs. Best effort: the kernel cannot be paused, so the snapshot is retried
+    until no kmem event was traced while it was read; the provenance says how
+    many events overlapped the read of the snapshot that was kept."""
+    from buddyscope.probe.sources import SourceSpec, open_source
+
+    if not command:
+        raise BuddyscopeError("record --live needs a command to run: record --live -- COMMAND...")
+    if os.geteuid() != 0:
+        raise BuddyscopeError("recording the live kernel needs root (tracefs and /proc/kcore)")
+    host = LocalHost(find_tracefs())
+    shown = " ".join(shlex.quote(c) for c in command)
+
+    def run_workload() -> None:
+        log(f"{shown} (traced)")
+        try:
+            p = subprocess.run(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        except OSError as e:
+            raise BuddyscopeError(f"cannot run {command[0]}: {e.strerror or e}") from None
+        finally:
+            host.run(f"echo 0 > {host.tracefs}/tracing_on", check=True)
+        if p.returncode != 0:
+            raise BuddyscopeError(f"{shown} failed with status {p.returncode}: "
+                                  f"{p.stdout.decode(errors='replace').strip()[-400:]}")
+
+    with open_source(SourceSpec(live=True, vmlinux=vmlinux)) as src:
+        snap, trace, counts, rec = _record(host, src, contextlib.nullcontext, run_workload,
+                                           buffer_kb, timeout=600, attempts=attempts)
+    import psutil
+
+    provenance = {
+        "kernel_release": snap.kernel.release,
+        "vmlinux_build_id": snap.kernel.build_id,
+        "nr_cpus": snap.kernel.nr_cpus,
+        "mem_mib": psutil.virtual_memory().total >> 20,
+        "workload": shown,
+        "workload_sha256": hashlib.sha256(shown.encode()).hexdigest(),
+        "buddyscope": __version__,
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "best_effort": True,
+        "boundary": _LIVE_BOUNDARY,
+        **rec,
+    }
+    fixture = Fixture(snap, trace, provenance)
+    fixture.check()
+    return fixture
+
+
+def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callable[[], None],
+            buffer_kb: int, timeout: float, attempts: int = 20):
+    """The recording both kinds share: start tracing, place a snapshot in the
+    event stream (inside *pause*), run the workload, read every CPU's events
+    after the boundary and check none was lost. Restores the tracing state.
+
+    Returns the snapshot, the merged trace lines, the event counts and the
+    recording's part of the provenance."""
+    from buddyscope.model.ftrace import merge_by_timestamp, parse_lines
+    from buddyscope.probe import tracing
+
+    tracefs = _tracefs(host)
+    saved = save_tracing(host)
+    try:
+        events = _start_tracing(host, buffer_kb)
+        best = None
+        for attempt in range(1, attempts + 1):
+            with pause():
+                before = tracing.ring_buffer_counters(src.prog)
+                if any(c.committing for c in before.values()):
+                    continue
+                snap = src.snapshot()
+                # Paused, nothing moves; live, events traced while the
+                # snapshot was read may or may not show in it.
+                after_read = tracing.ring_buffer_counters(src.prog)
+            overlap = {cpu: after_read[cpu].entries - c.entries for cpu, c in before.items()}
+            if best is None or sum(overlap.values()) < sum(best[2].values()):
+                best = (snap, after_read, overlap, attempt)
+            if not any(overlap.values()):
+                break
+        if best is None:
+            raise BuddyscopeError("every attempt caught a CPU mid-commit in the ring buffer")
+        snap, before, overlap, attempt = best
+        t0 = time.monotonic()
+        run_workload()
+        run_seconds = time.monotonic() - t0
+        with pause():
+            after = tracing.ring_buffer_counters(src.prog)
+        per_cpu = {}
+        lines_by_cpu = {}
+        for cpu, c in after.items():
+            if not c.lossless:
+                raise BuddyscopeError(
+                    f"recording invalid: CPU {cpu} lost events (overrun {c.overrun}, commit_overrun "
+                    f"{c.commit_overrun}, dropped {c.dropped_events}); use a bigger --buffer-kb"
+                )
+            text = host.run(f"cat {tracefs}/per_cpu/cpu{cpu}/trace", check=True, timeout=timeout).text
+            lines = [l for l in text.splitlines() if l.strip() and not l.startswith("#")]
+            if any("LOST" in l and "EVENTS" in l for l in lines):
+                raise BuddyscopeError(f"recording invalid: CPU {cpu}'s trace reports lost events")
+            if len(lines) != c.entries:
+                raise BuddyscopeError(
+                    f"recording invalid: CPU {cpu}'s trace has {len(lines)} events, its ring buffer "
+                    f"counted {c.entries}"
+                )
+            kept = lines[before[cpu].entries:] if cpu in before else lines
+            lines_by_cpu[cpu] = kept
+            per_cpu[cpu] = parse_lines(kept).events
+    finally:
+        if host.alive:
+            restore_tracing(host, saved)
+    merged = merge_by_timestamp(per_cpu)
+    trace = [lines_by_cpu[e.cpu][e.lineno - 1] for e in merged]
+    counts: dict[str, int] = {}
+    for e in merged:
+        counts[e.name] = counts.get(e.name, 0) + 1
+    rec = {
         "trace_clock": "counter",
         "buffer_size_kb": buffer_kb,
         "events_enabled": events,
@@ -209,6 +351,7 @@ def record_in_guest(g: Guest, script: bytes, name: str, buffer_kb: int = 32768,
         "event_counts": counts,
         "tracing_state_restored": saved,
     }
-    fixture = Fixture(snap, trace, provenance)
-    fixture.check()
-    return fixture
+    rec["boundary_attempt"] = attempt
+    if any(overlap.values()):
+        rec["boundary_overlap_events"] = {str(c): n for c, n in overlap.items() if n}
+    return snap, trace, counts, rec

@@ -34,7 +34,14 @@ def empty_cache(tmp_path):
         (["lab"], 2, "required: lab_command"),
         (["record", "--lab", "9.9", "--workload", "w.sh", "-o", "f.json.gz"], 1, "unknown series '9.9'"),
         (["record", "--lab", "6.1", "--workload", "w.sh", "-o", "f.json.gz"], 1, "no lab kernel for 6.1"),
-        (["record", "--lab", "6.1", "-o", "f.json.gz"], 2, "required: --workload"),
+        (["record", "--lab", "6.1", "-o", "f.json.gz"], 1, "--lab needs --workload FILE"),
+        (["record", "-o", "f.json.gz"], 2, "one of the arguments --lab --live is required"),
+        (["record", "--lab", "6.1", "--live", "-o", "f.json.gz"], 2, "not allowed with argument"),
+        (["record", "--lab", "6.1", "--workload", "w.sh", "-o", "f.json.gz", "--", "ls"], 1,
+         "a command after -- is for --live"),
+        (["record", "--live", "-o", "f.json.gz"], 1, "record --live needs a command to run"),
+        (["record", "--live", "--workload", "w.sh", "-o", "f.json.gz", "--", "ls"], 1,
+         "--workload is for --lab"),
         (["nonsense"], 2, "invalid choice"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -45,6 +52,34 @@ def test_bad_arguments(args, status, message, empty_cache):
     last = p.stderr.strip().splitlines()[-1]
     assert last.startswith("buddyscope: error: ")
     assert message in last
+
+
+@pytest.mark.skipif(os.path.exists("/proc/kcore"), reason="this machine has /proc/kcore")
+def test_record_live_without_kcore_is_one_line_and_leaves_tracing_alone():
+    tracefs = next((t for t in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+                    if os.path.exists(f"{t}/events/kmem")), None)
+    before = _tracing_files(tracefs)
+    p = buddyscope("record", "--live", "-o", "/nonexistent/f.json.gz", "--", "true")
+    assert p.returncode == 1
+    last = p.stderr.strip().splitlines()[-1]
+    if os.geteuid() != 0:
+        assert last == "buddyscope: error: recording the live kernel needs root (tracefs and /proc/kcore)"
+    elif tracefs is None:
+        assert last.startswith("buddyscope: error: no tracefs with kmem events here")
+    else:
+        assert last == "buddyscope: error: this kernel has no /proc/kcore: try --procfs for counts"
+    assert _tracing_files(tracefs) == before
+
+
+def _tracing_files(tracefs):
+    if tracefs is None:
+        return None
+    out = {}
+    for name in ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer",
+                 "events/kmem/mm_page_alloc/enable"):
+        with open(f"{tracefs}/{name}") as f:
+            out[name] = f.read()
+    return out
 
 
 def test_lab_list_on_an_empty_cache(empty_cache):

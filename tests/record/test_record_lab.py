@@ -102,3 +102,26 @@ def test_a_buffer_too_small_makes_the_recording_fail_loudly(guest):
     with pytest.raises(BuddyscopeError, match="recording invalid: CPU 0 lost events"):
         record.record_in_guest(guest, script, "fork-exec.sh", buffer_kb=4)
     assert record.save_tracing(guest) == before
+
+
+def test_best_effort_record_of_a_running_kernel(guest, monkeypatch):
+    # The path `record --live` takes on a host, run against a real kernel
+    # that is never paused: counters before and after the snapshot.
+    def no_pause(*a, **k):
+        raise AssertionError("a best-effort record must not pause the kernel")
+
+    monkeypatch.setattr(guest, "pause", no_pause)
+    before = record.save_tracing(guest)
+    fixture = record.record_in_guest(guest, (WORKLOADS / "fork-exec.sh").read_bytes(),
+                                     "fork-exec.sh", paused=False)
+    assert record.save_tracing(guest) == before
+    p = fixture.provenance
+    assert p["best_effort"] is True and "not paused" in p["boundary"]
+    assert not fixture.snapshot.capture.paused
+    # An idle guest lets some attempt read the snapshot with no event traced
+    # meanwhile; then the boundary property holds as for a paused record.
+    assert "boundary_overlap_events" not in p and p["boundary_attempt"] >= 1
+    from conftest import first_pcp_allocations
+
+    checks = first_pcp_allocations(fixture)
+    assert checks and all(position is not None for _, _, _, position in checks), checks
