@@ -29,7 +29,7 @@ from buddyscope.model.profile import Profile, detect_profile
 from buddyscope.model.snapshot import Snapshot
 
 __all__ = (
-    "ALLOC_CMA", "ALLOC_HIGHATOMIC", "ALLOC_KSWAPD", "ALLOC_NOFRAGMENT",
+    "ALLOC_CMA", "ALLOC_GFP_ATOMIC", "ALLOC_HIGHATOMIC", "ALLOC_KSWAPD", "ALLOC_NOFRAGMENT",
     "Allocator", "ModelError", "Outcome", "Step", "ZONE_INDEX",
 )
 
@@ -56,6 +56,9 @@ ALLOC_NOFRAGMENT = 0x100
 ALLOC_HIGHATOMIC = 0x200
 ALLOC_KSWAPD = 0x800
 ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+# Not a kernel alloc flag: the request's gfp has __GFP_ATOMIC, which 5.10/6.1
+# zone_watermark_fast read from the gfp itself (5.10 L3703, 6.1 L4148).
+ALLOC_GFP_ATOMIC = 0x10000
 
 # fallbacks[] (5.10 L2337, 6.1 L2621, 6.12 L1666, 7.2 L1921): same content.
 FALLBACKS = {
@@ -174,7 +177,7 @@ class _Zone:
     __slots__ = ("index", "name", "node", "zone_idx", "start_pfn", "end_pfn", "managed",
                  "watermarks", "boost", "lowmem_reserve", "nr_reserved_highatomic",
                  "nr_free_highatomic", "free_pages", "cma_free", "nr_free", "pb_base",
-                 "pageblocks", "pcp", "below_high", "boosted")
+                 "pageblocks", "pcp", "below_high", "boosted", "nr_isolate_pageblock")
 
     def contains(self, pfn: int) -> bool:
         return self.start_pfn <= pfn < self.end_pfn
@@ -208,6 +211,14 @@ class Allocator:
         self.pindex_order = [pl.order for pl in k.pcp_lists]
         self.mobility_disabled = False
         self.watermark_boost_factor = 15000
+        if self.profile.alloc_harder:
+            # 5.10: ALLOC_HARDER|ALLOC_OOM (__zone_watermark_unusable_free L3572).
+            self._reserve_flags = ALLOC_NON_BLOCK | ALLOC_OOM
+            self._highatomic_list_flags = ALLOC_NON_BLOCK | ALLOC_OOM
+        else:
+            # 6.1 L4011/L4099, 6.12 L3189/L3277, 7.2 L3570/L3658.
+            self._reserve_flags = ALLOC_RESERVES
+            self._highatomic_list_flags = ALLOC_HIGHATOMIC | ALLOC_OOM
         # Free lists: circular doubly linked lists over PFNs; each list has a
         # negative sentinel key (list_head).
         self.nxt: Dict[int, int] = {}
@@ -247,7 +258,9 @@ class Allocator:
         zs.boost = z.watermark_boost
         zs.lowmem_reserve = list(z.lowmem_reserve)
         zs.nr_reserved_highatomic = z.nr_reserved_highatomic
-        zs.nr_free_highatomic = z.fields.get("nr_free_highatomic", 0)
+        # Counted by _load_lists as the HIGHATOMIC free pages are added
+        # (account_freepages): the kernel's counter is exactly those pages.
+        zs.nr_free_highatomic = 0
         zs.nr_free = [0] * self.nr_orders
         zs.free_pages = 0
         zs.cma_free = 0
@@ -255,6 +268,10 @@ class Allocator:
         zs.boosted = False
         zs.pb_base = z.start_pfn >> self.pageblock_order
         zs.pageblocks = list(z.pageblock_migratetypes or [])
+        # has_isolate_pageblock(): the model isolates nothing, so the
+        # snapshot's count holds throughout.
+        zs.nr_isolate_pageblock = z.fields.get(
+            "nr_isolate_pageblock", zs.pageblocks.count(self.MIGRATE_ISOLATE))
         zs.pcp = {}
         return zs
 
@@ -550,6 +567,10 @@ class Allocator:
                         continue
                 pfn = self._rmqueue(z, cpu, order, mt, alloc_flags)
                 if pfn is not None:
+                    # For pcp pages too (5.10 L3919, 6.1 L4364, 6.12 L3565).
+                    if not self.profile.highatomic_reserve_in_rmqueue_buddy \
+                            and self._highatomic_request(order, alloc_flags):
+                        self._reserve_highatomic_pageblock(z, pfn, order)
                     return pfn, z
                 self._path.append(Step("zone_skip", {"zone": z.name, "why": "rmqueue found nothing"}))
             if alloc_flags & ALLOC_NOFRAGMENT:
@@ -567,7 +588,7 @@ class Allocator:
     def _unusable_free(self, z: _Zone, order: int, alloc_flags: int) -> int:
         """``__zone_watermark_unusable_free``."""
         unusable = (1 << order) - 1
-        if not (alloc_flags & ALLOC_RESERVES):
+        if not (alloc_flags & self._reserve_flags):
             unusable += z.nr_free_highatomic if self.profile.highatomic_term_free \
                 else z.nr_reserved_highatomic
         if not (alloc_flags & ALLOC_CMA):
@@ -575,11 +596,22 @@ class Allocator:
         return unusable
 
     def _zone_watermark_ok(self, z: _Zone, order: int, mark: int, highest_zoneidx: int,
-                           alloc_flags: int) -> bool:
-        """``__zone_watermark_ok``."""
-        free = z.free_pages - self._unusable_free(z, order, alloc_flags)
+                           alloc_flags: int, free_pages: Optional[int] = None) -> bool:
+        """``__zone_watermark_ok``; *free_pages* defaults to NR_FREE_PAGES."""
+        if free_pages is None:
+            free_pages = z.free_pages
+        free = free_pages - self._unusable_free(z, order, alloc_flags)
         m = mark
-        if alloc_flags & ALLOC_RESERVES:
+        if self.profile.alloc_harder:
+            # 5.10 L3609: ALLOC_HIGH halves min; ALLOC_HARDER takes a quarter
+            # more with or without it, ALLOC_OOM half instead.
+            if alloc_flags & ALLOC_MIN_RESERVE:
+                m -= m // 2
+            if alloc_flags & ALLOC_OOM:
+                m -= m // 2
+            elif alloc_flags & ALLOC_NON_BLOCK:
+                m -= m // 4
+        elif alloc_flags & ALLOC_RESERVES:
             if alloc_flags & ALLOC_MIN_RESERVE:
                 m -= m // 2
                 if alloc_flags & ALLOC_NON_BLOCK:
@@ -599,7 +631,7 @@ class Allocator:
             if self.MIGRATE_CMA is not None and alloc_flags & ALLOC_CMA \
                     and self.head(z.index, o, self.MIGRATE_CMA) is not None:
                 return True
-            if alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM | ALLOC_NON_BLOCK) \
+            if alloc_flags & self._highatomic_list_flags \
                     and self.head(z.index, o, MIGRATE_HIGHATOMIC) is not None:
                 return True
         return False
@@ -610,13 +642,23 @@ class Allocator:
 
     def _zone_watermark_fast(self, z: _Zone, order: int, mark: int, highest_zoneidx: int,
                              alloc_flags: int) -> bool:
-        """``zone_watermark_fast``: the order-0 shortcut, then the full check."""
+        """``zone_watermark_fast``: the order-0 shortcut, the full check, then
+        for atomic order-0 requests at the min watermark a retry that ignores
+        the boost (whatever *mark* was: the high-watermark check too)."""
         if order == 0:
             free = z.free_pages
             usable = free - min(free, self._unusable_free(z, 0, alloc_flags))
             if usable > mark + self._lowmem_reserve(z, highest_zoneidx):
                 return True
-        return self._zone_watermark_ok(z, order, mark, highest_zoneidx, alloc_flags)
+        if self._zone_watermark_ok(z, order, mark, highest_zoneidx, alloc_flags):
+            return True
+        # 5.10 L3703, 6.1 L4148 (gfp __GFP_ATOMIC); 6.12 L3327, 7.2 L3708 (ALLOC_MIN_RESERVE).
+        gate = ALLOC_GFP_ATOMIC if self.profile.boost_retry_gfp_atomic else ALLOC_MIN_RESERVE
+        if (order == 0 and alloc_flags & gate and z.boost
+                and alloc_flags & ALLOC_WMARK_MASK == ALLOC_WMARK_MIN):
+            return self._zone_watermark_ok(z, 0, z.watermarks["min"], highest_zoneidx,
+                                           alloc_flags)
+        return False
 
     # -- rmqueue ---------------------------------------------------------------
     def _rmqueue(self, z: _Zone, cpu: int, order: int, mt: int, alloc_flags: int) -> Optional[int]:
@@ -715,19 +757,61 @@ class Allocator:
         self._path.append(Step("buddy", {"zone": z.name, "order": order,
                                          "migratetype": self.mt_names[mt]}))
         pfn = None
-        if self.profile.zone_locked_in_rmqueue:
-            if order > 0 and alloc_flags & ALLOC_NON_BLOCK:   # ALLOC_HARDER
-                pfn = self._rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
-                if pfn is not None:
-                    self._events.append(("zone_locked", pfn))
-        elif alloc_flags & ALLOC_HIGHATOMIC:
+        highatomic = self._highatomic_request(order, alloc_flags)
+        if highatomic:
             pfn = self._rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+            if pfn is not None and self.profile.zone_locked_in_rmqueue:
+                # 5.10 traces it here, with the requested migratetype (L3465).
+                self._events.append(("zone_locked", pfn))
         if pfn is None:
             pfn = self._rmqueue_one(z, order, mt, alloc_flags, [RMQUEUE_NORMAL])
             if pfn is None and not self.profile.zone_locked_in_rmqueue \
                     and alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK):
                 pfn = self._rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+        if pfn is not None and highatomic and self.profile.highatomic_reserve_in_rmqueue_buddy:
+            self._reserve_highatomic_pageblock(z, pfn, order)   # 7.2 L3255
         return pfn
+
+    def _highatomic_request(self, order: int, alloc_flags: int) -> bool:
+        """A high-order atomic request: HIGHATOMIC first, and a block
+        reserved. 5.10: order && ALLOC_HARDER (rmqueue L3462, L3919); 6.1+:
+        ALLOC_HIGHATOMIC, which gfp_to_alloc_flags gives only at order > 0."""
+        if self.profile.alloc_harder:
+            return order > 0 and bool(alloc_flags & ALLOC_NON_BLOCK)
+        return bool(alloc_flags & ALLOC_HIGHATOMIC)
+
+    def _reserve_highatomic_pageblock(self, z: _Zone, pfn: int, order: int) -> None:
+        """``reserve_highatomic_pageblock`` (5.10 L2637, 6.1 L2908, 6.12
+        L2069, 7.2 L3437): retype the allocated page's pageblock HIGHATOMIC
+        and move its free pages to HIGHATOMIC's lists, within ~1% of the zone."""
+        pb = self.pageblock_nr_pages
+        share = z.managed // 100
+        if self.profile.highatomic_reserve_aligned:
+            if share < pb:
+                return
+            max_managed = -(-share // pb) * pb   # ALIGN(share, pageblock_nr_pages)
+        else:
+            max_managed = share + pb
+        if z.nr_reserved_highatomic >= max_managed:
+            return
+        # Only mergeable blocks (5.10: not HIGHATOMIC, ISOLATE or CMA: the same).
+        if self.pageblock_mt_of(z, pfn) >= MIGRATE_PCPTYPES:
+            return
+        if not self.profile.highatomic_reserve_aligned:
+            self._set(z, "nr_reserved_highatomic", z.nr_reserved_highatomic + pb)
+            self._set_pageblock(z, pfn, MIGRATE_HIGHATOMIC)
+            self._move_freepages_block(z, pfn, MIGRATE_HIGHATOMIC)
+        elif order < self.pageblock_order:
+            start, end = self._block_range(z, pfn)
+            if not (z.contains(start) and z.contains(end)):
+                return   # move_freepages_block: -1, nothing reserved
+            self._count_block(z, start, end, MIGRATE_HIGHATOMIC)
+            self._set_pageblock(z, start, MIGRATE_HIGHATOMIC)
+            self._set(z, "nr_reserved_highatomic", z.nr_reserved_highatomic + pb)
+        else:
+            self._change_pageblock_range(z, pfn, order, MIGRATE_HIGHATOMIC)
+            self._set(z, "nr_reserved_highatomic", z.nr_reserved_highatomic + (1 << order))
+        self._path.append(Step("highatomic", {"pfn": pfn, "reserved": z.nr_reserved_highatomic}))
 
     def _rmqueue_one(self, z: _Zone, order: int, mt: int, alloc_flags: int,
                      mode: List[int]) -> Optional[int]:
@@ -936,7 +1020,7 @@ class Allocator:
         the tail of ``free_list[moveto]``; count free and movable pages.
         Movable: allocated pages the model saw handed out MOVABLE, and pages
         allocated before the snapshot in a MOVABLE block (PageLRU is not
-        visible to the model)."""
+        visible to the model); never pages on pcp lists."""
         free = movable = 0
         pfn = start
         buddy, allocated, on_pcp = self.buddy, self.allocated, self.on_pcp
@@ -955,7 +1039,13 @@ class Allocator:
                     movable += 1 << a[0]
                 pfn += 1 << a[0]
                 continue
-            if pfn not in on_pcp and block_mt == MIGRATE_MOVABLE:
+            where = on_pcp.get(pfn)
+            if where is not None:
+                # A pcp entry, head and tail pages alike, is neither
+                # PageBuddy nor PageLRU/movable: not counted.
+                pfn += 1 << self.pindex_order[where[2]]
+                continue
+            if block_mt == MIGRATE_MOVABLE:
                 movable += 1
             pfn += 1
         return free, movable
@@ -1128,9 +1218,13 @@ class Allocator:
             n = max(batch, min(pcp.free_count, high - batch))
         drain = self._bulk_selection(z, pcp, n, pindex, chunk=batch if p == "7.2" else None)
         if z.below_high:
-            # Cleared once the zone is back above its high watermark (6.12 L2714).
-            freed = sum(1 << o for _, o, _ in drain)
-            if z.free_pages + freed > self.wmark(z, ALLOC_WMARK_HIGH) + self._lowmem_reserve(z, 3):
+            # zone_watermark_ok(zone, 0, high_wmark_pages, ZONE_MOVABLE, 0)
+            # after the drain (6.12 L2718, 7.2 L2915): HIGHATOMIC and CMA
+            # pages are unusable for alloc_flags 0, ISOLATE ones not free.
+            unusable = (MIGRATE_HIGHATOMIC, self.MIGRATE_CMA, self.MIGRATE_ISOLATE)
+            freed = sum(1 << o for _, o, mt in drain if mt not in unusable)
+            if self._zone_watermark_ok(z, 0, self.wmark(z, ALLOC_WMARK_HIGH),
+                                       ZONE_INDEX["Movable"], 0, z.free_pages + freed):
                 self._set(z, "below_high", False)
         return drain
 
@@ -1170,11 +1264,14 @@ class Allocator:
             k = taken.get(i, 0)
             return lst[-1 - k] if k < len(lst) else None
 
+        # 5.10/6.1 read the type cached at free time, or the pageblock's when
+        # the zone has an isolated block (free_pcppages_bulk 5.10 L1417, 6.1 L1634).
+        cached = self.profile.cached_pcp_migratetype and not z.nr_isolate_pageblock
+
         def take(i: int) -> None:
             pfn = tail(i)
             taken[i] = taken.get(i, 0) + 1
-            mt = self.pcp_mt.get(pfn, MIGRATE_MOVABLE) if self.profile.cached_pcp_migratetype \
-                else self.pageblock_mt_of(z, pfn)
+            mt = self.pcp_mt.get(pfn, MIGRATE_MOVABLE) if cached else self.pageblock_mt_of(z, pfn)
             out.append((pfn, self.pindex_order[i], mt))
 
         if pindex is None:   # 5.10 free_pcppages_bulk (L1344)

@@ -69,8 +69,32 @@ class Profile:
     below_high_flag: bool
     #: 7.2: no pcp refill for ALLOC_HIGHATOMIC requests (``__rmqueue_pcplist``).
     no_refill_highatomic: bool
+    #: 5.10's ALLOC_HARDER (the model's ALLOC_NON_BLOCK bit; ALLOC_HIGH is its
+    #: ALLOC_MIN_RESERVE) where 6.1 split it into ALLOC_NON_BLOCK and
+    #: ALLOC_HIGHATOMIC: HARDER|OOM alone skip the highatomic reserve and may
+    #: count a HIGHATOMIC block (__zone_watermark_unusable_free L3572,
+    #: __zone_watermark_ok L3604/L3656), HARDER takes min / 4 off with or
+    #: without ALLOC_HIGH (L3612), and order > 0 with HARDER tries HIGHATOMIC
+    #: first and reserves a block (rmqueue L3462, get_page_from_freelist L3919).
+    alloc_harder: bool
+    #: ``zone_watermark_fast``'s order-0 retry against the unboosted min is
+    #: gated on the gfp's ``__GFP_ATOMIC`` (5.10 L3703, 6.1 L4148), not on
+    #: ALLOC_MIN_RESERVE (6.12 L3327, 7.2 L3708).
+    boost_retry_gfp_atomic: bool
+    #: ``reserve_highatomic_pageblock`` (6.12 L2069, 7.2 L3437): nothing while
+    #: 1% of the zone is under a pageblock, at most ALIGN(managed / 100,
+    #: pageblock_nr_pages), a block that straddles the zone is not taken, and
+    #: an allocation of pageblock_order or more retypes all its blocks. 5.10
+    #: (L2637) / 6.1 (L2908): at most managed / 100 + pageblock_nr_pages, the
+    #: page's block only.
+    highatomic_reserve_aligned: bool
+    #: ``reserve_highatomic_pageblock`` is called from ``rmqueue_buddy`` (7.2
+    #: L3256), not for every page ``get_page_from_freelist`` returns (pcp
+    #: pages too: 5.10 L3919, 6.1 L4364, 6.12 L3565).
+    highatomic_reserve_in_rmqueue_buddy: bool
     #: 5.10/6.1: drains report the migratetype cached at free time
-    #: (``page->index``), 6.12+ the pageblock's type at drain time.
+    #: (``page->index``) unless the zone has an isolated pageblock; 6.12+
+    #: the pageblock's type at drain time.
     cached_pcp_migratetype: bool
 
 
@@ -81,22 +105,30 @@ PROFILES = {
                 nofragment_min_order_always=True, zone_locked_in_rmqueue=True,
                 pcp_free="5.10", merge="isolate", split_large_free=False,
                 bulk_allocator=False, highatomic_term_free=False, below_high_flag=False,
-                no_refill_highatomic=False, cached_pcp_migratetype=True),
+                no_refill_highatomic=False, alloc_harder=True, boost_retry_gfp_atomic=True,
+                highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
+                cached_pcp_migratetype=True),
         Profile("6.1", refill="batch_shift", pcp_null_to_buddy=True, fallback="steal",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
                 pcp_free="6.1", merge="mergeable", split_large_free=False,
                 bulk_allocator=True, highatomic_term_free=False, below_high_flag=False,
-                no_refill_highatomic=False, cached_pcp_migratetype=True),
+                no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=True,
+                highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
+                cached_pcp_migratetype=True),
         Profile("6.12", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
                 pcp_free="6.12", merge="retype", split_large_free=True,
                 bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
-                no_refill_highatomic=False, cached_pcp_migratetype=False),
+                no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=False,
+                highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=False,
+                cached_pcp_migratetype=False),
         Profile("7.2", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
                 pcp_free="7.2", merge="retype", split_large_free=True,
                 bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
-                no_refill_highatomic=True, cached_pcp_migratetype=False),
+                no_refill_highatomic=True, alloc_harder=False, boost_retry_gfp_atomic=False,
+                highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=True,
+                cached_pcp_migratetype=False),
     )
 }
 

@@ -100,7 +100,12 @@ def make_request(alloc: "A.Allocator", order: int, cpu: int = 0, gfp: Optional[s
     if mask & bits.kswapd_reclaim:
         slow |= A.ALLOC_KSWAPD
     if bits.atomic:   # 5.10 (and Debian 6.1 keeps __GFP_ATOMIC but uses NON_BLOCK)
-        blocking = not (mask & bits.atomic) if series == "5.10" else bool(mask & bits.direct_reclaim)
+        # The slowpath drops __GFP_ATOMIC from a gfp that may also reclaim
+        # (__alloc_pages_slowpath 5.10 L4664, 6.1 L5118).
+        atomic = bool(mask & bits.atomic) and not mask & bits.direct_reclaim
+        if atomic:
+            slow |= A.ALLOC_GFP_ATOMIC
+        blocking = not atomic if series == "5.10" else bool(mask & bits.direct_reclaim)
     else:
         blocking = bool(mask & bits.direct_reclaim)
     if not blocking:

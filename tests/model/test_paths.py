@@ -33,6 +33,7 @@ from buddyscope.model.allocator import (
     Allocator,
 )
 from buddyscope.model.fixture import Fixture
+from buddyscope.model.request import make_request
 from buddyscope.model.snapshot import Capture, FreeArea, Pcp, Snapshot, Zone
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
@@ -723,15 +724,73 @@ def test_highatomic_pcp_order(series):
         assert (out.pfn, out.kind, out.refill) == (0x1010, "refill", [0x1010, 0x1012])
 
 
-# == model bugs found by these tests ==============================================
+@pytest.mark.parametrize("series", SERIES)
+def test_highatomic_reserve_needs_a_pageblock_of_one_percent_from_6_12(series):
+    # managed 51100: 1% is 511 pages. 5.10/6.1 reserve_highatomic_pageblock
+    # (5.10 L2647, 6.1 L2918) allow 511 + 512; 6.12 (L2081) / 7.2 (L3449)
+    # reserve nothing while 1% is under one pageblock.
+    flags = ATOMIC | (ALLOC_HIGHATOMIC if series != "5.10" else 0)
+    a = build(series, [U, M], free=[(0x1010, 4, U), (0x1100, 3, U)], managed=51100)
+    assert a.allocate(0, 4, U, NORMAL, flags).pfn == 0x1010
+    if series in ("5.10", "6.1"):
+        assert (block_types(a), a.zones[0].nr_reserved_highatomic) == ([H, M], PB)
+    else:
+        assert (block_types(a), a.zones[0].nr_reserved_highatomic) == ([U, M], 0)
+        assert lists(a) == {(3, U): [0x1100]}
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: reserve_highatomic_pageblock is not modelled. After a high-order "
-    "atomic allocation get_page_from_freelist (5.10 L3920 'order && ALLOC_HARDER', "
-    "6.1 L4365 and 6.12 L3566 'ALLOC_HIGHATOMIC') or rmqueue_buddy (7.2 L3256) "
-    "reserves the page's pageblock: set_pageblock_migratetype(HIGHATOMIC), its free "
-    "pages moved to HIGHATOMIC's lists, nr_reserved_highatomic += pageblock_nr_pages "
-    "(5.10 L2637, 6.1 L2908, 6.12 L2069, 7.2 L3437)"))
+
+@pytest.mark.parametrize("series", SERIES)
+def test_highatomic_reserve_of_a_multi_block_allocation(series):
+    # An order-10 atomic allocation spans blocks 2 and 3. 5.10/6.1 reserve
+    # the page's block only (set_pageblock_migratetype, 5.10 L2662, 6.1 L2933);
+    # 6.12 (L2104) / 7.2 (L3472) change_pageblock_range both, and count
+    # 1 << order. managed 204800: 1% is 2048, so every limit allows it.
+    flags = ATOMIC | (ALLOC_HIGHATOMIC if series != "5.10" else 0)
+    a = build(series, [M, M, U, U], free=[(0x1010, 4, M), (0x1400, 10, U)], managed=204800)
+    assert a.allocate(0, 10, U, NORMAL, flags).pfn == 0x1400
+    if series in ("5.10", "6.1"):
+        assert (block_types(a), a.zones[0].nr_reserved_highatomic) == ([M, M, H, U], PB)
+    else:
+        assert (block_types(a), a.zones[0].nr_reserved_highatomic) == ([M, M, H, H], 2 * PB)
+    assert lists(a) == {(4, M): [0x1010]}
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
+def test_highatomic_reserve_of_a_pcp_page(series):
+    # An order-1 ALLOC_HIGHATOMIC request served from a non-empty pcp list:
+    # 6.1 (get_page_from_freelist L4364) and 6.12 (L3565) reserve its block
+    # whatever rmqueue took it from; 7.2 reserves only in rmqueue_buddy (L3255).
+    a = build(series, [U, M], free=[(0x1100, 3, U)], pcp={(1, U): [0x1010]}, managed=51200)
+    out = a.allocate(0, 1, U, NORMAL, ATOMIC | ALLOC_HIGHATOMIC)
+    assert (out.pfn, out.kind) == (0x1010, "pcp")
+    if series == "7.2":
+        assert (block_types(a), lists(a)) == ([U, M], {(3, U): [0x1100]})
+    else:
+        assert (block_types(a), lists(a)) == ([H, M], {(3, H): [0x1100]})
+
+
+@pytest.mark.parametrize("series", SERIES)
+def test_boost_retry_is_gated_on_gfp_atomic_before_6_12(series):
+    # min 10 + boost 200; 50 free pages. __GFP_HIGH|__GFP_KSWAPD_RECLAIM
+    # (GFP_ATOMIC without __GFP_ATOMIC): the boosted min is halved to 105
+    # (6.1+: and a quarter off, 79) and fails. 5.10 (zone_watermark_fast
+    # L3703) and 6.1 (L4148) retry without the boost only for a gfp with
+    # __GFP_ATOMIC, so the zone fails; 6.12 (L3327) / 7.2 (L3708) for
+    # ALLOC_MIN_RESERVE, and min 10 -> 5 passes. GFP_ATOMIC passes everywhere.
+    def state():
+        return build(series, [U, M], free=[(0x1000, 5, U), (0x1020, 4, U)],
+                     pcp={(0, U): [0x1040]}, watermarks=(10, 20, 30), boost=200)
+
+    for gfp, ok in (("__GFP_HIGH|__GFP_KSWAPD_RECLAIM", series in ("6.12", "7.2")),
+                    ("GFP_ATOMIC", True)):
+        a = state()
+        r = make_request(a, 0, gfp=gfp)
+        out = a.allocate(0, 0, r.migratetype, r.highest_zoneidx, r.alloc_flags, r.slow_flags)
+        assert out.pfn == (0x1040 if ok else None), gfp
+
+
+# == model bugs found by these tests (fixed) ======================================
+
 @pytest.mark.parametrize("series", SERIES)
 def test_highatomic_allocation_reserves_its_pageblock(series):
     # managed 51200: 1% is one pageblock, so every series' limit
@@ -746,13 +805,6 @@ def test_highatomic_allocation_reserves_its_pageblock(series):
     assert a.zones[0].nr_reserved_highatomic == PB
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: Allocator._new_zone starts zone.nr_free_highatomic from the snapshot's "
-    "counter and _load_lists then adds every HIGHATOMIC free page again (_add -> "
-    "_account), doubling it. The kernel's counter is exactly the pages on HIGHATOMIC "
-    "free lists (account_freepages 6.12 L663, 7.2 L772), and "
-    "__zone_watermark_unusable_free subtracts it (6.12 L3190, 7.2 L3571), so the "
-    "model fails watermark checks the kernel passes"))
 @pytest.mark.parametrize("series", ["6.12", "7.2"])
 def test_nr_free_highatomic_is_loaded_once(series):
     # 48 free pages, 32 of them HIGHATOMIC: a GFP_KERNEL order-0 request sees
@@ -763,12 +815,6 @@ def test_nr_free_highatomic_is_loaded_once(series):
     assert a.allocate(0, 0, U, NORMAL, FAST).pfn == 0x1010
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: after a drain the model clears ZONE_BELOW_HIGH when free pages + drained "
-    "> high watermark, but the kernel asks zone_watermark_ok(zone, 0, high_wmark_pages, "
-    "ZONE_MOVABLE, 0) (6.12 free_unref_page_commit L2718, 7.2 free_frozen_page_commit "
-    "L2915), whose __zone_watermark_ok first subtracts __zone_watermark_unusable_free "
-    "with alloc_flags 0: nr_free_highatomic and NR_FREE_CMA_PAGES (6.12 L3180, 7.2 L3561)"))
 @pytest.mark.parametrize("series", ["6.12", "7.2"])
 def test_zone_below_high_is_cleared_only_above_high_without_reserves(series):
     # ZONE_BELOW_HIGH set (an allocation failed the high watermark). The free
@@ -783,11 +829,6 @@ def test_zone_below_high_is_cleared_only_above_high_without_reserves(series):
     assert a.zones[0].below_high
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: Allocator._zone_watermark_fast lacks zone_watermark_fast's last step "
-    "(6.12 L3327, 7.2 L3708): an order-0 request with ALLOC_MIN_RESERVE checking the "
-    "WMARK_MIN index in a boosted zone is checked again against _watermark[WMARK_MIN] "
-    "without the boost"))
 @pytest.mark.parametrize("series", ["6.12", "7.2"])
 def test_boosted_min_watermark_is_ignored_for_min_reserve_order0(series):
     # 50 free pages; min 10 + boost 100 = 110 (wmark_pages). GFP_ATOMIC-like
@@ -801,31 +842,20 @@ def test_boosted_min_watermark_is_ignored_for_min_reserve_order0(series):
     assert out.pfn == 0x1040
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: for order > 0 the model's __zone_watermark_ok accepts a free HIGHATOMIC "
-    "block with ALLOC_NON_BLOCK; 6.1+ accept it only with ALLOC_HIGHATOMIC|ALLOC_OOM "
-    "(6.1 L4099, 6.12 L3277, 7.2 L3658; 5.10's ALLOC_HARDER|ALLOC_OOM, L3656, is what "
-    "the model implements)"))
 @pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
 def test_high_order_non_block_does_not_pass_the_watermark_on_highatomic_only(series):
     # A GFP_NOWAIT-like order-1 attempt (ALLOC_NON_BLOCK, no __GFP_HIGH so no
     # ALLOC_HIGHATOMIC): 34 free pages pass the order-0 part, but no free
     # block of order >= 1 is on an UNMOVABLE/MOVABLE/RECLAIMABLE list, and
     # the HIGHATOMIC one does not count: the zone fails, nothing is taken.
-    # (The model passes it and then takes the HIGHATOMIC block as rmqueue_buddy's
-    # last resort.)
+    # (The model used to pass it and then take the HIGHATOMIC block as
+    # rmqueue_buddy's last resort.)
     free = [(0x1001, 0, U), (0x1003, 0, U), (0x1200, 5, H)]
     a = build(series, [U, H], free=free, reserved_highatomic=PB)
     assert a.allocate(0, 1, U, NORMAL, ALLOC_WMARK_MIN | ALLOC_NON_BLOCK).pfn is None
     assert lists(a) == {(0, U): [0x1001, 0x1003], (5, H): [0x1200]}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: 5.10's __zone_watermark_unusable_free (L3569) leaves out "
-    "nr_reserved_highatomic only for ALLOC_HARDER|ALLOC_OOM (L3580), but the model skips "
-    "it for any of its ALLOC_RESERVES, so also for ALLOC_HIGH (the model's "
-    "ALLOC_MIN_RESERVE) alone, which 5.10's gfp_to_alloc_flags gives __GFP_HIGH without "
-    "__GFP_ATOMIC (L4443)"))
 def test_5_10_alloc_high_alone_still_counts_the_highatomic_reserve():
     # 48 free pages, nr_reserved_highatomic 512: an ALLOC_HIGH order-0 attempt
     # sees 48 - 512 usable pages and fails the min watermark 0.
@@ -833,12 +863,6 @@ def test_5_10_alloc_high_alone_still_counts_the_highatomic_reserve():
     assert a.allocate(0, 0, U, NORMAL, ALLOC_WMARK_MIN | ALLOC_MIN_RESERVE).pfn is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: 5.10's __zone_watermark_ok (L3598) lowers min by a quarter for "
-    "ALLOC_HARDER (the model's ALLOC_NON_BLOCK) with or without ALLOC_HIGH (L3612-3623); "
-    "the model, following 6.1+, lowers it only under ALLOC_MIN_RESERVE (ALLOC_HIGH). "
-    "ALLOC_HARDER without ALLOC_HIGH: __GFP_ATOMIC without __GFP_HIGH, or an RT task "
-    "(gfp_to_alloc_flags L4446-4459)"))
 def test_5_10_alloc_harder_alone_lowers_min_by_a_quarter():
     # 35 free pages, min 40: ALLOC_HARDER checks 40 - 40/4 = 30 < 35 and
     # passes; the pcp refill's first page is the order-0 head 0x1022.
@@ -847,11 +871,6 @@ def test_5_10_alloc_harder_alone_lowers_min_by_a_quarter():
     assert a.allocate(0, 0, U, NORMAL, ALLOC_WMARK_MIN | ALLOC_NON_BLOCK).pfn == 0x1022
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: free_pcppages_bulk re-reads the pageblock type of every drained page "
-    "when the zone has an isolated pageblock (5.10 L1417, 6.1 L1634: "
-    "'if (unlikely(isolated_pageblocks)) mt = get_pageblock_migratetype(page)'); the "
-    "model always uses the type cached at free time on 5.10/6.1"))
 @pytest.mark.parametrize("series", ["5.10", "6.1"])
 def test_drain_mt_is_reread_when_the_zone_has_isolated_blocks(series):
     # Block 2 is isolated (nr_isolate_pageblock 1). 0x1012 was freed to the
@@ -864,13 +883,6 @@ def test_drain_mt_is_reread_when_the_zone_has_isolated_blocks(series):
     assert a.free(0, 0x1610, 0) == [(0x1012, 0, U)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "model bug: Allocator._count_block counts the tail pages of higher-order pcp "
-    "entries in a MOVABLE block as movable (only the head PFN is in on_pcp), but pages "
-    "on pcp lists are neither PageLRU nor movable-ops pages: move_freepages (6.1 "
-    "L2661) and prep_move_freepages_block (6.12 L1763, 7.2 L2016) do not count them. "
-    "With alike_pages = pageblock_nr_pages - free - movable the model refuses claims "
-    "the kernel makes"))
 @pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
 def test_fallback_alike_pages_do_not_count_pcp_pages_as_movable(series):
     # MOVABLE block 0: 0x1000/7 free (128 pages) and 48 order-3 pcp entries

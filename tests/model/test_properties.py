@@ -4,7 +4,8 @@ real starting states of the four lab kernels (the committed recordings'
 snapshots ``<series>-1cpu-tmpfs-write`` and ``<series>-2cpu-fork-exec``).
 
 - Pages are conserved: after any sequence of allocations (orders 0..3 and 9,
-  migratetypes Unmovable/Movable/Reclaimable, any CPU) and frees of blocks
+  migratetypes Unmovable/Movable/Reclaimable, any CPU, GFP_KERNEL-like or
+  GFP_ATOMIC-like, which reserves highatomic pageblocks) and frees of blocks
   the test was handed (from any CPU), every page that was on a free list or a
   pcp list before is on exactly one free list, one pcp list, or in exactly
   one block the test holds; no page is in two places and no page appears from
@@ -49,6 +50,7 @@ from buddyscope.model.allocator import (
     Allocator,
 )
 from buddyscope.model.fixture import Fixture
+from buddyscope.model.request import make_request
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
 SERIES = ["5.10", "6.1", "6.12", "7.2"]
@@ -80,12 +82,15 @@ def fresh(name, tight: bool = False) -> Allocator:
 
 
 # -- operations ---------------------------------------------------------------
-# ("alloc", cpu, order, migratetype, nofragment, n): n allocations in a row;
-# ("free", which, cpu, n): n held blocks from the which-th on (in PFN order).
-# The CPU and the held block are taken modulo what exists when the op runs.
+# ("alloc", cpu, order, migratetype, nofragment, n, atomic): n allocations in
+# a row, atomic ones with GFP_ATOMIC's slowpath alloc_flags (highatomic
+# reserve and its pageblocks); ("free", which, cpu, n): n held blocks from
+# the which-th on (in PFN order). The CPU and the held block are taken modulo
+# what exists when the op runs.
 ALLOC = st.tuples(st.just("alloc"), st.integers(0, 1), st.sampled_from(ORDERS),
                   st.integers(0, 2), st.booleans(),
-                  st.one_of(st.just(1), st.integers(1, 4), st.integers(1, 100)))
+                  st.one_of(st.just(1), st.integers(1, 4), st.integers(1, 100)),
+                  st.sampled_from((False, False, False, True)))
 FREE = st.tuples(st.just("free"), st.integers(0, 1 << 16), st.integers(0, 1),
                  st.one_of(st.just(1), st.integers(1, 4), st.integers(1, 150)))
 OPS = st.lists(st.one_of(ALLOC, FREE), min_size=1, max_size=30)
@@ -102,15 +107,22 @@ def fast_flags(alloc: Allocator, mt: int, nofragment: bool) -> int:
     return flags
 
 
+def atomic_flags(alloc: Allocator, order: int, mt: int) -> int:
+    """GFP_ATOMIC's slowpath alloc_flags (``gfp_to_alloc_flags``), used
+    as the first attempt's."""
+    gfp = "GFP_ATOMIC" + ("", "|__GFP_MOVABLE", "|__GFP_RECLAIMABLE")[mt]
+    return make_request(alloc, order, gfp=gfp).slow_flags
+
+
 def run(alloc: Allocator, ops, held: dict) -> None:
     """Apply *ops*; *held* (head PFN -> (order, migratetype)) is what the
     test holds, updated in place."""
     for op in ops:
         if op[0] == "alloc":
-            _, cpu, order, mt, nofrag, n = op
+            _, cpu, order, mt, nofrag, n, atomic = op
+            flags = atomic_flags(alloc, order, mt) if atomic else fast_flags(alloc, mt, nofrag)
             for _ in range(n):
-                out = alloc.allocate(cpu % alloc.nr_cpus, order, mt, NORMAL,
-                                     fast_flags(alloc, mt, nofrag))
+                out = alloc.allocate(cpu % alloc.nr_cpus, order, mt, NORMAL, flags)
                 if out.pfn is None:
                     break
                 assert out.order == order
