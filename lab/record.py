@@ -54,6 +54,8 @@ KMEM_EVENTS = EVENTS
 # What recording changes, so what is saved and put back. Every kmem event's
 # enable is saved, not only the six: _start_tracing turns the others off.
 _STATE_FILES = ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer")
+# The kprobe events recording adds (and always deletes again).
+_KPROBE_GROUP = "buddyscope"
 _BOUNDARY = ("paused guest (QMP stop); per-CPU ring_buffer_per_cpu.entries read with drgn in "
              "the same pause as the snapshot (retried while committing != 0); the first "
              "`entries` events of each CPU's per_cpu trace dropped")
@@ -132,7 +134,9 @@ def restore_tracing(host, state: dict[str, str]) -> None:
     host.run("\n".join(lines), check=True)
 
 
-def _start_tracing(host, buffer_kb: int) -> list[str]:
+def _start_tracing(host, buffer_kb: int, kprobes: Optional[list[str]] = None) -> list[str]:
+    """Enable the kmem page events (and the bulk allocator's *kprobes*, when
+    given and the kernel has kprobe events), clear the buffer, start."""
     tracefs = _tracefs(host)
     have = host.run(f"ls {tracefs}/events/kmem/", check=True).text.split()
     events = [e for e in KMEM_EVENTS if e in have]
@@ -140,9 +144,32 @@ def _start_tracing(host, buffer_kb: int) -> list[str]:
               "echo counter > trace_clock", f"echo {buffer_kb} > buffer_size_kb"]
     script += [f"echo 0 > events/kmem/{e}/enable" for e in have if e not in events and e != "enable" and e != "filter"]
     script += [f"echo 1 > events/kmem/{e}/enable" for e in events]
-    script += ["echo > trace", "echo 1 > tracing_on"]
     host.run("\n".join(script), check=True)
+    if kprobes and _add_kprobes(host, kprobes):
+        events += [d.split()[0].split("/")[1] for d in kprobes]
+    host.run(f"cd {tracefs} && echo > trace && echo 1 > tracing_on", check=True)
     return events
+
+
+def _add_kprobes(host, kprobes: list[str]) -> bool:
+    """Define and enable *kprobes* (group ``buddyscope``); False when the
+    kernel has no kprobe events."""
+    tracefs = _tracefs(host)
+    if host.run(f"test -w {tracefs}/kprobe_events").status != 0:
+        return False
+    _remove_kprobes(host)  # left over from a recorder that was killed
+    lines = [f"cd {tracefs}"] + [f"echo '{d}' >> kprobe_events" for d in kprobes]
+    lines.append(f"echo 1 > events/{_KPROBE_GROUP}/enable")
+    return host.run("\n".join(lines)).status == 0
+
+
+def _remove_kprobes(host) -> None:
+    """Disable and delete every kprobe event of group ``buddyscope``."""
+    tracefs = _tracefs(host)
+    host.run(f"cd {tracefs} && [ -d events/{_KPROBE_GROUP} ] || exit 0; "
+             f"echo 0 > events/{_KPROBE_GROUP}/enable; "
+             f"for e in events/{_KPROBE_GROUP}/*/; do e=${{e%/}}; "
+             f"echo \"-:{_KPROBE_GROUP}/${{e##*/}}\" >> kprobe_events; done")
 
 
 def record_lab(kernel: Kernel, workload: Path, smp: int = 1, mem_mib: int = 512,
@@ -288,8 +315,10 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
 
     tracefs = _tracefs(host)
     saved = save_tracing(host)
+    kprobes = None
     try:
-        events = _start_tracing(host, buffer_kb)
+        kprobes = tracing.bulk_alloc_kprobes(src.prog)
+        events = _start_tracing(host, buffer_kb, kprobes)
         best = None
         for attempt in range(1, attempts + 1):
             with pause():
@@ -335,6 +364,8 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
             per_cpu[cpu] = parse_lines(kept).events
     finally:
         if host.alive:
+            if kprobes:
+                _remove_kprobes(host)
             restore_tracing(host, saved)
     merged = merge_by_timestamp(per_cpu)
     trace = [lines_by_cpu[e.cpu][e.lineno - 1] for e in merged]
@@ -345,6 +376,7 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         "trace_clock": "counter",
         "buffer_size_kb": buffer_kb,
         "events_enabled": events,
+        "kprobes": [d for d in kprobes or () if d.split()[0].split("/")[1] in events],
         "ring_buffer_before": {str(c): vars(v) for c, v in before.items()},
         "ring_buffer_after": {str(c): vars(v) for c, v in after.items()},
         "run_seconds": round(run_seconds, 2),

@@ -5,7 +5,8 @@ Ftrace
 The one parser of ftrace text in buddyscope, for the kmem page events
 (``include/trace/events/kmem.h``): ``mm_page_alloc``,
 ``mm_page_alloc_zone_locked``, ``mm_page_free``, ``mm_page_free_batched``,
-``mm_page_pcpu_drain`` and ``mm_page_alloc_extfrag``, as
+``mm_page_pcpu_drain`` and ``mm_page_alloc_extfrag``, plus two kprobe events
+on the bulk allocator (``alloc_pages_bulk``, ``alloc_pages_bulk_ret``), as
 ``/sys/kernel/tracing/trace``, ``per_cpu/cpuN/trace``, ``trace_pipe`` and
 ``trace-cmd report`` print them. The accepted input and what each kernel
 prints are in ``docs/ftrace-format.md``.
@@ -40,6 +41,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Union
 from buddyscope.errors import BuddyscopeError
 
 __all__ = (
+    "BULK_EVENTS",
     "EVENTS",
     "PageEvent",
     "ParsedTrace",
@@ -107,6 +109,10 @@ class PageEvent:
     change_ownership: Optional[bool] = None
     #: 1-based line number in the input.
     lineno: int = 0
+    #: The bulk allocator's kprobe events (``record`` sets them up; see
+    #: ``docs/ftrace-format.md``): ``nr_pages`` asked of
+    #: ``alloc_pages_bulk``, ``nr_populated`` it returned.
+    count: Optional[int] = None
 
 
 @dataclasses.dataclass
@@ -202,7 +208,7 @@ def _alloc(name, cpu, ts, pid, comm, g, lineno):
     if pfn == 0 or pfn == _NULL_PFN:
         pfn = None
     return _make(name, cpu, ts, pid, comm, pfn, int(g[1]), int(g[2]), g[3],
-                 None, None, None, None, None, None, lineno)
+                 None, None, None, None, None, None, lineno, None)
 
 
 def _zone_locked(name, cpu, ts, pid, comm, g, lineno):
@@ -212,14 +218,14 @@ def _zone_locked(name, cpu, ts, pid, comm, g, lineno):
         pfn = None
     refill = None if g[3] is None else g[3] != "0"
     return _make(name, cpu, ts, pid, comm, pfn, int(g[1]), int(g[2]), None,
-                 refill, None, None, None, None, None, lineno)
+                 refill, None, None, None, None, None, lineno, None)
 
 
 def _free(name, cpu, ts, pid, comm, g, lineno):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
     return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn, int(g[1]),
-                 None, None, None, None, None, None, None, None, lineno)
+                 None, None, None, None, None, None, None, None, lineno, None)
 
 
 def _free_batched(name, cpu, ts, pid, comm, g, lineno):
@@ -228,14 +234,25 @@ def _free_batched(name, cpu, ts, pid, comm, g, lineno):
     # order= is a literal 0 in the TP_printk, not a field of the record.
     return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn,
                  0 if g[1] is None else int(g[1]),
-                 None, None, None, None, None, None, None, None, lineno)
+                 None, None, None, None, None, None, None, None, lineno, None)
 
 
 def _drain(name, cpu, ts, pid, comm, g, lineno):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
     return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn, int(g[1]),
-                 int(g[2]), None, None, None, None, None, None, None, lineno)
+                 int(g[2]), None, None, None, None, None, None, None, lineno, None)
+
+
+def _bulk(name, cpu, ts, pid, comm, g, lineno):
+    # gfp_flags as the kprobe fetched it (hex): only mm_page_alloc prints names.
+    return _make(name, cpu, ts, pid, comm, None, 0, None, g[0], None, None, None, None, None,
+                 None, lineno, int(g[1]))
+
+
+def _bulk_ret(name, cpu, ts, pid, comm, g, lineno):
+    return _make(name, cpu, ts, pid, comm, None, 0, None, None, None, None, None, None, None,
+                 None, lineno, int(g[0]))
 
 
 def _extfrag(name, cpu, ts, pid, comm, g, lineno):
@@ -244,7 +261,7 @@ def _extfrag(name, cpu, ts, pid, comm, g, lineno):
     fallback_order = int(g[2])
     return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn,
                  fallback_order, None, None, None, int(g[1]), fallback_order,
-                 int(g[3]), int(g[4]), g[5] != "0", lineno)
+                 int(g[3]), int(g[4]), g[5] != "0", lineno, None)
 
 
 #: Per event: (fields regex, builder, the keys in the regex's group order,
@@ -285,16 +302,29 @@ _EVENTS: Dict[str, tuple] = {
          "change_ownership"),
         (),
     ),
+    # Not tracepoints: kprobe events on the bulk allocator, which takes pcp
+    # pages with no mm_page_alloc (5.13+). "(SYMBOL+0x4/0x630) gfp=0x%x nr_pages=%d"
+    "alloc_pages_bulk": (
+        r"\(\S+\) gfp=(0x[0-9a-fA-F]+) nr_pages=" + _INT + _END,
+        _bulk, ("gfp", "nr_pages"), (),
+    ),
+    # "(CALLER+0x254/0x810 <- SYMBOL) nr_populated=%d"
+    "alloc_pages_bulk_ret": (
+        r"\(\S+ <- \S+\) nr_populated=" + _INT + _END,
+        _bulk_ret, ("nr_populated",), (),
+    ),
 }
 
-#: The event names this module reads.
-EVENTS = tuple(_EVENTS)
+#: The kmem page tracepoints this module reads.
+EVENTS = tuple(n for n in _EVENTS if n.startswith("mm_page_"))
+#: The bulk allocator's kprobe events it reads too.
+BULK_EVENTS = ("alloc_pages_bulk", "alloc_pages_bulk_ret")
 
 _PARSERS: Dict[str, tuple] = {
     name: (re.compile(rx).match, build, keys, optional)
     for name, (rx, build, keys, optional) in _EVENTS.items()
 }
-_KNOWN_IN_LINE = re.compile(r"\b(" + "|".join(EVENTS) + r"):")
+_KNOWN_IN_LINE = re.compile(r"\b(" + "|".join(_EVENTS) + r"):")
 _NUMBER = re.compile(r"-?(?:0x[0-9a-fA-F]+|\d+)$")
 
 
@@ -313,7 +343,7 @@ def _generic(fields: str, keys: tuple, optional: tuple) -> Optional[tuple]:
         if v is None:
             if k not in optional:
                 return None
-        elif k != "gfp_flags" and not _NUMBER.match(v):
+        elif k not in ("gfp_flags", "gfp") and not _NUMBER.match(v):
             return None
         out.append(v)
     return tuple(out)

@@ -96,6 +96,22 @@ class Profile:
     #: (``page->index``) unless the zone has an isolated pageblock; 6.12+
     #: the pageblock's type at drain time.
     cached_pcp_migratetype: bool
+    #: 7.2: vfree() frees a vmalloc area's pages with ``free_pages_bulk`` ->
+    #: ``__free_contig_range``: every page of a PFN-contiguous run is traced
+    #: as an order-0 ``mm_page_free`` first, then the run is committed in
+    #: naturally aligned chunks of up to ``MAX_PAGE_ORDER``
+    #: (``free_prepared_contig_range``), e.g. a split order-2 vmalloc'd stack
+    #: goes back as one order-2 block.
+    contig_free_runs: bool = False
+    #: A free that finds its CPU's pcp lock held (an interrupt during
+    #: ``free_unref_folios``' commit loop) goes to the buddy: 6.x
+    #: ``pcp_spin_trylock`` in ``free_unref_page`` / ``__free_frozen_pages``.
+    pcp_trylock_free: bool = False
+    #: The kernel can preempt an allocating task between its pcp take and
+    #: its ``mm_page_alloc`` (7.2: Debian's CONFIG_PREEMPT_LAZY; 5.10-6.12
+    #: run PREEMPT_VOLUNTARY), so another task's allocations can be traced
+    #: in between.
+    preemptible_alloc_window: bool = False
 
 
 PROFILES = {
@@ -128,7 +144,9 @@ PROFILES = {
                 bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
                 no_refill_highatomic=True, alloc_harder=False, boost_retry_gfp_atomic=False,
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=True,
-                cached_pcp_migratetype=False),
+                cached_pcp_migratetype=False,
+                contig_free_runs=True, pcp_trylock_free=True,
+                preemptible_alloc_window=True),
     )
 }
 

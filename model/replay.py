@@ -22,10 +22,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.allocator import (
-    ALLOC_CMA, Allocator, ModelError, Outcome,
+    ALLOC_CMA, ALLOC_WMARK_LOW, Allocator, ModelError, Outcome, Step,
 )
 from buddyscope.model.ftrace import PageEvent
 from buddyscope.model.profile import Profile
+from buddyscope.model.gfp import GfpError, gfp_names
 from buddyscope.model.request import Request, RequestError, make_request
 from buddyscope.model.snapshot import Snapshot
 
@@ -33,6 +34,19 @@ __all__ = ("AllocRecord", "ReplayError", "ReplayReport", "Replayer", "replay")
 
 ALLOC, ZONE_LOCKED, EXTFRAG = "mm_page_alloc", "mm_page_alloc_zone_locked", "mm_page_alloc_extfrag"
 FREE, FREE_BATCHED, DRAIN = "mm_page_free", "mm_page_free_batched", "mm_page_pcpu_drain"
+BULK, BULK_RET = "alloc_pages_bulk", "alloc_pages_bulk_ret"
+
+
+@dataclasses.dataclass
+class _BulkCall:
+    """One ``alloc_pages_bulk`` call under way on a CPU: its entry kprobe
+    event, the pcp refills traced during it, and the order-0 allocations
+    traced during it (the ``failed:`` path's single page among them)."""
+
+    entry: PageEvent
+    #: Its ``mm_page_alloc_zone_locked`` (and ``mm_page_alloc_extfrag``) events.
+    refills: List[PageEvent] = dataclasses.field(default_factory=list)
+    singles: int = 0
 
 
 class ReplayError(BuddyscopeError):
@@ -84,6 +98,10 @@ class ReplayReport:
     drains_exact: int = 0
     unprompted_drains: int = 0
     naive_hits: int = 0
+    #: Bulk allocator calls seen through its kprobe events, and the pcp
+    #: pages they took.
+    bulk_calls: int = 0
+    bulk_pages: int = 0
     contradictions: "collections.Counter[str]" = dataclasses.field(default_factory=collections.Counter)
     reasons: "collections.Counter[str]" = dataclasses.field(default_factory=collections.Counter)
     records: List[AllocRecord] = dataclasses.field(default_factory=list)
@@ -110,6 +128,7 @@ class ReplayReport:
             "refills": self.refills, "refills_exact": self.refills_exact,
             "drains": self.drains, "drains_exact": self.drains_exact,
             "unprompted_drains": self.unprompted_drains,
+            "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
         }
         if records:
@@ -139,6 +158,118 @@ def _deferred_frees(events: Sequence[PageEvent]) -> Tuple[set, Dict[int, int]]:
     return deferred, batched_order
 
 
+def _contig_chunks(pfn: int, n: int, max_order: int) -> List[Tuple[int, int]]:
+    """7.2 ``free_prepared_contig_range`` (mm/page_alloc.c L6902): the
+    blocks a run of *n* order-0 pages from *pfn* is committed as: naturally
+    aligned, no larger than what is left, at most ``MAX_PAGE_ORDER``."""
+    out = []
+    while n:
+        order = (pfn & -pfn).bit_length() - 1 if pfn else max_order
+        order = min(order, n.bit_length() - 1, max_order)
+        out.append((pfn, order))
+        pfn += 1 << order
+        n -= 1 << order
+    return out
+
+
+#: A page of no traced allocation (allocated before the snapshot, or taken
+#: by the bulk allocator).
+_UNTRACED = -1
+
+
+def _contig_free_runs(events: Sequence[PageEvent], deferred: set, max_order: int
+                      ) -> Dict[int, Optional[List[Tuple[int, int]]]]:
+    """7.2 ``vfree`` -> ``free_pages_bulk`` -> ``__free_contig_range``
+    (mm/vmalloc.c L3461; mm/page_alloc.c L5308, L6928, called from the
+    per-CPU ``delayed_vfree_work`` kworker for stacks freed from RCU
+    callbacks): ``free_pages_prepare`` traces each page
+    of a PFN-contiguous run as an order-0 ``mm_page_free``, and only after
+    the run are the pages committed, in aligned chunks
+    (``free_prepared_contig_range``): a vmalloc area whose pages came from
+    one large-order ``alloc_pages`` and ``split_page`` (``vm_area_alloc_pages``,
+    mm/vmalloc.c L3687; 16 KiB kernel stacks are one order-2 block) goes back
+    to the order-2 pcp list as one block. A run, as the trace shows it:
+    order-0 ``mm_page_free`` events not later batched, consecutive in their
+    CPU's stream, same task, each PFN one above the last, all inside one
+    traced allocation of order >= 1, or all of no traced allocation and
+    then exactly one naturally aligned block (order-0 frees of adjacent
+    pages that were allocated one by one, e.g. page tables freed by RCU, are
+    committed one by one). Returns event index -> None for a traced page
+    committed later, or the chunks committed at the run's last event."""
+    out: Dict[int, Optional[List[Tuple[int, int]]]] = {}
+    runs: Dict[int, List[int]] = {}
+    runs_head: Dict[int, int] = {}
+    block_of: Dict[int, int] = {}
+
+    def close(cpu: int) -> None:
+        run = runs.pop(cpu, None)
+        if not run or len(run) < 2:
+            return
+        n, first = len(run), events[run[0]].pfn
+        if runs_head[cpu] == _UNTRACED and (n & (n - 1) or first & (n - 1)):
+            return
+        for j in run[:-1]:
+            out[j] = None
+        out[run[-1]] = _contig_chunks(first, n, max_order)
+
+    for i, e in enumerate(events):
+        run = runs.get(e.cpu)
+        if e.name == FREE and e.order == 0 and e.pfn is not None and i not in deferred:
+            # The traced allocation the page belongs to: one of order >= 1
+            # (its index), UNTRACED (allocated before the snapshot, or taken
+            # untraced by the bulk allocator), or None (order 0).
+            head = block_of.pop(e.pfn, _UNTRACED)
+            if run:
+                last = events[run[-1]]
+                if (head is not None and last.pid == e.pid and last.pfn + 1 == e.pfn
+                        and runs_head[e.cpu] == head):
+                    run.append(i)
+                    continue
+            close(e.cpu)
+            if head is not None:
+                runs[e.cpu] = [i]
+                runs_head[e.cpu] = head
+            block_of[e.pfn] = None
+            continue
+        if run is not None:
+            close(e.cpu)
+        if e.name == ALLOC and e.pfn is not None:
+            for p in range(e.pfn, e.pfn + (1 << e.order)):
+                block_of[p] = i if e.order else None
+        elif e.name in (FREE, FREE_BATCHED) and e.pfn is not None:
+            for p in range(e.pfn, e.pfn + (1 << e.order)):
+                block_of[p] = None
+    for cpu in list(runs):
+        close(cpu)
+    return out
+
+
+def _frees_under_pcp_lock(events: Sequence[PageEvent], deferred: set) -> set:
+    """Frees that find their CPU's pcp lock taken and go to the buddy.
+    ``free_unref_folios`` holds the pcp lock across its commit loop, where
+    it traces ``mm_page_free_batched`` (7.2 L3064-L3081) with interrupts
+    on; an interrupt or softirq freeing on that CPU meanwhile fails
+    ``pcp_spin_trylock`` and calls ``free_one_page`` (``__free_frozen_pages``
+    L2977-L2984; the softirq frees carry ``s`` and a deeper preempt count in
+    the trace): no event says so. In the trace: ``mm_page_free`` events
+    (not batched later) between two ``mm_page_free_batched`` of their CPU."""
+    out: set = set()
+    prev: Dict[int, str] = {}
+    pending: Dict[int, List[int]] = {}
+    for i, e in enumerate(events):
+        c = e.cpu
+        if e.name == FREE and i not in deferred:
+            if prev.get(c) == FREE_BATCHED:
+                pending.setdefault(c, []).append(i)
+                continue
+        elif e.name == FREE_BATCHED and c in pending:
+            out.update(pending.pop(c))
+        else:
+            pending.pop(c, None)
+        prev[c] = e.name
+    return out
+
+
 class Replayer:
     """Steps a model through a kmem event stream, scoring each allocation."""
 
@@ -160,6 +291,15 @@ class Replayer:
         self._index = 0
         self._pushed: Dict[int, int] = {}
         self._last_alloc: Dict[int, int] = {}
+        #: cpu -> the bulk allocator call under way there
+        self._bulk: Dict[int, _BulkCall] = {}
+        #: cpu -> pid of the last event traced on it (the task running there).
+        self._last_pid: Dict[int, int] = {}
+        #: Pages left ahead of a traced allocation while another task was
+        #: between its take and its mm_page_alloc (preempted there; 7.2 is
+        #: PREEMPT_LAZY): pfn -> (cpu, pindex, that task's pid, the record
+        #: of the allocation that skipped them).
+        self._late: Dict[int, Tuple[int, int, int, Optional[int]]] = {}
 
     # -- requests ------------------------------------------------------------
     def request_for(self, e: PageEvent) -> Request:
@@ -180,6 +320,10 @@ class Replayer:
     def run(self, events: Sequence[PageEvent]) -> ReplayReport:
         t0 = time.perf_counter()
         deferred, batched_order = _deferred_frees(events)
+        contig = (_contig_free_runs(events, deferred, self.alloc.nr_orders - 1)
+                  if self.alloc.profile.contig_free_runs else {})
+        locked = (_frees_under_pcp_lock(events, deferred)
+                  if self.alloc.profile.pcp_trylock_free else set())
         nr_cpus = self.alloc.nr_cpus
         rep = self.report
         for i, e in enumerate(events):
@@ -190,18 +334,37 @@ class Replayer:
             pd = self._pending_drain.get(e.cpu)
             if pd is not None and n != DRAIN:
                 self._close_drain(e.cpu)
+            if n != ALLOC and self._late and e.pfn in self._late:
+                # Freed, drained or taken from the buddy: not a late trace.
+                del self._late[e.pfn]
             if n == ALLOC:
+                call = self._bulk.get(e.cpu)
+                if call is not None and e.order == 0:
+                    call.singles += 1
                 self._on_alloc(e)
                 self._after_alloc(e)
             elif n == ZONE_LOCKED or n == EXTFRAG:
-                self._open[e.cpu].append(e)
+                call = self._bulk.get(e.cpu)
+                if call is not None and (e.order if n == ZONE_LOCKED else e.alloc_order) == 0:
+                    call.refills.append(e)
+                else:
+                    self._open[e.cpu].append(e)
             elif n == FREE:
-                if i not in deferred:
+                if i in locked:
+                    self._on_free_to_buddy(e)
+                elif i in contig:
+                    self._on_contig_free(e, contig[i])
+                elif i not in deferred:
                     self._on_free(e, e.order)
             elif n == FREE_BATCHED:
                 self._on_free(e, batched_order.get(i, 0))
             elif n == DRAIN:
                 self._on_drain(e)
+            elif n == BULK:
+                self._bulk[e.cpu] = _BulkCall(e)
+            elif n == BULK_RET:
+                self._on_bulk_return(e)
+            self._last_pid[e.cpu] = e.pid
             if self.after_event is not None:
                 self.after_event(i, e)
         for cpu in list(self._pending_drain):
@@ -233,15 +396,27 @@ class Replayer:
         except RequestError as err:
             raise ReplayError(f"line {e.lineno}: {err}") from None
         naive = self._naive(req)
-        with a.trial():
-            predicted = a.allocate(req.cpu, req.order, req.migratetype, req.highest_zoneidx,
-                                   req.alloc_flags, req.slow_flags)
-            actual_events = self._removal_signature(group)
-            same = (predicted.pfn == e.pfn and predicted.events == actual_events)
-            if same:
-                a.commit()
+        late = self._late_page_for(e)
+        if late is not None:
+            # This task took the page before it was preempted; the
+            # allocations traced since skipped it. Nothing more to predict.
+            zp = a.zone_of(late)
+            predicted = Outcome(late, e.order, zp.name if zp else None,
+                                [Step("pcp_hit", {"late_trace": True})], [])
+            same = False
+        else:
+            with a.trial():
+                predicted = a.allocate(req.cpu, req.order, req.migratetype, req.highest_zoneidx,
+                                       req.alloc_flags, req.slow_flags)
+                actual_events = self._removal_signature(group)
+                same = (predicted.pfn == e.pfn and predicted.events == actual_events)
+                if same:
+                    a.commit()
         if e.pfn is None:
             rep.failed_allocations += 1
+        if late is not None and e.pfn != late:
+            # Not this task's page after all: a bulk allocation took it.
+            self._late.pop(late, None)
         if not same:
             self._apply_removals(group, e.cpu, e)
         actual_path = self._actual_path(group, e, predicted)
@@ -264,6 +439,13 @@ class Replayer:
             rec.reason = self._why(predicted, e, group)
             rep.reasons[rec.reason] += 1
         rep.records.append(rec)
+
+    def _late_page_for(self, e: PageEvent) -> Optional[int]:
+        pindex = self.alloc.pindex.get((e.order, e.migratetype))
+        for pfn, (cpu, pi, pid, _) in self._late.items():
+            if cpu == e.cpu and pi == pindex and pid == e.pid:
+                return pfn
+        return None
 
     def _take_group(self, e: PageEvent) -> List[PageEvent]:
         """The held-back removal events of *e*'s CPU that belong to *e*:
@@ -420,14 +602,25 @@ class Replayer:
                     self._last_note = "free_traced_before_alloc"
                 elif a.profile.bulk_allocator:
                     # Pages ahead of it left with no mm_page_alloc: the bulk
-                    # allocator (alloc_pages_bulk) takes pcp heads untraced.
+                    # allocator (alloc_pages_bulk) takes pcp heads untraced,
+                    # or the task that ran before this one on the CPU took
+                    # them and was preempted before its mm_page_alloc.
+                    prev_pid = self._last_pid.get(e.cpu)
                     for stale in list(lst)[:pos]:
                         a._pcp_take(stale)
+                        if (a.profile.preemptible_alloc_window and prev_pid is not None
+                                and prev_pid != e.pid):
+                            self._late[stale] = (e.cpu, pi, prev_pid, self.report.allocations)
                     self.report.contradictions["pcp_pages_taken_untraced"] += pos
                     self._last_note = "bulk_allocator"
                 else:
                     self._last_note = "pcp_list_order"
             a._pcp_take(pfn)
+        elif pfn in self._late:
+            # The late mm_page_alloc of a page an earlier miss saw gone.
+            _, _, _, rec_index = self._late.pop(pfn)
+            self._last_note = "alloc_traced_late"
+            self._reclassify(rec_index, "alloc_traced_late")
         elif pfn not in removed:
             if a.is_free(pfn):
                 self._take_block(e, pfn, e.order)
@@ -436,6 +629,94 @@ class Replayer:
                 self._contradiction("alloc_of_page_not_free", e, "allocated but not free in the model")
                 self._last_note = "page_not_free_in_model"
         a._mark_allocated(pfn, e.order, e.migratetype)
+
+    # -- the bulk allocator ------------------------------------------------------
+    def _on_bulk_return(self, e: PageEvent) -> None:
+        """Apply what one ``alloc_pages_bulk`` call did, from its kprobe
+        events: it took pcp heads of its zone's order-0 list of its
+        migratetype, one after another (``__rmqueue_pcplist``), and when the
+        list ran empty ``rmqueue_bulk`` refilled it (the traced
+        ``mm_page_alloc_zone_locked`` events, put on the tail in order).
+        The caller's array is taken to be empty on entry (vmalloc's is), so
+        ``nr_populated`` counts the pages it handed out; one of them came
+        from the ``failed:`` path, traced, when an order-0 ``mm_page_alloc``
+        fell inside the call."""
+        a = self.alloc
+        call = self._bulk.pop(e.cpu, None)
+        if call is None:
+            # Its entry came before the snapshot: what it asked is unknown.
+            self.report.contradictions["bulk_return_without_call"] += 1
+            return
+        taken = e.count - (1 if call.singles else 0)
+        refills = call.refills
+        if taken <= 0 and not refills:
+            return
+        req = self._bulk_request(call.entry)
+        if req is None:
+            self.report.contradictions["bulk_gfp_unreadable"] += 1
+            return
+        pindex = a.pindex.get((0, req.migratetype))
+        if refills:
+            z = a.zone_of(refills[-1].pfn)
+        else:
+            # The first zone that meets the low watermark plus the pages asked.
+            z = next((z for z in a.zonelist(req.highest_zoneidx)
+                      if a._zone_watermark_fast(z, 0, a.wmark(z, ALLOC_WMARK_LOW) + call.entry.count,
+                                                req.highest_zoneidx, req.alloc_flags)), None)
+        if z is None or pindex is None or e.cpu not in z.pcp:
+            self.report.contradictions["bulk_zone_unknown"] += 1
+            return
+        lst = z.pcp[e.cpu].lists[pindex]
+        for _ in range(max(taken, 0)):
+            if not lst and refills:
+                self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
+                refills = []
+            if not lst:
+                self.report.contradictions["bulk_took_more_than_pcp_held"] += 1
+                break
+            pfn = lst[0]
+            a._pcp_take(pfn)
+            a._mark_allocated(pfn, 0, req.migratetype)
+        if refills:
+            self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
+        self.report.bulk_calls += 1
+        self.report.bulk_pages += max(taken, 0)
+        self._index += 1
+        self._last_alloc[e.cpu] = self._index
+
+    def _bulk_refill(self, z, cpu: int, pindex: int, mt: int, refills: List[PageEvent]) -> None:
+        # rmqueue_bulk: off the buddy lists (with any fallback steal or
+        # claim its extfrag events show), onto the pcp tail in order.
+        self._apply_removals(refills, cpu, None)
+        for g in refills:
+            if g.name == ZONE_LOCKED:
+                self.alloc._pcp_add(z.index, cpu, pindex, g.pfn, True, mt)
+
+    def _bulk_request(self, entry: PageEvent) -> Optional[Request]:
+        key = (entry.gfp, entry.cpu)
+        r = self._requests.get(key)
+        if r is None:
+            try:
+                names = gfp_names(int(entry.gfp, 16), self.alloc.profile.name)
+                r = make_request(self.alloc, 0, entry.cpu, gfp=names)
+            except (GfpError, RequestError, ValueError):
+                return None
+            self._requests[key] = r
+        return r
+
+    def _reclassify(self, index: Optional[int], reason: str) -> None:
+        """The earlier miss that skipped a late-traced page: its page was
+        taken by that allocation, not by the bulk allocator."""
+        rep = self.report
+        if index is None or index >= len(rep.records):
+            return
+        r = rep.records[index]
+        if not r.hit and r.reason != reason:
+            rep.reasons[r.reason] -= 1
+            if not rep.reasons[r.reason]:
+                del rep.reasons[r.reason]
+            r.reason = reason
+            rep.reasons[reason] += 1
 
     def _after_alloc(self, e: PageEvent) -> None:
         self._last_alloc[e.cpu] = self._index
@@ -517,6 +798,51 @@ class Replayer:
         self._take_block(g, g.pfn, g.alloc_order)
 
     # -- frees ---------------------------------------------------------------------
+    def _on_contig_free(self, e: PageEvent, chunks: Optional[List[Tuple[int, int]]]) -> None:
+        """One page of a ``__free_contig_range`` run: traced now; the run is
+        committed at its last page, chunk by chunk, on that CPU."""
+        self._check_freed(e, e.pfn, 0)
+        if chunks is None:
+            return
+        a = self.alloc
+        drains: list = []
+        for pfn, order in chunks:
+            for p in range(pfn, pfn + (1 << order)):
+                a._unmark_allocated(p)
+            try:
+                drains += a.free(e.cpu, pfn, order, apply_drain=False)
+            except ModelError as err:
+                raise ReplayError(f"line {e.lineno}: {err}") from None
+            self._index += 1
+            if pfn in a.on_pcp:
+                self._pushed[pfn] = self._index
+        if drains:
+            self._pending_drain[e.cpu] = (drains, [])
+        elif e.cpu not in self._pending_drain:
+            self._pending_drain[e.cpu] = ([], [])
+
+    def _on_free_to_buddy(self, e: PageEvent) -> None:
+        """A free whose ``pcp_spin_trylock`` failed: ``free_one_page``."""
+        a = self.alloc
+        self._check_freed(e, e.pfn, e.order)
+        z = a.zone_of(e.pfn)
+        if z is None:
+            raise ReplayError(f"line {e.lineno}: pfn {e.pfn:#x} is in no zone of the snapshot")
+        for p in range(e.pfn, e.pfn + (1 << e.order)):
+            a._unmark_allocated(p)
+        a.free_one_page(z, e.pfn, e.order, a.pageblock_mt_of(z, e.pfn))
+        self._index += 1
+        self.report.contradictions["free_to_buddy_pcp_locked"] += 1
+
+    def _check_freed(self, e: PageEvent, pfn: int, order: int) -> None:
+        a = self.alloc
+        if pfn in a.on_pcp:
+            a._pcp_take(pfn)
+            self._contradiction("free_of_pcp_page", e, "freed but on a pcp list in the model")
+        elif a.is_free(pfn):
+            self._take_block(e, pfn, order)
+            self._contradiction("free_of_free_page", e, "freed but already free in the model")
+
     def _on_free(self, e: PageEvent, order: int) -> None:
         a = self.alloc
         pfn = e.pfn
@@ -581,6 +907,8 @@ def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Pr
 REASONS = {
     "bulk_allocator": "pcp pages ahead of it left with no mm_page_alloc (alloc_pages_bulk, "
                       "e.g. vmalloc'd kernel stacks at fork): a state change no event shows",
+    "alloc_traced_late": "another task took the page ahead and was preempted before its "
+                         "mm_page_alloc (7.2 is PREEMPT_LAZY): traced after this one",
     "free_traced_before_alloc": "frees traced between its take and its mm_page_alloc "
                                 "(an interrupt or softirq freeing in between)",
     "other_pcp_list": "the block was on another CPU's or list's pcp in the model "
@@ -616,6 +944,9 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
         f"{pct(rep.drains_exact, rep.drains)}   (+{rep.unprompted_drains} drain events with no "
         f"free before them: vmstat decay, drain_all_pages)",
     ]
+    if rep.bulk_calls:
+        lines.append(f"bulk allocator   {rep.bulk_calls:7} calls took {rep.bulk_pages} pcp pages "
+                     "(alloc_pages_bulk kprobe events)")
     if rep.failed_allocations:
         lines.append(f"failed allocations in the trace: {rep.failed_allocations}")
     if rep.reasons:

@@ -5,16 +5,20 @@ Tracing
 The ftrace ring buffer's own per-CPU counters, read with drgn. Read while the
 kernel is paused they mark exactly where a snapshot falls in the event stream:
 the first ``entries`` events of each CPU came before it.
+
+And the kprobe events that make the bulk allocator visible: it takes pages
+off pcp lists with no kmem event (``alloc_pages_bulk`` has no tracepoint).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 
-__all__ = ("RingBufferCounters", "ring_buffer_counters")
+__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "ring_buffer_counters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,3 +68,36 @@ def ring_buffer_counters(prog: drgn.Program) -> dict[int, RingBufferCounters]:
             read=cb.read.value_(),
         )
     return out
+
+
+# x86-64 System V: where a function's first six integer arguments arrive.
+_X86_64_ARG_REGS = ("%di", "%si", "%dx", "%cx", "%r8", "%r9")
+
+
+def bulk_alloc_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """``kprobe_events`` definitions of the two events that show each call of
+    the bulk allocator (``alloc_pages_bulk``, with its gfp mask and
+    ``nr_pages``) and what it returned (``alloc_pages_bulk_ret``, with
+    ``nr_populated``), or ``None`` when the kernel has no bulk allocator or
+    the architecture is not x86-64. The argument registers come from the
+    function's own parameter list in the debug info.
+    """
+    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+        return None
+    # Since Linux kernel commit "mm: enable page allocation tagging" (in
+    # v6.10) the function is alloc_pages_bulk_noprof; from "mm/page_alloc:
+    # add a bulk page allocator" (in v5.13) until then, __alloc_pages_bulk.
+    for name in ("alloc_pages_bulk_noprof", "__alloc_pages_bulk"):
+        try:
+            fn = prog.function(name)
+        except (LookupError, ValueError):
+            continue
+        params = [p.name for p in fn.type_.parameters]
+        try:
+            gfp = _X86_64_ARG_REGS[params.index("gfp")]
+            nr_pages = _X86_64_ARG_REGS[params.index("nr_pages")]
+        except (ValueError, IndexError):
+            return None
+        return [f"p:buddyscope/alloc_pages_bulk {name} gfp={gfp}:x32 nr_pages={nr_pages}:s32",
+                f"r:buddyscope/alloc_pages_bulk_ret {name} nr_populated=$retval:s32"]
+    return None
