@@ -104,6 +104,11 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--misses", type=int, default=20, metavar="N", help="misses to list (default 20)")
     rp.add_argument("--profile", metavar="SERIES", help="override the kernel profile")
 
+    tui = sub.add_parser("tui", help="the TUI on a source, a snapshot file or a recording (replay)")
+    _source_arguments(tui)
+    tui.add_argument("--interval", type=float, metavar="SECONDS",
+                     help="seconds between reads (default: 2 for live, QMP and procfs; 0: off)")
+
     lab = sub.add_parser("lab", help="real Debian kernels under QEMU")
     labsub = lab.add_subparsers(dest="lab_command", parser_class=_Parser, required=True)
     f = labsub.add_parser(
@@ -304,22 +309,49 @@ def _record(args) -> int:
     return 0
 
 
+def _tui(args) -> int:
+    if args.interval is not None and args.interval < 0:
+        raise BuddyscopeError(f"--interval must be 0 (off) or more, not {args.interval:g}")
+    return _run_tui(_source_spec(args), "", args.interval)
+
+
+def _run_tui(spec, why: str, interval=None) -> int:
+    from buddyscope.tui.session import open_session
+
+    session = open_session(spec, why)   # bad input fails here, in one line
+    try:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            raise BuddyscopeError("the TUI needs a terminal; `buddyscope snapshot` prints the tables")
+        from buddyscope.tui.app import BuddyscopeApp
+
+        kw = {} if interval is None else {"interval": interval or None}
+        BuddyscopeApp(session, **kw).run()
+    finally:
+        session.close()
+    return 0
+
+
 def _main_job(parser: argparse.ArgumentParser) -> int:
-    """``buddyscope`` alone: the allocator state of the best source there is.
-    The TUI will take this over; until then the snapshot tables are printed."""
+    """``buddyscope`` alone: the TUI on the best source there is; when
+    stdout is not a terminal, the snapshot tables of that source."""
     from buddyscope.model.report import format_snapshot
     from buddyscope.probe.sources import best_source_spec, open_source
 
     try:
         spec, why = best_source_spec()
+        if sys.stdin.isatty() and sys.stdout.isatty():
+            return _run_tui(spec, why)
         with open_source(spec) as source:
             snap = source.snapshot()
     except BuddyscopeError as e:
         print(f"buddyscope: error: {e}", file=sys.stderr)
         return 1
-    print(f"buddyscope: showing {why}; the TUI is not written yet. "
-          f"`buddyscope --help` lists the commands.\n")
-    print(format_snapshot(snap))
+    try:
+        print(f"buddyscope: showing {why}; on a terminal this opens the TUI. "
+              f"`buddyscope --help` lists the commands.\n")
+        print(format_snapshot(snap))
+    except BrokenPipeError:
+        sys.stderr.close()
     return 0
 
 
@@ -377,6 +409,7 @@ _COMMANDS = {
     ("record", None): _record,
     ("predict", None): _predict,
     ("replay", None): _replay,
+    ("tui", None): _tui,
     ("lab", "fetch"): _lab_fetch,
     ("lab", "list"): _lab_list,
     ("lab", "shell"): _lab_shell,

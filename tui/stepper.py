@@ -1,0 +1,224 @@
+"""
+Stepper
+-------
+
+Replay of a recording, one event at a time, forward and back, for the TUI's
+replay mode. Step *k* means: the snapshot with the first *k* events of the
+trace applied by :class:`~buddyscope.model.replay.Replayer`, exactly as
+``buddyscope replay`` applies them (the same look-ahead for batched frees),
+stopped after event *k - 1*. Going back rebuilds from the snapshot: a
+recording replays at well over 50,000 events/s, so no checkpoints are kept.
+
+Pure Python: imports neither textual nor drgn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from buddyscope.errors import BuddyscopeError
+from buddyscope.model.fixture import Fixture
+from buddyscope.model.ftrace import PageEvent, parse_lines
+from buddyscope.model.replay import AllocRecord, Replayer, ReplayError, ReplayReport
+from buddyscope.model.request import RequestError
+from buddyscope.model.snapshot import Snapshot
+
+__all__ = ("ReplayState", "Stepper", "event_text", "load_recording", "record_text",
+           "replay_status")
+
+ALLOC = "mm_page_alloc"
+
+
+class _Stop(Exception):
+    pass
+
+
+def load_recording(path: Path) -> "Stepper":
+    """A fixture file as a :class:`Stepper`; one-line errors for what cannot
+    be replayed (no events, lost events)."""
+    fx = Fixture.load(path)
+    parsed = parse_lines(fx.trace)
+    if not parsed.events:
+        raise BuddyscopeError(f"{path} has no kmem page events to replay")
+    if parsed.lost:
+        raise BuddyscopeError(f"{path}: the ring buffer lost events on cpu "
+                              f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed")
+    return Stepper(fx.snapshot, parsed.events, fx.trace, Path(path).name)
+
+
+@dataclasses.dataclass
+class ReplayState:
+    """The model after the first *step* events."""
+
+    step: int
+    total: int
+    replayer: Replayer
+    report: ReplayReport
+    #: The last event applied (None at step 0) and its trace line.
+    event: Optional[PageEvent]
+    line: str
+    #: The next event, if any, and its trace line.
+    next_event: Optional[PageEvent]
+    next_line: str
+    #: The model's prediction for the next event when it is an allocation
+    #: (from this state, as the replay makes it), else None.
+    next_predicted: Optional[int]
+    next_path: str
+
+    @property
+    def alloc(self):
+        return self.replayer.alloc
+
+    @property
+    def last_record(self) -> Optional[AllocRecord]:
+        """The scored allocation of the last event, if it was one."""
+        if self.event is None or self.event.name != ALLOC or not self.report.records:
+            return None
+        r = self.report.records[-1]
+        return r if r.lineno == self.event.lineno else None
+
+
+class Stepper:
+    """A snapshot and the events after it, replayable to any step."""
+
+    def __init__(self, snapshot: Snapshot, events: Sequence[PageEvent],
+                 lines: Optional[Sequence[str]] = None, name: str = "recording"):
+        self.snapshot = snapshot
+        self.events: List[PageEvent] = list(events)
+        self.lines = list(lines) if lines is not None else None
+        self.name = name
+        #: Event indices of the allocations (mm_page_alloc with a PFN).
+        self.alloc_steps = [i for i, e in enumerate(self.events)
+                            if e.name == ALLOC and e.pfn is not None]
+        self._misses: Optional[List[int]] = None
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def line(self, i: int) -> str:
+        """Event *i* in one short line: its trace line number, CPU, name and
+        fields."""
+        return event_text(self.events[i], self.snapshot.kernel.migratetypes)
+
+    def next_alloc_step(self, step: int) -> int:
+        """The step just after the next allocation after *step*."""
+        import bisect
+
+        i = bisect.bisect_left(self.alloc_steps, step)
+        return self.alloc_steps[i] + 1 if i < len(self.alloc_steps) else len(self.events)
+
+    def prev_alloc_step(self, step: int) -> int:
+        """The step just after the allocation before the one *step* ends with."""
+        import bisect
+
+        i = bisect.bisect_left(self.alloc_steps, step - 1) - 1
+        return self.alloc_steps[i] + 1 if i >= 0 else 0
+
+    def miss_steps(self) -> List[int]:
+        """Steps just after each allocation the model gets wrong in a full
+        replay (computed once)."""
+        if self._misses is None:
+            r = Replayer(self.snapshot)
+            rep = r.run(self.events)
+            where = {e.lineno: i for i, e in enumerate(self.events) if e.name == ALLOC}
+            self._misses = sorted(where[m.lineno] + 1 for m in rep.records
+                                  if not m.hit and m.lineno in where)
+        return self._misses
+
+    def state_at(self, step: int, cancelled: Callable[[], bool] = lambda: False) -> ReplayState:
+        """Rebuild the model from the snapshot and apply the first *step*
+        events. *cancelled* is polled every 1024 events; when it says so the
+        rebuild stops early with :class:`InterruptedError`."""
+        n = len(self.events)
+        step = max(0, min(step, n))
+        r = Replayer(self.snapshot)
+
+        def after(i: int, e: PageEvent) -> None:
+            if i + 1 >= step:
+                raise _Stop
+            if not i & 1023 and cancelled():
+                raise InterruptedError
+
+        if step > 0:
+            # The last step runs to the end, so that what is still held back
+            # (removals with no mm_page_alloc, open drains) is settled as
+            # ``buddyscope replay`` settles it.
+            if step < n:
+                r.after_event = after
+            try:
+                r.run(self.events)
+            except _Stop:
+                pass
+            except (ReplayError, RequestError) as e:
+                raise BuddyscopeError(f"{self.name}: {e}") from None
+        event = self.events[step - 1] if step > 0 else None
+        nxt = self.events[step] if step < n else None
+        predicted, path = None, ""
+        if nxt is not None and nxt.name == ALLOC and nxt.pfn is not None:
+            try:
+                req = r.request_for(nxt)
+                with r.alloc.trial():
+                    o = r.alloc.allocate(req.cpu, req.order, req.migratetype,
+                                         req.highest_zoneidx, req.alloc_flags, req.slow_flags)
+                predicted, path = o.pfn, o.kind
+            except (RequestError, BuddyscopeError) as e:
+                path = f"cannot predict: {e}"
+        return ReplayState(step, n, r, r.report, event,
+                           self.line(step - 1) if event is not None else "",
+                           nxt, self.line(step) if nxt is not None else "", predicted, path)
+
+
+def _mt(names: Sequence[str], mt: Optional[int]) -> str:
+    if mt is None:
+        return "?"
+    return names[mt] if 0 <= mt < len(names) else str(mt)
+
+
+def event_text(e: PageEvent, names: Sequence[str]) -> str:
+    """A kmem event in one short line."""
+    out = f"line {e.lineno} cpu{e.cpu} {e.name}"
+    if e.pfn is not None:
+        out += f" pfn {e.pfn:#x}"
+    if e.order is not None:
+        out += f" order {e.order}"
+    if e.migratetype is not None and e.name != "mm_page_free":
+        out += f" {_mt(names, e.migratetype)}"
+    if e.gfp:
+        out += f" {e.gfp}"
+    return out
+
+
+def record_text(r: AllocRecord, names: Sequence[str]) -> str:
+    """One scored allocation in one line."""
+    pred = f"{r.predicted_pfn:#x}" if r.predicted_pfn is not None else "none"
+    verdict = "hit" if r.hit else f"MISS {r.reason}"
+    return (f"#{r.index:<5} cpu{r.cpu} o{r.order} {_mt(names, r.migratetype):<11} "
+            f"model {pred:>8} ({r.path}) kernel {r.actual_pfn:#x} ({r.actual_path}) {verdict}")
+
+
+def replay_status(state: ReplayState, names: Sequence[str]) -> str:
+    """The replay panel's status: the step, the score so far, the event
+    just applied (with its verdict when it was an allocation) and the next
+    one with the model's prediction."""
+    rep = state.report
+    pct = f"{100.0 * rep.hits / rep.allocations:.2f} %" if rep.allocations else "n/a"
+    naive = f"{100.0 * rep.naive_hits / rep.allocations:.2f} %" if rep.allocations else "n/a"
+    lines = [f"step {state.step}/{state.total}: {rep.hits}/{rep.allocations} allocations "
+             f"exact ({pct}); naive {naive}"]
+    if state.event is None:
+        lines.append("last: none (step 0 is the snapshot)")
+    else:
+        lines.append(f"last: {state.line}")
+        rec = state.last_record
+        if rec is not None:
+            lines.append("  " + record_text(rec, names))
+    if state.next_event is None:
+        lines.append("next: none (end of the trace)")
+    else:
+        lines.append(f"next: {state.next_line}")
+        if state.next_predicted is not None or state.next_path:
+            pred = f"{state.next_predicted:#x}" if state.next_predicted is not None else "none"
+            lines.append(f"  the model predicts {pred} ({state.next_path})")
+    return "\n".join(lines)
