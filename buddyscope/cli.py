@@ -107,7 +107,17 @@ def _parser() -> argparse.ArgumentParser:
     tui = sub.add_parser("tui", help="the TUI on a source, a snapshot file or a recording (replay)")
     _source_arguments(tui)
     tui.add_argument("--interval", type=float, metavar="SECONDS",
-                     help="seconds between reads (default: 2 for live, QMP and procfs; 0: off)")
+                     help="seconds between reads (default: 2 for live, QMP and procfs, 3 for "
+                          "--lab; 0: off)")
+    lab_tui = tui.add_argument_group(
+        "traced lab guest (--lab): boot it, trace its kmem events, and check after each "
+        "refresh which predictions came true")
+    lab_tui.add_argument("--lab", metavar="SERIES", help="boot a lab guest of this kernel")
+    lab_tui.add_argument("--smp", type=_positive, help="with --lab: vCPUs (default 1)")
+    lab_tui.add_argument("--mem", type=_size, help="with --lab: memory (default 512M)")
+    lab_tui.add_argument("--workload", type=Path, metavar="FILE",
+                         help="with --lab: shell script run in the guest as `FILE prepare`, "
+                              "then `FILE run` in the background, again and again")
 
     lab = sub.add_parser("lab", help="real Debian kernels under QEMU")
     labsub = lab.add_subparsers(dest="lab_command", parser_class=_Parser, required=True)
@@ -312,16 +322,47 @@ def _record(args) -> int:
 def _tui(args) -> int:
     if args.interval is not None and args.interval < 0:
         raise BuddyscopeError(f"--interval must be 0 (off) or more, not {args.interval:g}")
+    if args.lab is not None:
+        return _tui_lab(args)
+    for opt, v in (("--smp", args.smp), ("--mem", args.mem), ("--workload", args.workload)):
+        if v is not None:
+            raise BuddyscopeError(f"{opt} goes with --lab")
     return _run_tui(_source_spec(args), "", args.interval)
 
 
-def _run_tui(spec, why: str, interval=None) -> int:
+def _tui_lab(args) -> int:
+    """``tui --lab SERIES``: boot a guest (in this thread: it dies with the
+    thread that booted it), trace it, run the TUI, shut the guest down."""
+    from buddyscope.lab.kernels import resolve_kernel
+    from buddyscope.tui.session import open_lab_session
+
+    chosen = [n for n, v in (("FILE", args.file), ("--live", args.live), ("--vmcore", args.vmcore),
+                             ("--qmp", args.qmp), ("--procfs", args.procfs),
+                             ("--pause", args.pause), ("--vmlinux", args.vmlinux)) if v]
+    if chosen:
+        raise BuddyscopeError(f"--lab boots its own guest: it does not go with {chosen[0]}")
+    if args.workload is not None and not args.workload.is_file():
+        raise BuddyscopeError(f"{args.workload}: no such workload file")
+    kernel = resolve_kernel(args.lab)
+    _need_terminal()
+    log = lambda m: print(f"  {m}", file=sys.stderr)  # noqa: E731
+    log(f"booting {kernel.release} ...")
+    return _run_tui(None, "", args.interval, lambda: open_lab_session(
+        kernel, smp=args.smp or 1, mem_mib=args.mem or 512, workload=args.workload, log=log))
+
+
+def _need_terminal() -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise BuddyscopeError("the TUI needs a terminal; `buddyscope snapshot` prints the tables")
+
+
+def _run_tui(spec, why: str, interval=None, opener=None) -> int:
     from buddyscope.tui.session import open_session
 
-    session = open_session(spec, why)   # bad input fails here, in one line
+    # Bad input fails here, in one line.
+    session = opener() if opener is not None else open_session(spec, why)
     try:
-        if not (sys.stdin.isatty() and sys.stdout.isatty()):
-            raise BuddyscopeError("the TUI needs a terminal; `buddyscope snapshot` prints the tables")
+        _need_terminal()
         from buddyscope.tui.app import BuddyscopeApp
 
         kw = {} if interval is None else {"interval": interval or None}

@@ -5,7 +5,8 @@ App
 The buddyscope TUI: the allocator state of one source (header, free area,
 pcp lists, watermarks and fragmentation, pageblock map), the model's
 prediction for a request and the state it would leave, side by side with the
-state now; for a recording, replay event by event.
+state now; for a recording, replay event by event; for a traced lab guest
+(``tui --lab``), which predictions came true between two refreshes.
 
 Data flow: the source is read in a thread worker, which also computes what
 the panels show (:func:`buddyscope.tui.views.zone_views`) and posts it up as
@@ -39,6 +40,9 @@ from buddyscope.model.snapshot import Snapshot
 from buddyscope.tui.screens import GotoScreen, HelpScreen, ListScreen
 from buddyscope.tui.session import Session
 from buddyscope.tui.stepper import record_text, replay_status
+from buddyscope.tui.window import (
+    RunningScore, WindowScore, running_text, score_window, window_text,
+)
 from buddyscope.tui.views import (
     HeaderView, Prediction, PredictionRequest, ZoneViews, compare_view, header_view,
     model_snapshot, pageblock_type, parse_request, pfn_lines, run_prediction, source_label,
@@ -46,14 +50,17 @@ from buddyscope.tui.views import (
 )
 from buddyscope.tui.widgets import (
     ComparePanel, FreeAreaTable, HeaderBar, PageblockPanel, PcpPanel, PredictPanel, ReplayPanel,
-    WatermarkPanel,
+    TracePanel, WatermarkPanel,
 )
 
 __all__ = ("BuddyscopeApp", "MainScreen")
 
-#: Tab ids in key order (1..7).
-TABS = ("free", "pcp", "marks", "blocks", "predict", "compare", "replay")
-TAB_TITLES = ("Free area", "PCP", "Watermarks", "Pageblocks", "Predict", "Compare", "Replay")
+#: Tab ids in key order (1..8).
+TABS = ("free", "pcp", "marks", "blocks", "predict", "compare", "replay", "trace")
+TAB_TITLES = ("Free area", "PCP", "Watermarks", "Pageblocks", "Predict", "Compare", "Replay",
+              "Trace")
+#: Windows listed in the Trace tab's history.
+HISTORY = 8
 INTERVALS = (1.0, 2.0, 5.0, 10.0, None)
 DEFAULT_REQUEST = PredictionRequest(0, None, "Movable", 0, 8)
 
@@ -65,6 +72,15 @@ class SnapshotReady(Message):
     def __init__(self, snapshot: Snapshot, views: List[ZoneViews], seconds: float) -> None:
         super().__init__()
         self.snapshot, self.views, self.seconds = snapshot, views, seconds
+
+
+class WindowScored(Message):
+    """A traced source's window, scored (posted before the snapshot that
+    ends it)."""
+
+    def __init__(self, score: WindowScore, read_seconds: float, rearmed: bool) -> None:
+        super().__init__()
+        self.score, self.read_seconds, self.rearmed = score, read_seconds, rearmed
 
 
 class ReadFailed(Message):
@@ -112,9 +128,10 @@ class MainScreen(Screen):
     prediction: reactive[Optional[Prediction]] = reactive(None, always_update=True)
     compares: reactive[Optional[list]] = reactive(None, always_update=True)
 
-    def __init__(self, replay: bool) -> None:
+    def __init__(self, replay: bool, traced: bool = False) -> None:
         super().__init__()
         self.replay = replay
+        self.traced = traced
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="top"):
@@ -137,6 +154,9 @@ class MainScreen(Screen):
             if self.replay:
                 with TabPane("Replay", id="replay"):
                     yield ReplayPanel(id="replay-panel")
+            if self.traced:
+                with TabPane("Trace", id="trace"):
+                    yield TracePanel(id="trace-panel")
         yield Footer()
 
     # -- attributes down ----------------------------------------------------------
@@ -307,7 +327,11 @@ class BuddyscopeApp(App):
         self.stepper = session.stepper
         self._initial_interval = session.refresh if interval == -1.0 else interval
         self.request = request
-        self.main = MainScreen(replay=self.stepper is not None)
+        #: The source is traced: each refresh gives a window of events.
+        self.traced = hasattr(session.source, "refresh")
+        self.main = MainScreen(replay=self.stepper is not None, traced=self.traced)
+        self.running = RunningScore()
+        self.windows: List[WindowScore] = []
         self._source_lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._model = None            # (snapshot, Allocator) of the shown state
@@ -350,9 +374,19 @@ class BuddyscopeApp(App):
     def read_source(self) -> None:
         worker = get_current_worker()
         t0 = time.perf_counter()
+        source = self.session.source
         try:
             with self._source_lock:
-                snap = self.session.source.snapshot()
+                if self.traced:
+                    r = source.refresh()
+                    snap, window = r.snapshot, r.window
+                else:
+                    snap, window = source.snapshot(), None
+            if window is not None:
+                score = score_window(window.before, window.events, window.index, window.invalid)
+                # Even when cancelled: the next window starts where this
+                # one ended, so the running totals need every window.
+                self.post_message(WindowScored(score, window.read_seconds, r.rearmed))
             views = zone_views(snap)
         except Exception as e:   # shown in the UI, never a crash
             if not worker.is_cancelled:
@@ -382,7 +416,37 @@ class BuddyscopeApp(App):
     def _show_read_status(self) -> None:
         every = "paused" if self.paused else (
             f"every {self.interval:g} s" if self.interval else "no auto refresh")
-        self._status(f"{self._last_read} · {every}")
+        hits = ""
+        if self.windows:
+            r = self.running
+            pct = f"{100.0 * r.accuracy:.2f} %" if r.accuracy is not None else "n/a"
+            hits = f" · {r.hits}/{r.allocations} exact ({pct}) in {r.scored} windows"
+        self._status(f"{self._last_read} · {every}{hits}")
+
+    # -- traced windows ------------------------------------------------------------------
+    def on_window_scored(self, m: WindowScored) -> None:
+        w = m.score
+        self.running = self.running.add(w)
+        self.windows.append(w)
+        panel = self.main.query_one("#trace-panel", TracePanel)
+        history = " · ".join(
+            f"#{x.index} " + ("invalid" if not x.valid else
+                              f"{x.hits}/{x.allocations}" if x.allocations else "no allocs")
+            for x in self.windows[-HISTORY:])
+        notes = [f"trace read in {m.read_seconds:.2f} s, replayed in {w.seconds:.2f} s"]
+        if m.rearmed:
+            notes.append("ring buffer cleared after it: the next window starts at the "
+                         "snapshot taken just after")
+        panel.status = "\n".join([running_text(self.running), window_text(w),
+                                   "  " + "; ".join(notes), f"windows: {history}",
+                                   "the allocations of this window (misses in red):"])
+        names = self.main.snapshot.kernel.migratetypes if self.main.snapshot else ()
+        recs = w.records
+        panel.records = (len(recs), lambda i: Text(
+            record_text(recs[i], names), style="" if recs[i].hit else "bold red"))
+        self.main.query_one("#compare-panel", ComparePanel).check = self._check_text()
+        if self._last_read:
+            self._show_read_status()
 
     def on_read_failed(self, m: ReadFailed) -> None:
         stale = " (showing the last good read)" if self.main.snapshot is not None else ""
@@ -435,6 +499,9 @@ class BuddyscopeApp(App):
             pct = f"{100.0 * rep.hits / rep.allocations:.2f} %" if rep.allocations else "n/a"
             return (f"predictions checked against the trace so far: {rep.hits}/"
                     f"{rep.allocations} allocations exact ({pct})")
+        if self.windows:
+            return (f"predictions checked against the events traced between refreshes; "
+                    f"{running_text(self.running)} (see the Trace tab)")
         return self.session.check
 
     # -- replay -------------------------------------------------------------------------------
@@ -560,6 +627,9 @@ class BuddyscopeApp(App):
         self.push_screen(HelpScreen())
 
     def action_refresh(self) -> None:
+        if self.traced and any(w.group == "read" and w.is_running for w in self.workers):
+            self.notify("a refresh is under way")
+            return
         self.read_source()
 
     def action_pause(self) -> None:
@@ -592,7 +662,7 @@ class BuddyscopeApp(App):
             out.append((f"Zone {v.node}/{v.name}", lambda i=i: setattr(self.main, "zone", i),
                         v.title))
         for t, title in zip(TABS, TAB_TITLES):
-            if t != "replay" or self.stepper is not None:
+            if (t != "replay" or self.stepper is not None) and (t != "trace" or self.traced):
                 out.append((f"Show {title}", lambda t=t: self.main.action_show_tab(t),
                             f"the {title} panel"))
         if views and 0 <= self.main.zone < len(views):

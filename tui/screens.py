@@ -25,7 +25,8 @@ HELP = """\
 [b]buddyscope[/b]: the page allocator of a kernel, and what it hands out next
 
 [b]Everywhere[/b]
-  1-7          Free area, PCP, Watermarks, Pageblocks, Predict, Compare, Replay
+  1-8          Free area, PCP, Watermarks, Pageblocks, Predict, Compare, Replay
+               (a recording), Trace (tui --lab)
   z            next zone (or pick it in the header)
   r            read the source again now
   p            pause / resume reading (a paused display keeps its state)
@@ -47,6 +48,11 @@ HELP = """\
   m            next allocation the model got wrong
   g            go to a step
   Every panel then shows the model's state after that many events.
+[b]Trace[/b] (tui --lab: a lab guest with its kmem events traced)
+  Each refresh (r) pauses the guest for the ring-buffer counters and the
+  snapshot; the events since the previous refresh are replayed from the
+  previous snapshot: which allocations the model predicted exactly, per
+  window and in total. A window with lost events is shown, not scored.
 
 Fragmentation indices are the kernel's own (mm/vmstat.c):
 unusable_free_index and __fragmentation_index, shown as the kernel's

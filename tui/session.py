@@ -4,7 +4,9 @@ Session
 
 What the TUI is opened on: a source (anything with ``kind``,
 ``snapshot()`` and ``close()``, see :mod:`buddyscope.probe.sources`), how it
-was chosen, and for a recording the events to replay. Opening checks the
+was chosen, and for a recording the events to replay. A source that also
+has ``refresh()`` (:class:`buddyscope.lab.watch.LabWatcher`) is traced: each
+refresh gives the snapshot and the window of events since the last one. Opening checks the
 input and fails with one :class:`~buddyscope.errors.BuddyscopeError` line,
 before any terminal is taken over.
 
@@ -22,7 +24,7 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.model.snapshot import Snapshot
 from buddyscope.tui.stepper import Stepper
 
-__all__ = ("FixtureSource", "Session", "open_session")
+__all__ = ("FixtureSource", "Session", "open_lab_session", "open_session")
 
 
 class FixtureSource:
@@ -41,7 +43,7 @@ class FixtureSource:
 
 
 #: Seconds between reads of a source that changes; None: read once.
-_REFRESH = {"live": 2.0, "qmp": 2.0, "procfs": 2.0}
+_REFRESH = {"live": 2.0, "qmp": 2.0, "procfs": 2.0, "lab": 3.0}
 
 #: Whether the model's predictions can be checked against what the kernel
 #: then did, per source kind, in words for the Compare panel.
@@ -53,6 +55,8 @@ _CHECK = {
             "came true is not checked (record a fixture and open it to score the model)",
     "qmp": "tracing of a QEMU guest is not available in the TUI yet: which predictions "
            "came true is not checked (`buddyscope record --lab` records a fixture to replay)",
+    "lab": "predictions are checked after each refresh against the events traced since the "
+           "last one: see the Trace tab",
     "procfs": "procfs gives counts only: the model needs PFNs, so nothing is predicted",
 }
 
@@ -108,3 +112,20 @@ def open_session(spec, why: str = "") -> Session:
             stepper = load_recording(path)
             return Session(FixtureSource(stepper), why, stepper)
     return Session(open_source(spec), why)
+
+
+def open_lab_session(kernel, smp: int = 1, mem_mib: int = 512,
+                     workload: Optional[Path] = None, log=lambda m: None) -> Session:
+    """Boot a lab guest of *kernel* (a :class:`~buddyscope.lab.kernels.Kernel`
+    or a series) with its kmem events traced, and *workload* looping in it:
+    ``tui --lab``. Boot from the thread that runs the TUI: the guest dies
+    with the thread that booted it."""
+    from buddyscope.lab.kernels import resolve_kernel
+    from buddyscope.lab.watch import LabWatcher
+
+    if workload is not None and not Path(workload).is_file():
+        raise BuddyscopeError(f"{workload}: no such workload file")
+    if isinstance(kernel, str):
+        kernel = resolve_kernel(kernel)
+    watcher = LabWatcher.open(kernel, smp=smp, mem_mib=mem_mib, workload=workload, log=log)
+    return Session(watcher, watcher.label)

@@ -37,6 +37,7 @@ __all__ = (
 _KINDS = {
     "live": "live kernel",
     "qmp": "QEMU guest",
+    "lab": "lab guest (traced)",
     "vmcore": "vmcore",
     "procfs": "procfs counts",
     "file": "snapshot file",

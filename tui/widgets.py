@@ -33,7 +33,7 @@ from buddyscope.tui.views import (
 __all__ = (
     "ComparePanel", "FreeAreaTable", "HeaderBar", "LinesView", "PageblockMap", "PageblockPanel",
     "PcpPanel",
-    "PredictPanel", "ReplayPanel", "WatermarkPanel",
+    "PredictPanel", "ReplayPanel", "TracePanel", "WatermarkPanel",
 )
 
 _BAR = 14
@@ -551,3 +551,24 @@ class ReplayPanel(Vertical):
         v.follow_end = True
         v.set_lines(count, line)
         v.call_after_refresh(v.scroll_end, animate=False)
+
+
+class TracePanel(Vertical):
+    """A traced source (``tui --lab``): the running hit rate, the last
+    window's score, and each allocation of that window with the model's
+    prediction (misses in red)."""
+
+    status: reactive[str] = reactive("waiting for the second refresh: a window is the "
+                                     "events between two refreshes")
+    records: reactive[tuple] = reactive((0, str), always_update=True)
+
+    def compose(self):
+        yield Static(id="trace-status")
+        yield LinesView(id="trace-records")
+
+    def watch_status(self, status: str) -> None:
+        self.query_one("#trace-status", Static).update(Text(status))
+
+    def watch_records(self, records) -> None:
+        count, line = records
+        self.query_one("#trace-records", LinesView).set_lines(count, line)

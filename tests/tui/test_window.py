@@ -1,0 +1,219 @@
+"""Windows of a traced source (``tui --lab``): the scorer against a real
+recording cut at an arbitrary event (a recording has a snapshot only at its
+start, so the first window is the one that can be checked), the running
+totals' arithmetic, and the Trace tab through the pilot with a watcher that
+hands out a real recording's snapshot and events as its window."""
+
+import collections
+
+from buddyscope.lab.watch import Refresh, Window
+from buddyscope.model.fixture import Fixture
+from buddyscope.model.ftrace import parse_lines
+from buddyscope.model.replay import AllocRecord, replay
+from buddyscope.tui.session import Session
+from buddyscope.tui.widgets import ComparePanel, HeaderBar, LinesView, TracePanel
+from buddyscope.tui.window import (
+    RunningScore, WindowScore, running_text, score_window, window_text,
+)
+
+from tuihelp import RECORDINGS, PinnedApp, run, screen_text, settle
+
+REC_72 = RECORDINGS / "7.2-2cpu-fork-exec.json.gz"   # 3 misses in a full replay
+
+
+def _load(path=REC_72):
+    fx = Fixture.load(path)
+    return fx, parse_lines(fx.trace).events
+
+
+def test_first_window_is_scored_as_replay_scores_those_events():
+    fx, events = _load()
+    k = 5113   # arbitrary, mid-stream (mid-allocation groups too)
+    w = score_window(fx.snapshot, events[:k], index=1)
+    rep = replay(fx.snapshot, events[:k])
+    assert w.valid and w.index == 1 and w.events == k
+    assert (w.allocations, w.hits) == (rep.allocations, rep.hits)
+    assert w.allocations > 1000
+    assert [(r.lineno, r.predicted_pfn, r.actual_pfn, r.hit, r.reason) for r in w.records] == \
+           [(r.lineno, r.predicted_pfn, r.actual_pfn, r.hit, r.reason) for r in rep.records]
+    assert dict(w.reasons) == dict(rep.reasons)
+    assert dict(w.counts) == dict(collections.Counter(e.name for e in events[:k]))
+    assert sum(n for _, n in w.counts) == k
+    assert w.misses == [r for r in w.records if not r.hit]
+
+
+def test_an_invalid_window_is_not_scored():
+    fx, events = _load()
+    w = score_window(fx.snapshot, events[:100], 3, invalid="CPU 1 lost events (overrun 7, ...)")
+    assert not w.valid and w.allocations == w.hits == 0 and w.records == ()
+    assert w.events == 100 and w.accuracy is None
+    text = window_text(w)
+    assert "window 3: 100 events" in text and "window invalid, not scored: CPU 1 lost" in text
+
+
+def test_a_window_of_another_machine_is_invalid_not_a_crash():
+    fx, events = _load()
+    one_cpu = Fixture.load(RECORDINGS / "7.2-1cpu-fork-exec.json.gz").snapshot
+    on_cpu1 = [e for e in events if e.cpu == 1][:50]
+    w = score_window(one_cpu, on_cpu1)
+    assert not w.valid and "cannot be replayed" in w.invalid and "cpu 1" in w.invalid
+
+
+def _rec(i, hit, reason=None):
+    return AllocRecord(i, 0, 0, 0, "GFP_KERNEL", 0x1000 + i, 0x1000 + i if hit else 0x2000,
+                       hit, "pcp", "pcp", reason=reason, lineno=i)
+
+
+def test_running_totals_add_the_valid_windows_only():
+    a = WindowScore(1, events=10, allocations=4, hits=3, records=(_rec(1, True),),
+                    reasons=(("other_pcp_list", 1),))
+    b = WindowScore(2, events=7, invalid="CPU 0 lost events")
+    c = WindowScore(3, events=20, allocations=6, hits=4,
+                    reasons=(("page_not_free_in_model", 1), ("other_pcp_list", 1)))
+    d = WindowScore(4, events=0)   # nothing happened: scored, no allocations
+    r = RunningScore()
+    assert r.accuracy is None and r.windows == 0
+    for w in (a, b, c, d):
+        r = r.add(w)
+    assert (r.windows, r.invalid, r.scored) == (4, 1, 3)
+    assert (r.events, r.allocations, r.hits) == (30, 10, 7)
+    assert r.accuracy == 0.7
+    assert dict(r.reasons) == {"other_pcp_list": 2, "page_not_free_in_model": 1}
+    assert r.reasons[0] == ("other_pcp_list", 2)   # most common first
+    assert RunningScore().add(a) != r   # immutable: add returns a new total
+    assert running_text(r) == ("running: 7/10 allocations exact (70.00 %) over 3 scored "
+                               "windows, 30 events; 1 window invalid (not scored)")
+    assert "3/4 allocations predicted exactly (75.00 %)" in window_text(a)
+    assert "misses: 1 other_pcp_list" in window_text(a)
+
+
+def test_windows_split_anywhere_add_up_when_each_starts_from_its_own_state():
+    # The running total is the sum of the windows: with the model's state at
+    # the split standing in for the snapshot a watcher would take there.
+    from buddyscope.model.replay import Replayer
+    from buddyscope.tui.views import model_snapshot
+
+    fx, events = _load(RECORDINGS / "6.1-2cpu-fork-exec.json.gz")
+    k = 3001
+    first = score_window(fx.snapshot, events[:k], 1)
+    r = Replayer(fx.snapshot)
+    r.run(events[:k])
+    second = score_window(model_snapshot(r.alloc, fx.snapshot), events[k:], 2)
+    total = RunningScore().add(first).add(second)
+    whole = replay(fx.snapshot, events)
+    assert total.events == len(events)
+    assert total.allocations == whole.allocations
+    assert total.hits == whole.hits == whole.allocations
+
+
+# -- the Trace tab, through the pilot ------------------------------------------------------
+
+
+class FakeWatcher:
+    """Duck-types LabWatcher: refresh 0 is the snapshot; refresh 1 ends a
+    window with a real recording's events; refresh 2 a window that lost
+    events."""
+
+    kind = "lab"
+
+    def __init__(self, fx, events):
+        snap = fx.snapshot
+        self.results = [
+            Refresh(snap, None, 0.01, 0.01),
+            Refresh(snap, Window(1, snap, events, list(fx.trace), "",
+                                 {0: (0, 1), 1: (0, 1)}, 0.5), 0.01, 0.6),
+            Refresh(snap, Window(2, snap, [], [], "CPU 1 lost events (overrun 12, "
+                                 "commit_overrun 0, dropped 0)"), 0.01, 0.1, rearmed=True),
+        ]
+        self.refreshes = 0
+        self.closed = False
+
+    def refresh(self):
+        r = self.results[min(self.refreshes, len(self.results) - 1)]
+        self.refreshes += 1
+        return r
+
+    def snapshot(self):
+        return self.refresh().snapshot
+
+    def close(self):
+        self.closed = True
+
+
+def test_trace_tab_shows_which_predictions_came_true():
+    fx, events = _load()
+    rep = replay(fx.snapshot, events)
+    assert 0 < rep.allocations - rep.hits < 10
+    watcher = FakeWatcher(fx, events)
+
+    async def body(app, pilot):
+        out = {}
+        panel = app.main.query_one(TracePanel)
+        out["before"] = panel.status
+        await pilot.press("r")
+        await settle(app, pilot)
+        await pilot.press("8")
+        await settle(app, pilot)
+        out["status1"] = panel.status
+        v = panel.query_one("#trace-records", LinesView)
+        out["records"] = [v._line(i) for i in range(v.count)]
+        out["screen"] = screen_text(app)
+        out["header"] = app.main.query_one(HeaderBar).status
+        out["check"] = app.main.query_one(ComparePanel).check
+        await pilot.press("r")
+        await settle(app, pilot)
+        out["status2"] = panel.status
+        out["running"] = app.running
+        return out
+
+    app = PinnedApp(Session(watcher), interval=None)
+    out = run(app, body, size=(160, 45))
+    pct = f"{100.0 * rep.hits / rep.allocations:.2f} %"
+    assert "waiting for the second refresh" in out["before"]
+    assert watcher.refreshes == 3   # the first read, then r twice
+    s1 = out["status1"]
+    assert f"running: {rep.hits}/{rep.allocations} allocations exact ({pct}) over 1 scored window" in s1
+    assert f"window 1: {len(events)} events" in s1
+    assert f"{rep.hits}/{rep.allocations} allocations predicted exactly ({pct})" in s1
+    for reason, n in rep.reasons.items():
+        assert f"{n} {reason}" in s1
+    # Every allocation of the window is listed; the misses are the red ones.
+    recs = out["records"]
+    assert len(recs) == rep.allocations
+    red = [str(t) for t in recs if "red" in str(t.style)]
+    assert len(red) == rep.allocations - rep.hits
+    assert all("MISS" in t for t in red)
+    assert f"running: {rep.hits}/{rep.allocations}" in out["screen"]
+    assert str(recs[0])[:60] in out["screen"]   # the list is on screen, from its top
+    assert f"{rep.hits}/{rep.allocations} exact ({pct}) in 1 windows" in out["header"]
+    assert f"running: {rep.hits}/{rep.allocations}" in out["check"]
+    # A window that lost events: shown as invalid, the totals unchanged.
+    s2 = out["status2"]
+    assert "window 2: 0 events" in s2 and "window invalid, not scored: CPU 1 lost events" in s2
+    assert "1 window invalid (not scored)" in s2 and "ring buffer cleared" in s2
+    r = out["running"]
+    assert (r.windows, r.invalid, r.allocations, r.hits) == (2, 1, rep.allocations, rep.hits)
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_tui_lab_bad_input_is_one_line_and_boots_nothing(capsys, tmp_path, monkeypatch):
+    from buddyscope import cli
+    from buddyscope.lab import watch
+
+    monkeypatch.setattr(watch.LabWatcher, "open", classmethod(
+        lambda *a, **k: (_ for _ in ()).throw(AssertionError("booted"))))
+    cases = [
+        (["tui", "--smp", "2"], "--smp goes with --lab"),
+        (["tui", "--workload", "x.sh"], "--workload goes with --lab"),
+        (["tui", "--lab", "6.1", "--qmp", "/tmp/q.sock"], "does not go with --qmp"),
+        (["tui", "--lab", "6.1", str(tmp_path)], "does not go with FILE"),
+        (["tui", "--lab", "6.1", "--workload", str(tmp_path / "nope.sh")],
+         "nope.sh: no such workload file"),
+        (["tui", "--lab", "6.1", "--interval", "-1"], "--interval must be 0"),
+    ]
+    for argv, want in cases:
+        assert cli.main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("buddyscope: error: ") and want in err, err
