@@ -1228,6 +1228,59 @@ class Allocator:
                 self._set(z, "below_high", False)
         return drain
 
+    # -- vmstat: pcp->high decay and drains with no free (6.12+) ----------------
+    def _decay_high(self, pcp: _Pcp) -> None:
+        """The first half of ``decay_pcp_high`` (6.12 L2412, 7.2 L2564):
+        pcp->high loses an eighth, but not below count - batch <<
+        PCP_BATCH_SCALE_MAX nor high_min."""
+        if pcp.high > pcp.high_min:
+            self._set(pcp, "high", max(pcp.count - (pcp.batch << self.pcp_batch_scale_max),
+                                       pcp.high - (pcp.high >> 3), pcp.high_min))
+
+    def decay_pcp_high(self, z: _Zone, pcp: _Pcp) -> List[Tuple[int, int, int]]:
+        """``decay_pcp_high``, run for each zone of a CPU by vmstat's
+        ``refresh_cpu_vm_stats`` (6.12 vmstat.c L839) about once a second,
+        with no event unless it drains: lower pcp->high, then send what is
+        above it back in batch-sized ``free_pcppages_bulk`` calls, each from
+        pindex 0. Returns the drain (not applied), as :meth:`free` does."""
+        self._decay_high(pcp)
+        to_drain = pcp.count - pcp.high
+        if to_drain <= 0:
+            return []
+        return self._bulk_selection(z, pcp, to_drain, 0, chunk=pcp.batch)
+
+    def untraced_decays(self, z: _Zone, pcp: _Pcp, until_count: int) -> int:
+        """Apply the high half of ``decay_pcp_high`` until pcp->high is at
+        most *until_count* (or stops moving): the vmstat decays that ran
+        with nothing to drain, so no event shows them. Returns how many."""
+        n = 0
+        while pcp.high > until_count:
+            before = pcp.high
+            self._decay_high(pcp)
+            if pcp.high == before:
+                break
+            n += 1
+        return n
+
+    def vmstat_drain(self, z: _Zone, pcp: _Pcp) -> List[Tuple[int, int, int]]:
+        """The drain a vmstat refresh makes of its own CPU's *pcp*, known to
+        have drained: ``decay_pcp_high`` after as many silent decays as it
+        takes for the count to exceed pcp->high (each second's decay that
+        found count <= high left no event)."""
+        while True:
+            before = pcp.high
+            drain = self.decay_pcp_high(z, pcp)
+            if drain or pcp.high == before:
+                return drain
+
+    def drain_pages_zone(self, z: _Zone, pcp: _Pcp) -> List[Tuple[int, int, int]]:
+        """``drain_pages_zone`` (6.12 L2470, 7.2 L2620; drain_all_pages,
+        called for other CPUs' pcps from the caller's CPU since 6.0): all of
+        the pcp, in ``free_pcppages_bulk`` calls of batch <<
+        PCP_BATCH_SCALE_MAX from pindex 0. Not applied."""
+        return self._bulk_selection(z, pcp, pcp.count, 0,
+                                    chunk=pcp.batch << self.pcp_batch_scale_max)
+
     def _nr_pcp_high(self, z: _Zone, pcp: _Pcp, batch: int, free_high: bool) -> int:
         """6.12/7.2 ``nr_pcp_high``: also moves pcp->high."""
         high = max(min(pcp.high, pcp.high_max), pcp.high_min)

@@ -10,7 +10,9 @@ refill or buddy allocation, any ``mm_page_alloc_extfrag``, and its
 CPU's ``mm_page_alloc`` arrives; the prediction is made from the state before
 any of them is applied; then the real outcome is applied, so one miss does
 not cascade. Frees, batched frees and drains are applied as they come; the
-drain each pcp free triggers is predicted too and scored on its own.
+drain each pcp free triggers is predicted too and scored on its own, and so
+is each run of drain events no free of the same task explains (6.12+:
+vmstat's ``decay_pcp_high``; ``drain_all_pages``).
 """
 
 from __future__ import annotations
@@ -47,6 +49,29 @@ class _BulkCall:
     #: Its ``mm_page_alloc_zone_locked`` (and ``mm_page_alloc_extfrag``) events.
     refills: List[PageEvent] = dataclasses.field(default_factory=list)
     singles: int = 0
+
+
+@dataclasses.dataclass
+class _DrainWindow:
+    """The ``mm_page_pcpu_drain`` events expected next on a CPU, and those
+    seen. A pcp free opens one (``kind`` ``"free"``: the drain of its commit,
+    traced by the same task right after its ``mm_page_free``, under the zone
+    lock, so nothing else on that CPU comes in between); a drain with no
+    free of the same task before it opens one of its own (``"vmstat"``:
+    ``decay_pcp_high`` from vmstat's ``refresh_cpu_vm_stats`` on that CPU's
+    kworker, or ``drain_pages_zone`` of ``drain_all_pages``)."""
+
+    kind: str
+    pid: int
+    predicted: list
+    actual: list = dataclasses.field(default_factory=list)
+    #: The pcp the free went to (zone index, cpu), None if to the buddy.
+    pcp: Optional[Tuple[int, int]] = None
+    #: pcp->count after the free's list_add (before any drain), or before a
+    #: vmstat drain.
+    count: int = 0
+    #: A vmstat prediction's pcp->high after it (None: drain_pages_zone).
+    high: Optional[int] = None
 
 
 class ReplayError(BuddyscopeError):
@@ -97,6 +122,15 @@ class ReplayReport:
     drains: int = 0
     drains_exact: int = 0
     unprompted_drains: int = 0
+    #: Groups of drain events with no pcp free of the same task before them,
+    #: scored against ``decay_pcp_high`` (own CPU) or ``drain_pages_zone``
+    #: (another CPU's pcp, ``drain_all_pages``).
+    vmstat_drains: int = 0
+    vmstat_drains_exact: int = 0
+    #: Free drains the model did not foresee because pcp->high had decayed
+    #: with no event (vmstat ``decay_pcp_high`` that drained nothing): pcp->high
+    #: was brought down to the count the kernel drained at.
+    silent_decays: int = 0
     naive_hits: int = 0
     #: Bulk allocator calls seen through its kprobe events, and the pcp
     #: pages they took.
@@ -128,6 +162,8 @@ class ReplayReport:
             "refills": self.refills, "refills_exact": self.refills_exact,
             "drains": self.drains, "drains_exact": self.drains_exact,
             "unprompted_drains": self.unprompted_drains,
+            "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
+            "silent_decays": self.silent_decays,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
         }
@@ -282,8 +318,8 @@ class Replayer:
         self.report = ReplayReport(snapshot.kernel.release, self.alloc.profile.name)
         self._requests: Dict[tuple, Request] = {}
         self._open: Dict[int, List[PageEvent]] = collections.defaultdict(list)
-        #: cpu -> (predicted drain, actual drain so far)
-        self._pending_drain: Dict[int, Tuple[list, list]] = {}
+        #: cpu -> the drain events expected next there (see _DrainWindow)
+        self._pending_drain: Dict[int, _DrainWindow] = {}
         #: Called after each event with (index, event): for tools and tests.
         self.after_event = None
         # Sequence numbers: when each pcp page was freed onto its list, and
@@ -428,7 +464,7 @@ class Replayer:
         rep.naive_hits += naive == e.pfn
         if predicted.refill is not None or actual_path == "refill":
             rep.refills += 1
-            actual_refill = [g.pfn for g in group if g.name == ZONE_LOCKED]
+            actual_refill = self._removed_pfns(group)
             rep.refills_exact += predicted.refill == actual_refill
         rec = AllocRecord(rep.allocations - 1, e.cpu, e.order, e.migratetype, e.gfp or "",
                           predicted.pfn, e.pfn, hit, predicted.kind, actual_path,
@@ -507,6 +543,27 @@ class Replayer:
                 out.append(("zone_locked", g.pfn))
             else:
                 out.append(("extfrag", g.pfn, g.fallback_order, bool(g.change_ownership)))
+        return out
+
+    def _removed_pfns(self, group: List[PageEvent]) -> List[int]:
+        """The blocks a group of removal events took off the buddy, in order:
+        each ``mm_page_alloc_zone_locked``, and on 6.12+ each
+        ``mm_page_alloc_extfrag`` with none of its own: a claim at or above
+        pageblock_order and a steal take their block with no
+        ``__rmqueue_smallest`` (6.12 ``try_to_steal_block`` L1973, 7.2
+        ``try_to_claim_block`` L2294; ``__rmqueue_steal`` 6.12 L2286, 7.2
+        L2434). 5.10/6.1's extfrag names the fallback
+        block, then ``__rmqueue_smallest`` traces what is taken."""
+        claim = self.alloc.profile.fallback == "claim"
+        out: List[int] = []
+        seen = set()
+        for g in group:
+            if g.name == ZONE_LOCKED:
+                out.append(g.pfn)
+                seen.add(g.pfn)
+            elif g.name == EXTFRAG and claim and g.pfn not in seen:
+                out.append(g.pfn)
+                seen.add(g.pfn)
         return out
 
     def _actual_path(self, group: List[PageEvent], e: PageEvent, predicted: Outcome) -> str:
@@ -669,28 +726,56 @@ class Replayer:
         lst = z.pcp[e.cpu].lists[pindex]
         for _ in range(max(taken, 0)):
             if not lst and refills:
-                self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
-                refills = []
+                refills = self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
             if not lst:
                 self.report.contradictions["bulk_took_more_than_pcp_held"] += 1
                 break
             pfn = lst[0]
             a._pcp_take(pfn)
             a._mark_allocated(pfn, 0, req.migratetype)
-        if refills:
-            self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
+        while refills:
+            refills = self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
         self.report.bulk_calls += 1
         self.report.bulk_pages += max(taken, 0)
         self._index += 1
         self._last_alloc[e.cpu] = self._index
 
-    def _bulk_refill(self, z, cpu: int, pindex: int, mt: int, refills: List[PageEvent]) -> None:
-        # rmqueue_bulk: off the buddy lists (with any fallback steal or
-        # claim its extfrag events show), onto the pcp tail in order.
-        self._apply_removals(refills, cpu, None)
+    def _bulk_refill(self, z, cpu: int, pindex: int, mt: int, refills: List[PageEvent]
+                     ) -> List[PageEvent]:
+        """One refill of the bulk allocator's list: ``alloc_pages_bulk``
+        (6.12 L4774, 7.2 L5260) takes pages with ``__rmqueue_pcplist``, which
+        asks ``nr_pcp_alloc`` (6.12 L3021, 7.2 L3264: it raises pcp->high
+        and alloc_factor as for any refill; 5.10/6.1 change nothing) how
+        many blocks, then ``rmqueue_bulk`` takes them off the buddy lists
+        (with any fallback steal or claim its extfrag events show) onto the
+        pcp tail in order. Returns the events of later refills (the list
+        ran empty again within the call)."""
+        a = self.alloc
+        n = a._refill_count(z, z.pcp[cpu], 0)
+        # The events of each block taken: 6.12+ a zone_locked and the
+        # extfrag of a claim below pageblock_order after it, or an extfrag
+        # alone; 5.10/6.1 any extfrag before the zone_locked it led to.
+        claim = a.profile.fallback == "claim"
+        units: List[List[PageEvent]] = []
+        ahead: List[PageEvent] = []
         for g in refills:
             if g.name == ZONE_LOCKED:
-                self.alloc._pcp_add(z.index, cpu, pindex, g.pfn, True, mt)
+                units.append(ahead + [g])
+                ahead = []
+            elif not claim:
+                ahead.append(g)
+            elif units and units[-1][-1].name == ZONE_LOCKED and units[-1][-1].pfn == g.pfn:
+                units[-1].append(g)
+            else:
+                units.append([g])
+        if ahead:
+            units.append(ahead)
+        mine = [g for u in units[:n] for g in u]
+        self._apply_removals(mine, cpu, None)
+        for pfn in self._removed_pfns(mine):
+            if pfn not in a.on_pcp:
+                a._pcp_add(z.index, cpu, pindex, pfn, True, mt)
+        return [g for u in units[n:] for g in u]
 
     def _bulk_request(self, entry: PageEvent) -> Optional[Request]:
         key = (entry.gfp, entry.cpu)
@@ -805,21 +890,29 @@ class Replayer:
         if chunks is None:
             return
         a = self.alloc
-        drains: list = []
+        window = _DrainWindow("free", e.pid, [])
         for pfn, order in chunks:
             for p in range(pfn, pfn + (1 << order)):
                 a._unmark_allocated(p)
             try:
-                drains += a.free(e.cpu, pfn, order, apply_drain=False)
+                window.predicted += a.free(e.cpu, pfn, order, apply_drain=False)
             except ModelError as err:
                 raise ReplayError(f"line {e.lineno}: {err}") from None
             self._index += 1
-            if pfn in a.on_pcp:
-                self._pushed[pfn] = self._index
-        if drains:
-            self._pending_drain[e.cpu] = (drains, [])
-        elif e.cpu not in self._pending_drain:
-            self._pending_drain[e.cpu] = ([], [])
+            self._note_pcp_free(window, e.cpu, pfn)
+        self._pending_drain[e.cpu] = window
+
+    def _note_pcp_free(self, window: _DrainWindow, cpu: int, pfn: int) -> None:
+        """After a free: if it went to a pcp list, its sequence number, and
+        the pcp and count the drain window needs."""
+        a = self.alloc
+        where = a.on_pcp.get(pfn)
+        if where is None:
+            return
+        self._pushed[pfn] = self._index
+        zi, c, _ = where
+        window.pcp = (zi, c)
+        window.count = a.zones[zi].pcp[c].count
 
     def _on_free_to_buddy(self, e: PageEvent) -> None:
         """A free whose ``pcp_spin_trylock`` failed: ``free_one_page``."""
@@ -861,20 +954,24 @@ class Replayer:
         except ModelError as err:
             raise ReplayError(f"line {e.lineno}: {err}") from None
         self._index += 1
-        if pfn in a.on_pcp:
-            self._pushed[pfn] = self._index
-        if drain:
-            self._pending_drain[e.cpu] = (drain, [])
-        elif e.cpu not in self._pending_drain:
-            self._pending_drain[e.cpu] = ([], [])
+        window = _DrainWindow("free", e.pid, drain)
+        self._note_pcp_free(window, e.cpu, pfn)
+        self._pending_drain[e.cpu] = window
 
     def _on_drain(self, e: PageEvent) -> None:
         a = self.alloc
         pd = self._pending_drain.get(e.cpu)
+        if pd is not None and pd.kind == "free" and (pd.pid != e.pid or pd.pcp is None):
+            # Another task's drain (a kworker's vmstat refresh scheduled in
+            # right after the free), or after a free that went to the buddy:
+            # not that free's. Its own window is over.
+            self._close_drain(e.cpu)
+            pd = None
         if pd is None:
+            pd = self._pending_drain[e.cpu] = self._vmstat_window(e)
+        if pd.kind == "vmstat":
             self.report.unprompted_drains += 1
-        else:
-            pd[1].append((e.pfn, e.order, e.migratetype))
+        pd.actual.append((e.pfn, e.order, e.migratetype))
         pfn = e.pfn
         z = a.zone_of(pfn)
         if z is None:
@@ -889,11 +986,64 @@ class Replayer:
             self._contradiction("drain_of_page_not_on_pcp", e, "drained but not on a pcp list in the model")
         a.free_one_page(z, pfn, e.order, e.migratetype)
 
+    def _vmstat_window(self, e: PageEvent) -> _DrainWindow:
+        """The first drain event with no pcp free of its task before it:
+        predict the whole drain from the pcp that holds the page, before any
+        of it is applied. Its own CPU's pcp: vmstat's ``decay_pcp_high``
+        (6.12+; the kworker of that CPU); another CPU's: ``drain_pages_zone``
+        of ``drain_all_pages``, which 6.x runs from the caller's CPU."""
+        a = self.alloc
+        window = _DrainWindow("vmstat", e.pid, [])
+        where = a.on_pcp.get(e.pfn)
+        if where is None or a.profile.pcp_free not in ("6.12", "7.2"):
+            return window
+        zi, cpu, _ = where
+        z = a.zones[zi]
+        pcp = z.pcp[cpu]
+        window.pcp, window.count = (zi, cpu), pcp.count
+        with a.trial():
+            if cpu == e.cpu:
+                window.predicted = a.vmstat_drain(z, pcp)
+                window.high = pcp.high
+            else:
+                window.predicted = a.drain_pages_zone(z, pcp)
+        return window
+
     def _close_drain(self, cpu: int) -> None:
-        predicted, actual = self._pending_drain.pop(cpu)
-        if predicted or actual:
-            self.report.drains += 1
-            self.report.drains_exact += [p[:2] for p in predicted] == [x[:2] for x in actual]
+        w = self._pending_drain.pop(cpu)
+        rep = self.report
+        exact = [p[:2] for p in w.predicted] == [x[:2] for x in w.actual]
+        if w.kind == "vmstat":
+            rep.vmstat_drains += 1
+            rep.vmstat_drains_exact += exact
+            self._vmstat_resync(w, exact)
+            return
+        if w.predicted or w.actual:
+            rep.drains += 1
+            rep.drains_exact += exact
+        if w.actual and not w.predicted and w.pcp is not None \
+                and self.alloc.profile.pcp_free in ("6.12", "7.2"):
+            # The kernel found count >= high where the model had room: its
+            # pcp->high had decayed with no event (vmstat decay_pcp_high,
+            # count <= high then). Bring it down as those decays would have.
+            a = self.alloc
+            zi, c = w.pcp
+            if a.untraced_decays(a.zones[zi], a.zones[zi].pcp[c], w.count):
+                rep.silent_decays += 1
+
+    def _vmstat_resync(self, w: _DrainWindow, exact: bool) -> None:
+        """After a vmstat drain the kernel's pcp->high is known: the model's
+        decay when it foresaw the drain; else decay_pcp_high left count at
+        high (to_drain = count - high), and drain_pages_zone left it alone."""
+        if w.pcp is None or w.high is None or not w.actual:
+            return
+        a = self.alloc
+        zi, c = w.pcp
+        pcp = a.zones[zi].pcp[c]
+        if exact:
+            a._set(pcp, "high", w.high)
+        elif pcp.count:
+            a._set(pcp, "high", max(pcp.count, pcp.high_min))
 
 
 def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Profile] = None,
@@ -941,8 +1091,11 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
         f"pcp refills      {rep.refills:7}   exact sets     {rep.refills_exact:7}   "
         f"{pct(rep.refills_exact, rep.refills)}",
         f"pcp drains       {rep.drains:7}   exact sets     {rep.drains_exact:7}   "
-        f"{pct(rep.drains_exact, rep.drains)}   (+{rep.unprompted_drains} drain events with no "
-        f"free before them: vmstat decay, drain_all_pages)",
+        f"{pct(rep.drains_exact, rep.drains)}   ({rep.silent_decays} after a pcp->high decay "
+        f"no event shows)",
+        f"vmstat drains    {rep.vmstat_drains:7}   exact sets     {rep.vmstat_drains_exact:7}   "
+        f"{pct(rep.vmstat_drains_exact, rep.vmstat_drains)}   ({rep.unprompted_drains} drain "
+        f"events with no free of their task before them: decay_pcp_high, drain_all_pages)",
     ]
     if rep.bulk_calls:
         lines.append(f"bulk allocator   {rep.bulk_calls:7} calls took {rep.bulk_pages} pcp pages "

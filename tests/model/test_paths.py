@@ -50,8 +50,16 @@ def _kernel(series):
     return Fixture.load(RECORDINGS / f"{series}-1cpu-tmpfs-write.json.gz").snapshot.kernel
 
 
-def build(series, pageblocks, free=(), pcp=None, *, batch=31, high=186, pcp_fields=None,
-          watermarks=(0, 0, 0), boost=0, managed=None, reserved_highatomic=0) -> Allocator:
+def build(series, pageblocks, free=(), pcp=None, **kw) -> Allocator:
+    """The model of :func:`build_snapshot`'s snapshot."""
+    alloc = Allocator(build_snapshot(series, pageblocks, free, pcp, **kw))
+    assert alloc.profile.name == series
+    return alloc
+
+
+def build_snapshot(series, pageblocks, free=(), pcp=None, *, batch=31, high=186,
+                   pcp_fields=None, watermarks=(0, 0, 0), boost=0, managed=None,
+                   reserved_highatomic=0) -> Snapshot:
     """A one-CPU snapshot of zone DMA32 with *pageblocks* (types, from BASE);
     *free*: (pfn, order, migratetype) in list order, head first; *pcp*:
     {(order, migratetype): [pfn, ...]} head first, on cpu 0."""
@@ -93,9 +101,7 @@ def build(series, pageblocks, free=(), pcp=None, *, batch=31, high=186, pcp_fiel
                 pageblock_migratetypes=list(pageblocks), fields=zone_fields)
     capture = Capture(source="qmp", target="hand-built", time="2026-01-01T00:00:00Z",
                       paused=True, read_seconds=0.0, tool="tests/model/test_paths.py")
-    alloc = Allocator(Snapshot(k, capture, [zone]))
-    assert alloc.profile.name == series
-    return alloc
+    return Snapshot(k, capture, [zone])
 
 
 def lists(alloc):
@@ -896,3 +902,184 @@ def test_fallback_alike_pages_do_not_count_pcp_pages_as_movable(series):
     assert out.pfn == 0x1000
     assert ("extfrag", 0x1000, 7, True) in out.events
     assert block_types(a) == [U, U]
+
+
+# == vmstat: pcp->high decay and drains with no free (6.12+) ====================
+# Blocks M, U, R; lists[0] (order 0 UNMOVABLE) 0x1210 0x1212 0x1214 (tail),
+# lists[1] thirteen MOVABLE pages 0x1010..0x1028 (tail), lists[2] two
+# RECLAIMABLE ones: count 18. batch 2, so PCP_BATCH_SCALE_MAX (5) gives
+# batch << 5 = 64.
+U18 = [0x1210, 0x1212, 0x1214]
+M18 = [0x1010 + 2 * i for i in range(13)]
+R18 = [0x1410, 0x1412]
+
+
+def decay_state(series, high, high_min=4, free_count=0):
+    return build(series, [M, U, R], pcp={(0, U): U18, (0, M): M18, (0, R): R18}, batch=2,
+                 high=high, pcp_fields={"high_min": high_min, "high_max": 64,
+                                        "free_count": free_count})
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_decay_pcp_high_lowers_high_and_drains_from_lists_0(series):
+    # decay_pcp_high (6.12 L2412, 7.2 L2564): high 16 > high_min 4, so
+    # high = max3(18 - 64, 16 - (16 >> 3), 4) = 14; to_drain = 18 - 14 = 4, in
+    # free_pcppages_bulk calls of min(to_drain, batch) = 2 from pindex 0, each
+    # from list tails (list_last_entry): u2 u1 | u0, lists[0] is empty, round
+    # robin to lists[1]: m12. Returned, not applied.
+    a = decay_state(series, high=16)
+    pcp = a.zones[0].pcp[0]
+    drain = a.decay_pcp_high(a.zones[0], pcp)
+    assert drain == [(U18[2], 0, U), (U18[1], 0, U), (U18[0], 0, U), (M18[12], 0, M)]
+    assert pcp.high == 14
+    assert pcp.count == 18 and pcp_lists(a)[(0, U)] == U18
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_decay_pcp_high_at_high_min_drains_nothing(series):
+    # decay_pcp_high: pcp->high is not above high_min, so it stays; count 18
+    # <= high 18: to_drain 0, no free_pcppages_bulk.
+    a = decay_state(series, high=18, high_min=18)
+    pcp = a.zones[0].pcp[0]
+    assert a.decay_pcp_high(a.zones[0], pcp) == []
+    assert pcp.high == 18
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_vmstat_drain_counts_the_silent_decays_before_it(series):
+    # A vmstat drain seen: refresh_cpu_vm_stats (6.12 vmstat.c L839) runs
+    # decay_pcp_high about once a second, and one that finds count <= high
+    # after lowering it leaves no event. high 21: 21 - 2 = 19 >= 18 (silent);
+    # then 19 - 2 = 17, to_drain 1: u2.
+    a = decay_state(series, high=21)
+    pcp = a.zones[0].pcp[0]
+    assert a.vmstat_drain(a.zones[0], pcp) == [(U18[2], 0, U)]
+    assert pcp.high == 17
+
+
+def test_untraced_decays_bring_high_down_to_the_count():
+    # 6.12-2cpu-fork-exec, cpu 1: the snapshot's pcp->high 893 (high_min 412),
+    # the kernel drained on a free at count 782. decay_pcp_high's first half:
+    # max3(782 - (31 << 5), 893 - (893 >> 3), 412) = 782: one silent decay.
+    # Again down to 700: 782 - 97 = 685. From 420 it stops at high_min.
+    a = build("6.12", [M, U], batch=31, high=893,
+              pcp_fields={"high_min": 412, "high_max": 7061})
+    z, pcp = a.zones[0], a.zones[0].pcp[0]
+    pcp.count = 782
+    assert a.untraced_decays(z, pcp, 782) == 1 and pcp.high == 782
+    assert a.untraced_decays(z, pcp, 700) == 1 and pcp.high == 685
+    pcp.high = 420
+    assert a.untraced_decays(z, pcp, 0) == 1 and pcp.high == 412
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_drain_pages_zone_takes_everything_from_lists_0(series):
+    # drain_pages_zone (6.12 L2470, 7.2 L2620), drain_all_pages' drain of a
+    # pcp: free_pcppages_bulk(min(count, batch << 5) = 18, pindex 0) until
+    # count is 0: every list in pindex order, each from its tail.
+    a = decay_state(series, high=16)
+    drain = a.drain_pages_zone(a.zones[0], a.zones[0].pcp[0])
+    assert [p for p, _, _ in drain] == U18[::-1] + M18[::-1] + R18[::-1]
+
+
+# == replay: the events of refills and drains ====================================
+
+def replayed(snapshot, *lines):
+    """Replay *lines* ((task-pid, event text), all on cpu 0, in order) on
+    *snapshot*; returns the Replayer after its run."""
+    from buddyscope.model.ftrace import parse_text
+    from buddyscope.model.replay import Replayer
+
+    text = "".join(f"  {who} [000] d..2. {ts}: {line}\n" for ts, (who, line) in enumerate(lines, 1))
+    r = Replayer(snapshot)
+    r.run(parse_text(text).events)
+    return r
+
+
+def zl(pfn, mt=U):
+    return f"mm_page_alloc_zone_locked: page=(____ptrval____) pfn={pfn:#x} order=0 migratetype={mt} percpu_refill=1"
+
+
+def drained(pfn, mt=U, order=0):
+    return f"mm_page_pcpu_drain: page=(____ptrval____) pfn={pfn:#x} order={order} migratetype={mt}"
+
+
+def freed(pfn, order=0):
+    return f"mm_page_free: page=(____ptrval____) pfn={pfn:#x} order={order}"
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_bulk_refill_runs_nr_pcp_alloc(series):
+    # alloc_pages_bulk (6.12 L4774) takes its pages with __rmqueue_pcplist,
+    # which refills an empty list through nr_pcp_alloc (6.12 L3021, 7.2
+    # L3264) like any pcp allocation: high = clamp(8, 8, 64) = 8, batch =
+    # 4 << alloc_factor 1 = 8, pcp->high = min(8 + 8, 64) = 16, max_nr_alloc =
+    # max(16 - 0 - 4, 4) = 12 >= 8: alloc_factor 2. (It does not halve
+    # free_count: only rmqueue_pcplist does, 6.12 L3126.) The 8 pages go on
+    # the tail; the call took the first four.
+    snap = build_snapshot(series, [M, U], free=[(0x1208, 3, U)], batch=4, high=8,
+                          pcp_fields={"high_min": 8, "high_max": 64, "alloc_factor": 1,
+                                      "free_count": 6})
+    who = "kthreadd-2"
+    r = replayed(snap,
+                 (who, "alloc_pages_bulk: (alloc_pages_bulk_noprof+0x4/0x630) gfp=0x2dc2 nr_pages=4"),
+                 *[(who, zl(p)) for p in range(0x1208, 0x1210)],
+                 (who, "alloc_pages_bulk_ret: (__vmalloc_node_range_noprof+0x254/0x810 "
+                       "<- alloc_pages_bulk_noprof) nr_populated=4"))
+    pcp = r.alloc.zones[0].pcp[0]
+    assert (pcp.count, pcp.high, pcp.alloc_factor, pcp.free_count) == (4, 16, 2, 6)
+    assert pcp_lists(r.alloc) == {(0, U): list(range(0x120c, 0x1210))}
+    assert r.report.bulk_pages == 4
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_claimed_block_counts_in_the_refill(series):
+    # rmqueue_bulk of 4 (nr_pcp_alloc: high_min == high_max 8, batch 4) with
+    # only a MOVABLE order-9 block free: __rmqueue_claim takes it whole
+    # (try_to_steal_block 6.12 L1973 / try_to_claim_block 7.2: current_order
+    # >= pageblock_order, no __rmqueue_smallest, so only the extfrag event),
+    # then __rmqueue_smallest traces 0x1201, 0x1202, 0x1203. The refill is
+    # those four blocks, the claimed one first.
+    snap = build_snapshot(series, [M, M], free=[(0x1200, 9, M)], batch=4, high=8)
+    who = "sh-7"
+    r = replayed(snap,
+                 (who, "mm_page_alloc_extfrag: page=(____ptrval____) pfn=0x1200 alloc_order=0 "
+                       "fallback_order=9 pageblock_order=9 alloc_migratetype=0 "
+                       "fallback_migratetype=1 fragmenting=0 change_ownership=1"),
+                 *[(who, zl(p)) for p in (0x1201, 0x1202, 0x1203)],
+                 (who, "mm_page_alloc: page=(____ptrval____) pfn=0x1200 order=0 migratetype=0 "
+                       "gfp_flags=GFP_KERNEL"))
+    rep = r.report
+    assert (rep.allocations, rep.hits, rep.refills, rep.refills_exact) == (1, 1, 1, 1)
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_drain_of_another_task_is_a_vmstat_drain(series):
+    # A free by rm: count 19 < high 22, no drain. Then the kworker's vmstat
+    # refresh (decay_pcp_high, 6.12 L2412) drains lists[0]'s tail: not rm's
+    # free's drain. The model's prediction for it: one silent decay (22 -> 20,
+    # count 19), then 20 -> 18 and to_drain 1: u2; pcp->high is 18 after.
+    snap = build_snapshot(series, [M, U, R], pcp={(0, U): U18, (0, M): M18, (0, R): R18},
+                          batch=2, high=22, pcp_fields={"high_min": 4, "high_max": 64})
+    r = replayed(snap, ("rm-10", freed(0x1216)), ("kworker/0:1-20", drained(U18[2])))
+    rep = r.report
+    assert (rep.drains, rep.vmstat_drains, rep.vmstat_drains_exact, rep.unprompted_drains) == (0, 1, 1, 1)
+    assert r.alloc.zones[0].pcp[0].high == 18
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_drain_after_a_silent_decay_resyncs_high(series):
+    # The kernel drains on rm's free at count 19 where the model's high is 22:
+    # its pcp->high had decayed with no event (22 -> 20 -> 18, decay_pcp_high's
+    # first half, until <= 19). A miss, then high is 18: the next free (count
+    # 17 + 1 = 18 >= 18; nr_pcp_free: clamp(free_count 2, batch 2, 16) = 2)
+    # drains lists[0]'s tail, 0x1210 then 0x1216, as predicted.
+    snap = build_snapshot(series, [M, U, R], pcp={(0, U): U18, (0, M): M18, (0, R): R18},
+                          batch=2, high=22, pcp_fields={"high_min": 4, "high_max": 64})
+    who = "rm-10"
+    r = replayed(snap, (who, freed(0x1216)), (who, drained(U18[2])), (who, drained(U18[1])),
+                 (who, freed(0x1218)), (who, drained(U18[0])), (who, drained(0x1216)),
+                 (who, freed(0x121a)))
+    rep = r.report
+    assert (rep.drains, rep.drains_exact, rep.silent_decays, rep.vmstat_drains) == (2, 1, 1, 0)
+    assert r.alloc.zones[0].pcp[0].high == 18

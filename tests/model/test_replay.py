@@ -96,6 +96,30 @@ def test_refills_and_drains_are_scored():
     assert rep.drains > 10 and rep.drains_exact == rep.drains
 
 
+@pytest.mark.parametrize("name", _fixture_names())
+def test_refill_and_drain_sets_are_exact(name):
+    # Every pcp refill's blocks (zone_locked, and 6.12+ extfrag-only claims
+    # and steals) and every drain's pages, in order, as predicted before they
+    # were applied. A free's drain may be missed only when pcp->high had
+    # decayed with no event before it (6.12-2cpu-fork-exec: once); drain
+    # events with no free of their task before them are vmstat's
+    # decay_pcp_high, predicted too.
+    _, _, rep = _replayed(name)
+    assert rep.refills_exact == rep.refills, rep.to_dict(records=False)
+    assert rep.drains_exact + rep.silent_decays == rep.drains, rep.to_dict(records=False)
+    assert rep.vmstat_drains_exact == rep.vmstat_drains, rep.to_dict(records=False)
+    assert rep.silent_decays <= 1
+
+
+def test_vmstat_decay_drains_are_told_apart():
+    # 6.12-1cpu-fallback: 332 drain events of kworker/0:0 after an
+    # allocation: one decay_pcp_high (36 UNMOVABLE, then 296 MOVABLE pages,
+    # in batch-sized chunks from lists[0]).
+    _, _, rep = _replayed("6.12-1cpu-fallback")
+    assert (rep.vmstat_drains, rep.vmstat_drains_exact, rep.unprompted_drains) == (1, 1, 332)
+    assert rep.drains == 0
+
+
 @pytest.mark.parametrize("name", ["5.10-1cpu-tmpfs-write", "6.1-1cpu-fallback",
                                   "6.12-1cpu-pipes-sockets", "7.2-1cpu-fork-exec"])
 def test_predict_after_agrees_with_replay(name):
