@@ -113,6 +113,20 @@ class PageEvent:
     #: ``docs/ftrace-format.md``): ``nr_pages`` asked of
     #: ``alloc_pages_bulk``, ``nr_populated`` it returned.
     count: Optional[int] = None
+    #: The latency flags column as printed (``"d..1."``, ``"..s2."``), or
+    #: ``None`` when the line has none (``trace-cmd report``). Its third
+    #: character is the context: ``h``, ``s``, ``H``, ``z`` or ``Z`` in an
+    #: interrupt (hard, soft, hard in soft, NMI), ``.`` in a task.
+    flags: Optional[str] = None
+
+    @property
+    def in_interrupt(self) -> Optional[bool]:
+        """Traced in hard or soft interrupt (or NMI) context, by the
+        flags; ``None`` if the line printed none."""
+        f = self.flags
+        if f is None or len(f) < 3:
+            return None
+        return f[2] in "hsHzZ"
 
 
 @dataclasses.dataclass
@@ -182,7 +196,7 @@ _make = _fast_constructor(PageEvent)
 _HEADER = re.compile(
     r" *(.*?)-(\d+) +"
     r"(?:\( *[\d-]+\) +)?"
-    r"(?:\[(\d+)\](?: +[^ \d]\S*)?|(\d+)[^ \d]\S*)"
+    r"(?:\[(\d+)\](?: +([^ \d]\S*))?|(\d+)([^ \d]\S*))"
     r" +(\d+(?:\.\d+)?): +(\w+): *"
 )
 # The kernel: "CPU:%d [LOST %lu EVENTS]"; trace-cmd: "CPU:%d [%lld EVENTS DROPPED]"
@@ -200,7 +214,7 @@ _NULL_PFN = (1 << 64) - 1
 # -1UL again. Inlined in each builder: this is the hot path.
 
 
-def _alloc(name, cpu, ts, pid, comm, g, lineno):
+def _alloc(name, cpu, ts, pid, comm, g, lineno, flags=None):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
     # A failed allocation: kmem.h prints "REC->pfn != -1UL ? REC->pfn : 0"
@@ -208,60 +222,60 @@ def _alloc(name, cpu, ts, pid, comm, g, lineno):
     if pfn == 0 or pfn == _NULL_PFN:
         pfn = None
     return _make(name, cpu, ts, pid, comm, pfn, int(g[1]), int(g[2]), g[3],
-                 None, None, None, None, None, None, lineno, None)
+                 None, None, None, None, None, None, lineno, None, flags)
 
 
-def _zone_locked(name, cpu, ts, pid, comm, g, lineno):
+def _zone_locked(name, cpu, ts, pid, comm, g, lineno, flags=None):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
     if pfn == 0 or pfn == _NULL_PFN:  # the same "pfn != -1UL ? pfn : 0" as mm_page_alloc
         pfn = None
     refill = None if g[3] is None else g[3] != "0"
     return _make(name, cpu, ts, pid, comm, pfn, int(g[1]), int(g[2]), None,
-                 refill, None, None, None, None, None, lineno, None)
+                 refill, None, None, None, None, None, lineno, None, flags)
 
 
-def _free(name, cpu, ts, pid, comm, g, lineno):
+def _free(name, cpu, ts, pid, comm, g, lineno, flags=None):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
     return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn, int(g[1]),
-                 None, None, None, None, None, None, None, None, lineno, None)
+                 None, None, None, None, None, None, None, None, lineno, None, flags)
 
 
-def _free_batched(name, cpu, ts, pid, comm, g, lineno):
+def _free_batched(name, cpu, ts, pid, comm, g, lineno, flags=None):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
     # order= is a literal 0 in the TP_printk, not a field of the record.
     return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn,
                  0 if g[1] is None else int(g[1]),
-                 None, None, None, None, None, None, None, None, lineno, None)
+                 None, None, None, None, None, None, None, None, lineno, None, flags)
 
 
-def _drain(name, cpu, ts, pid, comm, g, lineno):
+def _drain(name, cpu, ts, pid, comm, g, lineno, flags=None):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
     return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn, int(g[1]),
-                 int(g[2]), None, None, None, None, None, None, None, lineno, None)
+                 int(g[2]), None, None, None, None, None, None, None, lineno, None, flags)
 
 
-def _bulk(name, cpu, ts, pid, comm, g, lineno):
+def _bulk(name, cpu, ts, pid, comm, g, lineno, flags=None):
     # gfp_flags as the kprobe fetched it (hex): only mm_page_alloc prints names.
     return _make(name, cpu, ts, pid, comm, None, 0, None, g[0], None, None, None, None, None,
-                 None, lineno, int(g[1]))
+                 None, lineno, int(g[1]), flags)
 
 
-def _bulk_ret(name, cpu, ts, pid, comm, g, lineno):
+def _bulk_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
     return _make(name, cpu, ts, pid, comm, None, 0, None, None, None, None, None, None, None,
-                 None, lineno, int(g[0]))
+                 None, lineno, int(g[0]), flags)
 
 
-def _extfrag(name, cpu, ts, pid, comm, g, lineno):
+def _extfrag(name, cpu, ts, pid, comm, g, lineno, flags=None):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
     fallback_order = int(g[2])
     return _make(name, cpu, ts, pid, comm, None if pfn == _NULL_PFN else pfn,
                  fallback_order, None, None, None, int(g[1]), fallback_order,
-                 int(g[3]), int(g[4]), g[5] != "0", lineno, None)
+                 int(g[3]), int(g[4]), g[5] != "0", lineno, None, flags)
 
 
 #: Per event: (fields regex, builder, the keys in the regex's group order,
@@ -411,7 +425,7 @@ def _parse(lines: Iterable[str], res: ParsedTrace) -> None:
         if m is None:
             _odd_line(res, lineno, line)
             continue
-        comm, pid, cpu, lcpu, ts, name = m.groups()
+        comm, pid, cpu, flags, lcpu, lflags, ts, name = m.groups()
         p = parsers.get(name)
         if p is None:
             unknown[name] += 1
@@ -427,7 +441,7 @@ def _parse(lines: Iterable[str], res: ParsedTrace) -> None:
                                  f"{name} fields are not {' '.join(k + '=' for k in keys)}")
         try:
             append(build(name, int(cpu or lcpu), float(ts) if "." in ts else int(ts),
-                         int(pid), comm, g, lineno))
+                         int(pid), comm, g, lineno, flags or lflags))
         except ValueError as e:  # a number _generic let through, e.g. "order=-"
             raise TraceError(lineno, line.rstrip("\r\n"), f"{name}: {e}") from None
     res.comments += comments

@@ -230,8 +230,14 @@ def _contig_free_runs(events: Sequence[PageEvent], deferred: set, max_order: int
     traced allocation of order >= 1, or all of no traced allocation and
     then exactly one naturally aligned block (order-0 frees of adjacent
     pages that were allocated one by one, e.g. page tables freed by RCU, are
-    committed one by one). Returns event index -> None for a traced page
-    committed later, or the chunks committed at the run's last event."""
+    committed one by one). Frees traced in interrupt context (the flags
+    column's ``s``/``h``: RCU callbacks freeing page tables in softirq) are
+    never in a run: ``vfree`` hands an interrupt's free to the kworker
+    (``vfree_atomic``, mm/vmalloc.c L3488-L3491) and ``free_pages_bulk`` is
+    process context only (mm/page_alloc.c L5306); they commit at once and
+    do not break the run of the task they interrupted. Returns event index
+    -> None for a traced page committed later, or the chunks committed at
+    the run's last event."""
     out: Dict[int, Optional[List[Tuple[int, int]]]] = {}
     runs: Dict[int, List[int]] = {}
     runs_head: Dict[int, int] = {}
@@ -249,6 +255,15 @@ def _contig_free_runs(events: Sequence[PageEvent], deferred: set, max_order: int
         out[run[-1]] = _contig_chunks(first, n, max_order)
 
     for i, e in enumerate(events):
+        if e.in_interrupt:
+            # Not the task's: committed as it comes, the run goes on.
+            if e.name == ALLOC and e.pfn is not None:
+                for p in range(e.pfn, e.pfn + (1 << e.order)):
+                    block_of[p] = i if e.order else None
+            elif e.name in (FREE, FREE_BATCHED) and e.pfn is not None:
+                for p in range(e.pfn, e.pfn + (1 << e.order)):
+                    block_of[p] = None
+            continue
         run = runs.get(e.cpu)
         if e.name == FREE and e.order == 0 and e.pfn is not None and i not in deferred:
             # The traced allocation the page belongs to: one of order >= 1
@@ -331,6 +346,11 @@ class Replayer:
         self._bulk: Dict[int, _BulkCall] = {}
         #: cpu -> pid of the last event traced on it (the task running there).
         self._last_pid: Dict[int, int] = {}
+        #: cpu -> pid of the task traced there before the current one.
+        self._prev_pid: Dict[int, int] = {}
+        #: (cpu, pid) pairs with an event traced, and the PFNs events named.
+        self._traced_tasks: set = set()
+        self._named: set = set()
         #: Pages left ahead of a traced allocation while another task was
         #: between its take and its mm_page_alloc (preempted there; 7.2 is
         #: PREEMPT_LAZY): pfn -> (cpu, pindex, that task's pid, the record
@@ -400,6 +420,12 @@ class Replayer:
                 self._bulk[e.cpu] = _BulkCall(e)
             elif n == BULK_RET:
                 self._on_bulk_return(e)
+            self._traced_tasks.add((e.cpu, e.pid))
+            if e.pfn is not None:
+                self._named.add(e.pfn)
+            last = self._last_pid.get(e.cpu)
+            if last is not None and last != e.pid:
+                self._prev_pid[e.cpu] = last
             self._last_pid[e.cpu] = e.pid
             if self.after_event is not None:
                 self.after_event(i, e)
@@ -438,7 +464,9 @@ class Replayer:
             # allocations traced since skipped it. Nothing more to predict.
             zp = a.zone_of(late)
             predicted = Outcome(late, e.order, zp.name if zp else None,
-                                [Step("pcp_hit", {"late_trace": True})], [])
+                                [Step("pcp_hit", {"cpu": e.cpu, "zone": zp.name if zp else "?",
+                                                  "pindex": a.pindex.get((e.order, e.migratetype)),
+                                                  "late_trace": True})], [])
             same = False
         else:
             with a.trial():
@@ -661,8 +689,12 @@ class Replayer:
                     # Pages ahead of it left with no mm_page_alloc: the bulk
                     # allocator (alloc_pages_bulk) takes pcp heads untraced,
                     # or the task that ran before this one on the CPU took
-                    # them and was preempted before its mm_page_alloc.
+                    # them and was preempted before its mm_page_alloc (the
+                    # one traced last on the CPU, or, when that is this task,
+                    # the one traced before this task's run began).
                     prev_pid = self._last_pid.get(e.cpu)
+                    if prev_pid == e.pid:
+                        prev_pid = self._prev_pid.get(e.cpu)
                     for stale in list(lst)[:pos]:
                         a._pcp_take(stale)
                         if (a.profile.preemptible_alloc_window and prev_pid is not None
@@ -684,7 +716,13 @@ class Replayer:
                 self._last_note = "untraced_buddy_removal"
             else:
                 self._contradiction("alloc_of_page_not_free", e, "allocated but not free in the model")
-                self._last_note = "page_not_free_in_model"
+                if (e.cpu, e.pid) not in self._traced_tasks and pfn not in self._named:
+                    # The task's first event, of a page the snapshot held
+                    # on no list and no event named since: taken before
+                    # the pause, traced after it.
+                    self._last_note = "alloc_in_flight_at_snapshot"
+                else:
+                    self._last_note = "page_not_free_in_model"
         a._mark_allocated(pfn, e.order, e.migratetype)
 
     # -- the bulk allocator ------------------------------------------------------
@@ -1063,6 +1101,8 @@ REASONS = {
                                 "(an interrupt or softirq freeing in between)",
     "other_pcp_list": "the block was on another CPU's or list's pcp in the model "
                       "(the task moved between CPUs around the event)",
+    "alloc_in_flight_at_snapshot": "the task's first event, of a block on no list of the "
+                                   "snapshot: taken before the pause, traced after it",
     "page_not_free_in_model": "the block was not free in the model: it was freed or moved by "
                               "a path with no event, or an earlier event was misattributed",
     "untraced_buddy_removal": "taken from the buddy with no mm_page_alloc_zone_locked",
