@@ -1089,7 +1089,10 @@ class Allocator:
                             start_mt: int, block_mt: int, alloc_flags: int,
                             claim: Optional[bool] = None) -> Optional[int]:
         """6.12 ``try_to_steal_block`` / 7.2 ``try_to_claim_block``."""
-        if self.profile.name == "6.12" and block_mt == MIGRATE_HIGHATOMIC:
+        # 6.12 try_to_steal_block re-reads the pageblock's own type and leaves
+        # a HIGHATOMIC block alone (L1963-1970); 7.2 has no such check.
+        if (self.profile.claim_skips_highatomic_block
+                and self.pageblock_mt_of(z, pfn) == MIGRATE_HIGHATOMIC):
             return None
         if current_order >= self.pageblock_order:
             self._del(pfn)

@@ -102,6 +102,9 @@ class Profile:
     #: naturally aligned chunks of up to ``MAX_PAGE_ORDER``
     #: (``free_prepared_contig_range``), e.g. a split order-2 vmalloc'd stack
     #: goes back as one order-2 block.
+    #: 6.12 ``try_to_steal_block`` refuses a block whose own pageblock type
+    #: is HIGHATOMIC (a race guard); 7.2's ``try_to_claim_block`` does not.
+    claim_skips_highatomic_block: bool = False
     contig_free_runs: bool = False
     #: A free that finds its CPU's pcp lock held (an interrupt during
     #: ``free_unref_folios``' commit loop) goes to the buddy: 6.x
@@ -137,7 +140,7 @@ PROFILES = {
                 bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=False,
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=False,
-                cached_pcp_migratetype=False),
+                cached_pcp_migratetype=False, claim_skips_highatomic_block=True),
         Profile("7.2", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
                 pcp_free="7.2", merge="retype", split_large_free=True,

@@ -1083,3 +1083,18 @@ def test_replay_drain_after_a_silent_decay_resyncs_high(series):
     rep = r.report
     assert (rep.drains, rep.drains_exact, rep.silent_decays, rep.vmstat_drains) == (2, 1, 1, 0)
     assert r.alloc.zones[0].pcp[0].high == 18
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_claim_of_a_block_typed_highatomic_only_6_12_refuses(series):
+    # 6.12 try_to_steal_block re-reads the pageblock's own type and returns
+    # NULL for HIGHATOMIC (L1963-1970: "can happen due to races"); 7.2
+    # try_to_claim_block takes the type from its caller and has no check.
+    a = build(series, [H, M], free=[(BASE, 3, M)])
+    z = a.zones[0]
+    a._path, a._events, a._refill = [], [], None   # what allocate() sets up
+    got = a._try_to_claim_block(z, BASE, 3, 0, U, M, FAST, claim=True)
+    if series == "6.12":
+        assert got is None and a.pageblock_mt_of(z, BASE) == H
+    else:
+        assert got == BASE and a.pageblock_mt_of(z, BASE) == U
