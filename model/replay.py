@@ -968,16 +968,6 @@ class Replayer:
     def _check_freed(self, e: PageEvent, pfn: int, order: int) -> None:
         a = self.alloc
         if pfn in a.on_pcp:
-            a._pcp_take(pfn)
-            self._contradiction("free_of_pcp_page", e, "freed but on a pcp list in the model")
-        elif a.is_free(pfn):
-            self._take_block(e, pfn, order)
-            self._contradiction("free_of_free_page", e, "freed but already free in the model")
-
-    def _on_free(self, e: PageEvent, order: int) -> None:
-        a = self.alloc
-        pfn = e.pfn
-        if pfn in a.on_pcp:
             # Freed while the model holds it on a pcp list: it left untraced
             # (bulk allocator) or through a path the model missed.
             a._pcp_take(pfn)
@@ -987,6 +977,11 @@ class Replayer:
             # no event (compaction isolation, page reporting) and given back.
             self._take_block(e, pfn, order)
             self._contradiction("free_of_free_page", e, "freed but already free in the model")
+
+    def _on_free(self, e: PageEvent, order: int) -> None:
+        a = self.alloc
+        pfn = e.pfn
+        self._check_freed(e, pfn, order)
         try:
             drain = a.free(e.cpu, pfn, order, apply_drain=False)
         except ModelError as err:
