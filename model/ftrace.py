@@ -39,6 +39,11 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model.events import (
+    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, BULK_EVENTS, EVENTS, MM_PAGE_ALLOC,
+    MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
+    MM_PAGE_PCPU_DRAIN,
+)
 
 __all__ = (
     "BULK_EVENTS",
@@ -282,32 +287,32 @@ def _extfrag(name, cpu, ts, pid, comm, g, lineno, flags=None):
 #: which of them may be missing). The regexes follow the kernels' TP_printk.
 _EVENTS: Dict[str, tuple] = {
     # "page=%p pfn=0x%lx order=%d migratetype=%d gfp_flags=%s"
-    "mm_page_alloc": (
+    MM_PAGE_ALLOC: (
         _PTR + _PFN + r" order=(\d+) migratetype=" + _INT + r" gfp_flags=(\S+)" + _END,
         _alloc, ("pfn", "order", "migratetype", "gfp_flags"), (),
     ),
     # "page=%p pfn=0x%lx order=%u migratetype=%d percpu_refill=%d"
-    "mm_page_alloc_zone_locked": (
+    MM_PAGE_ALLOC_ZONE_LOCKED: (
         _PTR + _PFN + r" order=(\d+) migratetype=" + _INT + r"(?: percpu_refill=(\d+))?" + _END,
         _zone_locked, ("pfn", "order", "migratetype", "percpu_refill"), ("percpu_refill",),
     ),
     # "page=%p pfn=0x%lx order=%d"
-    "mm_page_free": (
+    MM_PAGE_FREE: (
         _PTR + _PFN + r" order=(\d+)" + _END, _free, ("pfn", "order"), (),
     ),
     # "page=%p pfn=0x%lx order=0" (older kernels: "... order=0 cold=%d")
-    "mm_page_free_batched": (
+    MM_PAGE_FREE_BATCHED: (
         _PTR + _PFN + r" order=(\d+)(?: cold=\d+)?" + _END,
         _free_batched, ("pfn", "order"), ("order",),
     ),
     # "page=%p pfn=0x%lx order=%d migratetype=%d"
-    "mm_page_pcpu_drain": (
+    MM_PAGE_PCPU_DRAIN: (
         _PTR + _PFN + r" order=(\d+) migratetype=" + _INT + _END,
         _drain, ("pfn", "order", "migratetype"), (),
     ),
     # "page=%p pfn=0x%lx alloc_order=%d fallback_order=%d pageblock_order=%d
     #  alloc_migratetype=%d fallback_migratetype=%d fragmenting=%d change_ownership=%d"
-    "mm_page_alloc_extfrag": (
+    MM_PAGE_ALLOC_EXTFRAG: (
         _PTR + _PFN + r" alloc_order=" + _INT + r" fallback_order=" + _INT
         + r" pageblock_order=\d+ alloc_migratetype=" + _INT + r" fallback_migratetype=" + _INT
         + r" fragmenting=\d+ change_ownership=(\d+)" + _END,
@@ -318,21 +323,20 @@ _EVENTS: Dict[str, tuple] = {
     ),
     # Not tracepoints: kprobe events on the bulk allocator, which takes pcp
     # pages with no mm_page_alloc (5.13+). "(SYMBOL+0x4/0x630) gfp=0x%x nr_pages=%d"
-    "alloc_pages_bulk": (
+    ALLOC_PAGES_BULK: (
         r"\(\S+\) gfp=(0x[0-9a-fA-F]+) nr_pages=" + _INT + _END,
         _bulk, ("gfp", "nr_pages"), (),
     ),
     # "(CALLER+0x254/0x810 <- SYMBOL) nr_populated=%d"
-    "alloc_pages_bulk_ret": (
+    ALLOC_PAGES_BULK_RET: (
         r"\(\S+ <- \S+\) nr_populated=" + _INT + _END,
         _bulk_ret, ("nr_populated",), (),
     ),
 }
 
-#: The kmem page tracepoints this module reads.
-EVENTS = tuple(n for n in _EVENTS if n.startswith("mm_page_"))
-#: The bulk allocator's kprobe events it reads too.
-BULK_EVENTS = ("alloc_pages_bulk", "alloc_pages_bulk_ret")
+# EVENTS (the kmem page tracepoints) and BULK_EVENTS (the bulk allocator's
+# kprobe events) come from buddyscope.model.events: every one has a parser.
+assert set(_EVENTS) == set(EVENTS + BULK_EVENTS)
 
 _PARSERS: Dict[str, tuple] = {
     name: (re.compile(rx).match, build, keys, optional)

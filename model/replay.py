@@ -26,6 +26,10 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.model.allocator import (
     ALLOC_CMA, ALLOC_WMARK_LOW, Allocator, ModelError, Outcome, Step,
 )
+from buddyscope.model.events import (
+    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG,
+    MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN,
+)
 from buddyscope.model.ftrace import PageEvent
 from buddyscope.model.profile import Profile
 from buddyscope.model.gfp import GfpError, gfp_names
@@ -34,9 +38,9 @@ from buddyscope.model.snapshot import Snapshot
 
 __all__ = ("AllocRecord", "ReplayError", "ReplayReport", "Replayer", "replay")
 
-ALLOC, ZONE_LOCKED, EXTFRAG = "mm_page_alloc", "mm_page_alloc_zone_locked", "mm_page_alloc_extfrag"
-FREE, FREE_BATCHED, DRAIN = "mm_page_free", "mm_page_free_batched", "mm_page_pcpu_drain"
-BULK, BULK_RET = "alloc_pages_bulk", "alloc_pages_bulk_ret"
+ALLOC, ZONE_LOCKED, EXTFRAG = MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC_EXTFRAG
+FREE, FREE_BATCHED, DRAIN = MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN
+BULK, BULK_RET = ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET
 
 
 @dataclasses.dataclass

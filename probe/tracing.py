@@ -18,6 +18,8 @@ from typing import Optional
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 
+from buddyscope.model.events import ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET
+
 __all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "ring_buffer_counters")
 
 
@@ -98,6 +100,6 @@ def bulk_alloc_kprobes(prog: drgn.Program) -> Optional[list[str]]:
             nr_pages = _X86_64_ARG_REGS[params.index("nr_pages")]
         except (ValueError, IndexError):
             return None
-        return [f"p:buddyscope/alloc_pages_bulk {name} gfp={gfp}:x32 nr_pages={nr_pages}:s32",
-                f"r:buddyscope/alloc_pages_bulk_ret {name} nr_populated=$retval:s32"]
+        return [f"p:buddyscope/{ALLOC_PAGES_BULK} {name} gfp={gfp}:x32 nr_pages={nr_pages}:s32",
+                f"r:buddyscope/{ALLOC_PAGES_BULK_RET} {name} nr_populated=$retval:s32"]
     return None

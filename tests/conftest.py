@@ -51,6 +51,10 @@ def first_pcp_allocations(fixture):
     caught between its take and its event), *skipped* how many untraced
     pages came before it.
     """
+    from buddyscope.model.events import (
+        MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
+        MM_PAGE_PCPU_DRAIN,
+    )
     from buddyscope.model.ftrace import parse_lines
 
     k = fixture.snapshot.kernel
@@ -71,7 +75,7 @@ def first_pcp_allocations(fixture):
     for e in events:
         if e.cpu in stopped:
             continue
-        if e.name in ("mm_page_free", "mm_page_free_batched", "mm_page_pcpu_drain"):
+        if e.name in (MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN):
             stopped.add(e.cpu)
             continue
         if e.pfn is None or (e.order, e.migratetype) not in pindex:
@@ -80,16 +84,16 @@ def first_pcp_allocations(fixture):
         if z is None:
             continue
         key = (e.cpu, z.name, pindex[(e.order, e.migratetype)])
-        if e.name == "mm_page_alloc_zone_locked":
+        if e.name == MM_PAGE_ALLOC_ZONE_LOCKED:
             touched.add(key)
-        elif e.name == "mm_page_alloc" and key not in touched:
+        elif e.name == MM_PAGE_ALLOC and key not in touched:
             touched.add(key)
             lst = z.pcp[e.cpu].lists[key[2]]
             if not lst:
                 continue
             skipped = 0
             while (skipped < len(lst) and lst[skipped] != e.pfn
-                   and first_event.get(lst[skipped]) != "mm_page_alloc"):
+                   and first_event.get(lst[skipped]) != MM_PAGE_ALLOC):
                 skipped += 1
             position = skipped if skipped < len(lst) and lst[skipped] == e.pfn else None
             if position is None and not _free_in_snapshot(fixture.snapshot, e.pfn):

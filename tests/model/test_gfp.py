@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model.events import ALLOC_PAGES_BULK, MM_PAGE_ALLOC
 from buddyscope.model import gfp as gfp_mod
 from buddyscope.model.fixture import Fixture
 from buddyscope.model.ftrace import parse_file, parse_lines
@@ -59,17 +60,17 @@ def capture(path):
 
 def check_events(series, events):
     """(distinct gfp strings, mm_page_alloc events checked, mismatches)."""
-    strings = {e.gfp for e in events if e.name == "mm_page_alloc"}
+    strings = {e.gfp for e in events if e.name == MM_PAGE_ALLOC}
     for s in strings:
         assert gfp_names(parse_gfp(s, series), series) == s
     # The bulk allocator's kprobe event fetches the mask as hex: it must name
     # known flags only, and read back to the same mask.
-    for mask in {int(e.gfp, 16) for e in events if e.name == "alloc_pages_bulk"}:
+    for mask in {int(e.gfp, 16) for e in events if e.name == ALLOC_PAGES_BULK}:
         assert parse_gfp(gfp_names(mask, series), series) == mask
     checked = 0
     mismatches = collections.Counter()
     for e in events:
-        if e.name != "mm_page_alloc":
+        if e.name != MM_PAGE_ALLOC:
             continue
         checked += 1
         got = gfp_migratetype(parse_gfp(e.gfp, series), series)

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model.events import (
+    ALLOC_PAGES_BULK_RET, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED,
+)
 from buddyscope.model.fixture import Fixture
 from buddyscope.model.ftrace import parse_lines, parse_text
 from buddyscope.model.predict import model_after, predict_request
@@ -61,7 +64,7 @@ def test_there_are_fixtures():
 @pytest.mark.parametrize("name", _fixture_names())
 def test_accuracy_floor(name):
     fx, events, rep = _replayed(name)
-    assert rep.allocations == sum(1 for e in events if e.name == "mm_page_alloc" and e.pfn is not None)
+    assert rep.allocations == sum(1 for e in events if e.name == MM_PAGE_ALLOC and e.pfn is not None)
     floor = FLOORS.get(name, DEFAULT_FLOOR)
     assert 100.0 * rep.accuracy >= floor, (name, rep.to_dict(records=False))
     # Every miss carries a classified reason.
@@ -85,9 +88,9 @@ def test_no_pcp_page_leaves_untraced(name):
 def test_the_bulk_allocator_events_are_applied():
     # A fork storm on 6.1: vmalloc'd kernel stacks, four pages per call.
     _, events, rep = _replayed("6.1-2cpu-fork-exec")
-    calls = sum(e.name == "alloc_pages_bulk_ret" for e in events)
+    calls = sum(e.name == ALLOC_PAGES_BULK_RET for e in events)
     assert rep.bulk_calls == calls >= 10
-    assert rep.bulk_pages == sum(e.count for e in events if e.name == "alloc_pages_bulk_ret")
+    assert rep.bulk_pages == sum(e.count for e in events if e.name == ALLOC_PAGES_BULK_RET)
 
 
 def test_refills_and_drains_are_scored():
@@ -128,14 +131,14 @@ def test_predict_after_agrees_with_replay(name):
     buddy events come right before their mm_page_alloc."""
     fx, events, rep = _replayed(name)
     records = {r.lineno: r for r in rep.records}
-    allocs = [i for i, e in enumerate(events) if e.name == "mm_page_alloc" and e.lineno in records]
+    allocs = [i for i, e in enumerate(events) if e.name == MM_PAGE_ALLOC and e.lineno in records]
     rng = random.Random(5)
     checked = 0
     for i in sorted(rng.sample(allocs, 25)):
         e = events[i]
         start = i
-        while start > 0 and events[start - 1].name in ("mm_page_alloc_zone_locked",
-                                                       "mm_page_alloc_extfrag"):
+        while start > 0 and events[start - 1].name in (MM_PAGE_ALLOC_ZONE_LOCKED,
+                                                       MM_PAGE_ALLOC_EXTFRAG):
             start -= 1
         alloc = model_after(fx.snapshot, events[:start])
         req = make_request(alloc, e.order, e.cpu, gfp=e.gfp)

@@ -1,0 +1,54 @@
+"""
+Events
+------
+
+The names of the events buddyscope reads, spelled once: the kmem page
+tracepoints (``include/trace/events/kmem.h``) and the two kprobe events
+``record`` puts on the bulk allocator, which has no tracepoint. The parser
+(:mod:`buddyscope.model.ftrace`), replay, the recorder and the tests use
+these names.
+
+Pure Python: imports neither drgn nor textual.
+"""
+
+from __future__ import annotations
+
+__all__ = (
+    "BULK_EVENTS",
+    "EVENTS",
+    "MM_PAGE_ALLOC",
+    "MM_PAGE_ALLOC_EXTFRAG",
+    "MM_PAGE_ALLOC_ZONE_LOCKED",
+    "MM_PAGE_FREE",
+    "MM_PAGE_FREE_BATCHED",
+    "MM_PAGE_PCPU_DRAIN",
+    "ALLOC_PAGES_BULK",
+    "ALLOC_PAGES_BULK_RET",
+)
+
+#: A block handed out (``__alloc_pages``, after ``get_page_from_freelist``).
+MM_PAGE_ALLOC = "mm_page_alloc"
+#: A block taken off the buddy lists under the zone lock
+#: (``__rmqueue_smallest``, or ``__rmqueue`` on 5.10).
+MM_PAGE_ALLOC_ZONE_LOCKED = "mm_page_alloc_zone_locked"
+#: A free traced by ``free_pages_prepare``.
+MM_PAGE_FREE = "mm_page_free"
+#: A page of a batched free committed (``free_unref_page_list`` /
+#: ``free_unref_folios``).
+MM_PAGE_FREE_BATCHED = "mm_page_free_batched"
+#: A pcp page sent back to the buddy (``free_pcppages_bulk``).
+MM_PAGE_PCPU_DRAIN = "mm_page_pcpu_drain"
+#: A fallback: a block of another migratetype stolen or claimed.
+MM_PAGE_ALLOC_EXTFRAG = "mm_page_alloc_extfrag"
+
+#: The kprobe on the bulk allocator's entry (``__alloc_pages_bulk``,
+#: ``alloc_pages_bulk_noprof``): its gfp mask and ``nr_pages``.
+ALLOC_PAGES_BULK = "alloc_pages_bulk"
+#: The kretprobe on it: ``nr_populated``.
+ALLOC_PAGES_BULK_RET = "alloc_pages_bulk_ret"
+
+#: The kmem page tracepoints, in the order the parser documents them.
+EVENTS = (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
+          MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC_EXTFRAG)
+#: The bulk allocator's kprobe events.
+BULK_EVENTS = (ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET)
