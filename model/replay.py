@@ -20,7 +20,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.allocator import (
@@ -32,11 +32,16 @@ from buddyscope.model.events import (
 )
 from buddyscope.model.ftrace import PageEvent
 from buddyscope.model.profile import Profile
+from buddyscope.model.replay_report import REASONS, AllocRecord, ReplayReport, format_report
 from buddyscope.model.gfp import GfpError, gfp_names
 from buddyscope.model.request import Request, RequestError, make_request
 from buddyscope.model.snapshot import Snapshot
+from buddyscope.model.stream import contig_free_runs, deferred_frees, frees_under_pcp_lock
 
-__all__ = ("AllocRecord", "ReplayError", "ReplayReport", "Replayer", "replay")
+# AllocRecord, ReplayReport, REASONS and format_report live in replay_report;
+# they are imported here for the callers that take them from replay.
+__all__ = ("REASONS", "AllocRecord", "ReplayError", "ReplayReport", "Replayer", "format_report",
+           "replay")
 
 ALLOC, ZONE_LOCKED, EXTFRAG = MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC_EXTFRAG
 FREE, FREE_BATCHED, DRAIN = MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN
@@ -81,248 +86,6 @@ class _DrainWindow:
 class ReplayError(BuddyscopeError):
     """An event that contradicts the state, in strict mode; or a trace that
     cannot be replayed against this snapshot."""
-
-
-@dataclasses.dataclass
-class AllocRecord:
-    """One scored allocation (the ``--json`` records)."""
-
-    index: int
-    cpu: int
-    order: int
-    migratetype: int
-    gfp: str
-    predicted_pfn: Optional[int]
-    actual_pfn: Optional[int]
-    hit: bool
-    #: The predicted path in one word (pcp, refill, buddy, fallback, failed).
-    path: str
-    #: What the events say happened, in the same words.
-    actual_path: str
-    predicted_zone: Optional[str] = None
-    #: For a miss: why, as classified after the fact.
-    reason: Optional[str] = None
-    #: Line number of the mm_page_alloc event.
-    lineno: int = 0
-    steps: Optional[List[str]] = None
-
-    def to_dict(self) -> Dict[str, Any]:
-        d = dataclasses.asdict(self)
-        if d["steps"] is None:
-            del d["steps"]
-        return d
-
-
-@dataclasses.dataclass
-class ReplayReport:
-    kernel: str
-    profile: str
-    events: int = 0
-    allocations: int = 0
-    hits: int = 0
-    failed_allocations: int = 0
-    refills: int = 0
-    refills_exact: int = 0
-    drains: int = 0
-    drains_exact: int = 0
-    unprompted_drains: int = 0
-    #: Groups of drain events with no pcp free of the same task before them,
-    #: scored against ``decay_pcp_high`` (own CPU) or ``drain_pages_zone``
-    #: (another CPU's pcp, ``drain_all_pages``).
-    vmstat_drains: int = 0
-    vmstat_drains_exact: int = 0
-    #: Free drains the model did not foresee because pcp->high had decayed
-    #: with no event (vmstat ``decay_pcp_high`` that drained nothing): pcp->high
-    #: was brought down to the count the kernel drained at.
-    silent_decays: int = 0
-    naive_hits: int = 0
-    #: Bulk allocator calls seen through its kprobe events, and the pcp
-    #: pages they took.
-    bulk_calls: int = 0
-    bulk_pages: int = 0
-    contradictions: "collections.Counter[str]" = dataclasses.field(default_factory=collections.Counter)
-    reasons: "collections.Counter[str]" = dataclasses.field(default_factory=collections.Counter)
-    records: List[AllocRecord] = dataclasses.field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def accuracy(self) -> float:
-        return self.hits / self.allocations if self.allocations else 1.0
-
-    @property
-    def naive_accuracy(self) -> float:
-        return self.naive_hits / self.allocations if self.allocations else 0.0
-
-    def misses(self) -> List[AllocRecord]:
-        return [r for r in self.records if not r.hit]
-
-    def to_dict(self, records: bool = True) -> Dict[str, Any]:
-        d = {
-            "kernel": self.kernel, "profile": self.profile, "events": self.events,
-            "allocations": self.allocations, "hits": self.hits,
-            "accuracy": round(self.accuracy, 6),
-            "naive_hits": self.naive_hits, "naive_accuracy": round(self.naive_accuracy, 6),
-            "failed_allocations": self.failed_allocations,
-            "refills": self.refills, "refills_exact": self.refills_exact,
-            "drains": self.drains, "drains_exact": self.drains_exact,
-            "unprompted_drains": self.unprompted_drains,
-            "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
-            "silent_decays": self.silent_decays,
-            "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
-            "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
-        }
-        if records:
-            d["records"] = [r.to_dict() for r in self.records]
-        return d
-
-
-def _deferred_frees(events: Sequence[PageEvent]) -> Tuple[set, Dict[int, int]]:
-    """Frees that commit later, at their ``mm_page_free_batched``
-    (``free_unref_page_list`` / ``free_unref_folios`` trace every page in a
-    first loop, then commit each in a second). Returns the indices of those
-    ``mm_page_free`` events, and batched-event index -> order of its free
-    (the batched event prints ``order=0`` whatever the folio's order)."""
-    pending: Dict[Tuple[int, int], int] = {}
-    deferred, batched_order = set(), {}
-    for i, e in enumerate(events):
-        n = e.name
-        if n == FREE:
-            pending[(e.cpu, e.pfn)] = i
-        elif n == FREE_BATCHED:
-            j = pending.pop((e.cpu, e.pfn), None)
-            if j is not None:
-                deferred.add(j)
-                batched_order[i] = events[j].order
-        elif n == ALLOC and e.pfn is not None:
-            pending.pop((e.cpu, e.pfn), None)
-    return deferred, batched_order
-
-
-def _contig_chunks(pfn: int, n: int, max_order: int) -> List[Tuple[int, int]]:
-    """7.2 ``free_prepared_contig_range`` (mm/page_alloc.c L6902): the
-    blocks a run of *n* order-0 pages from *pfn* is committed as: naturally
-    aligned, no larger than what is left, at most ``MAX_PAGE_ORDER``."""
-    out = []
-    while n:
-        order = (pfn & -pfn).bit_length() - 1 if pfn else max_order
-        order = min(order, n.bit_length() - 1, max_order)
-        out.append((pfn, order))
-        pfn += 1 << order
-        n -= 1 << order
-    return out
-
-
-#: A page of no traced allocation (allocated before the snapshot, or taken
-#: by the bulk allocator).
-_UNTRACED = -1
-
-
-def _contig_free_runs(events: Sequence[PageEvent], deferred: set, max_order: int
-                      ) -> Dict[int, Optional[List[Tuple[int, int]]]]:
-    """7.2 ``vfree`` -> ``free_pages_bulk`` -> ``__free_contig_range``
-    (mm/vmalloc.c L3461; mm/page_alloc.c L5308, L6928, called from the
-    per-CPU ``delayed_vfree_work`` kworker for stacks freed from RCU
-    callbacks): ``free_pages_prepare`` traces each page
-    of a PFN-contiguous run as an order-0 ``mm_page_free``, and only after
-    the run are the pages committed, in aligned chunks
-    (``free_prepared_contig_range``): a vmalloc area whose pages came from
-    one large-order ``alloc_pages`` and ``split_page`` (``vm_area_alloc_pages``,
-    mm/vmalloc.c L3687; 16 KiB kernel stacks are one order-2 block) goes back
-    to the order-2 pcp list as one block. A run, as the trace shows it:
-    order-0 ``mm_page_free`` events not later batched, consecutive in their
-    CPU's stream, same task, each PFN one above the last, all inside one
-    traced allocation of order >= 1, or all of no traced allocation and
-    then exactly one naturally aligned block (order-0 frees of adjacent
-    pages that were allocated one by one, e.g. page tables freed by RCU, are
-    committed one by one). Frees traced in interrupt context (the flags
-    column's ``s``/``h``: RCU callbacks freeing page tables in softirq) are
-    never in a run: ``vfree`` hands an interrupt's free to the kworker
-    (``vfree_atomic``, mm/vmalloc.c L3488-L3491) and ``free_pages_bulk`` is
-    process context only (mm/page_alloc.c L5306); they commit at once and
-    do not break the run of the task they interrupted. Returns event index
-    -> None for a traced page committed later, or the chunks committed at
-    the run's last event."""
-    out: Dict[int, Optional[List[Tuple[int, int]]]] = {}
-    runs: Dict[int, List[int]] = {}
-    runs_head: Dict[int, int] = {}
-    block_of: Dict[int, int] = {}
-
-    def close(cpu: int) -> None:
-        run = runs.pop(cpu, None)
-        if not run or len(run) < 2:
-            return
-        n, first = len(run), events[run[0]].pfn
-        if runs_head[cpu] == _UNTRACED and (n & (n - 1) or first & (n - 1)):
-            return
-        for j in run[:-1]:
-            out[j] = None
-        out[run[-1]] = _contig_chunks(first, n, max_order)
-
-    for i, e in enumerate(events):
-        if e.in_interrupt:
-            # Not the task's: committed as it comes, the run goes on.
-            if e.name == ALLOC and e.pfn is not None:
-                for p in range(e.pfn, e.pfn + (1 << e.order)):
-                    block_of[p] = i if e.order else None
-            elif e.name in (FREE, FREE_BATCHED) and e.pfn is not None:
-                for p in range(e.pfn, e.pfn + (1 << e.order)):
-                    block_of[p] = None
-            continue
-        run = runs.get(e.cpu)
-        if e.name == FREE and e.order == 0 and e.pfn is not None and i not in deferred:
-            # The traced allocation the page belongs to: one of order >= 1
-            # (its index), UNTRACED (allocated before the snapshot, or taken
-            # untraced by the bulk allocator), or None (order 0).
-            head = block_of.pop(e.pfn, _UNTRACED)
-            if run:
-                last = events[run[-1]]
-                if (head is not None and last.pid == e.pid and last.pfn + 1 == e.pfn
-                        and runs_head[e.cpu] == head):
-                    run.append(i)
-                    continue
-            close(e.cpu)
-            if head is not None:
-                runs[e.cpu] = [i]
-                runs_head[e.cpu] = head
-            block_of[e.pfn] = None
-            continue
-        if run is not None:
-            close(e.cpu)
-        if e.name == ALLOC and e.pfn is not None:
-            for p in range(e.pfn, e.pfn + (1 << e.order)):
-                block_of[p] = i if e.order else None
-        elif e.name in (FREE, FREE_BATCHED) and e.pfn is not None:
-            for p in range(e.pfn, e.pfn + (1 << e.order)):
-                block_of[p] = None
-    for cpu in list(runs):
-        close(cpu)
-    return out
-
-
-def _frees_under_pcp_lock(events: Sequence[PageEvent], deferred: set) -> set:
-    """Frees that find their CPU's pcp lock taken and go to the buddy.
-    ``free_unref_folios`` holds the pcp lock across its commit loop, where
-    it traces ``mm_page_free_batched`` (7.2 L3064-L3081) with interrupts
-    on; an interrupt or softirq freeing on that CPU meanwhile fails
-    ``pcp_spin_trylock`` and calls ``free_one_page`` (``__free_frozen_pages``
-    L2977-L2984; the softirq frees carry ``s`` and a deeper preempt count in
-    the trace): no event says so. In the trace: ``mm_page_free`` events
-    (not batched later) between two ``mm_page_free_batched`` of their CPU."""
-    out: set = set()
-    prev: Dict[int, str] = {}
-    pending: Dict[int, List[int]] = {}
-    for i, e in enumerate(events):
-        c = e.cpu
-        if e.name == FREE and i not in deferred:
-            if prev.get(c) == FREE_BATCHED:
-                pending.setdefault(c, []).append(i)
-                continue
-        elif e.name == FREE_BATCHED and c in pending:
-            out.update(pending.pop(c))
-        else:
-            pending.pop(c, None)
-        prev[c] = e.name
-    return out
 
 
 class Replayer:
@@ -379,10 +142,10 @@ class Replayer:
     # -- the loop --------------------------------------------------------------
     def run(self, events: Sequence[PageEvent]) -> ReplayReport:
         t0 = time.perf_counter()
-        deferred, batched_order = _deferred_frees(events)
-        contig = (_contig_free_runs(events, deferred, self.alloc.nr_orders - 1)
+        deferred, batched_order = deferred_frees(events)
+        contig = (contig_free_runs(events, deferred, self.alloc.nr_orders - 1)
                   if self.alloc.profile.contig_free_runs else {})
-        locked = (_frees_under_pcp_lock(events, deferred)
+        locked = (frees_under_pcp_lock(events, deferred)
                   if self.alloc.profile.pcp_trylock_free else set())
         nr_cpus = self.alloc.nr_cpus
         rep = self.report
@@ -1088,73 +851,3 @@ def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Pr
     """Score the model against *events* (kmem page events after *snapshot*,
     in total order). See the module docstring."""
     return Replayer(snapshot, profile, strict, keep_steps).run(list(events))
-
-
-#: What each miss reason means, for the report.
-REASONS = {
-    "bulk_allocator": "pcp pages ahead of it left with no mm_page_alloc (alloc_pages_bulk, "
-                      "e.g. vmalloc'd kernel stacks at fork): a state change no event shows",
-    "alloc_traced_late": "another task took the page ahead and was preempted before its "
-                         "mm_page_alloc (7.2 is PREEMPT_LAZY): traced after this one",
-    "free_traced_before_alloc": "frees traced between its take and its mm_page_alloc "
-                                "(an interrupt or softirq freeing in between)",
-    "other_pcp_list": "the block was on another CPU's or list's pcp in the model "
-                      "(the task moved between CPUs around the event)",
-    "alloc_in_flight_at_snapshot": "the task's first event, of a block on no list of the "
-                                   "snapshot: taken before the pause, traced after it",
-    "page_not_free_in_model": "the block was not free in the model: it was freed or moved by "
-                              "a path with no event, or an earlier event was misattributed",
-    "untraced_buddy_removal": "taken from the buddy with no mm_page_alloc_zone_locked",
-    "pcp_list_order": "the pcp list order differs from the kernel's",
-    "buddy_list_order": "the free list order differs from the kernel's (compaction and page "
-                        "reporting reorder lists with no event)",
-    "pcp_empty_in_kernel": "the model had pcp pages, the kernel refilled: pages left untraced",
-    "pcp_nonempty_in_kernel": "the model's pcp list was empty, the kernel's was not",
-    "zone": "served from another zone (watermarks use lagging counters)",
-    "fallback": "a fallback (steal/claim) the model took differently; claim thresholds read "
-                "PageLRU, which no event shows",
-    "model_failed": "the model found no page (reclaim and compaction are not modelled)",
-}
-
-
-def format_report(rep: ReplayReport, misses: int = 20) -> str:
-    """The replay report as text."""
-    pct = lambda n, d: f"{100.0 * n / d:.2f} %" if d else "n/a"  # noqa: E731
-    lines = [
-        f"kernel {rep.kernel}  profile {rep.profile}  {rep.events} events  "
-        f"replayed in {rep.seconds:.2f} s",
-        f"allocations      {rep.allocations:7}   exact PFN hits {rep.hits:7}   "
-        f"accuracy {pct(rep.hits, rep.allocations)}",
-        f"naive predictor  {'':7}   exact PFN hits {rep.naive_hits:7}   "
-        f"accuracy {pct(rep.naive_hits, rep.allocations)}   (snapshot list heads, popping only)",
-        f"pcp refills      {rep.refills:7}   exact sets     {rep.refills_exact:7}   "
-        f"{pct(rep.refills_exact, rep.refills)}",
-        f"pcp drains       {rep.drains:7}   exact sets     {rep.drains_exact:7}   "
-        f"{pct(rep.drains_exact, rep.drains)}   ({rep.silent_decays} after a pcp->high decay "
-        f"no event shows)",
-        f"vmstat drains    {rep.vmstat_drains:7}   exact sets     {rep.vmstat_drains_exact:7}   "
-        f"{pct(rep.vmstat_drains_exact, rep.vmstat_drains)}   ({rep.unprompted_drains} drain "
-        f"events with no free of their task before them: decay_pcp_high, drain_all_pages)",
-    ]
-    if rep.bulk_calls:
-        lines.append(f"bulk allocator   {rep.bulk_calls:7} calls took {rep.bulk_pages} pcp pages "
-                     "(alloc_pages_bulk kprobe events)")
-    if rep.failed_allocations:
-        lines.append(f"failed allocations in the trace: {rep.failed_allocations}")
-    if rep.reasons:
-        lines.append("misses by reason:")
-        for reason, n in rep.reasons.most_common():
-            lines.append(f"  {n:6}  {reason}: {REASONS.get(reason, '')}")
-    if rep.contradictions:
-        lines.append("events that contradicted the model (applied anyway):")
-        for kind, n in rep.contradictions.most_common():
-            lines.append(f"  {n:6}  {kind}")
-    shown = rep.misses()[:misses]
-    if shown:
-        lines.append(f"first {len(shown)} misses:")
-        for r in shown:
-            pred = f"{r.predicted_pfn:#x}" if r.predicted_pfn is not None else "none"
-            lines.append(f"  #{r.index} line {r.lineno} cpu {r.cpu} order {r.order} "
-                         f"mt {r.migratetype} {r.gfp}: predicted {pred} ({r.path}), "
-                         f"kernel {r.actual_pfn:#x} ({r.actual_path}): {r.reason}")
-    return "\n".join(lines)

@@ -2,17 +2,17 @@
 part, each checked against the kernel function it mirrors."""
 
 from buddyscope.model.ftrace import parse_text
-from buddyscope.model.replay import _contig_chunks, _contig_free_runs, _frees_under_pcp_lock
+from buddyscope.model.stream import contig_chunks, contig_free_runs, frees_under_pcp_lock
 
 
 def test_contig_chunks_follow_free_prepared_contig_range():
     # 7.2 mm/page_alloc.c free_prepared_contig_range: order = __ffs(pfn)
     # (MAX_PAGE_ORDER for pfn 0), capped by ilog2(nr_pages) and MAX_PAGE_ORDER.
-    assert _contig_chunks(0x5f18, 4, 10) == [(0x5f18, 2)]            # a split order-2 stack
-    assert _contig_chunks(0x5f19, 4, 10) == [(0x5f19, 0), (0x5f1a, 1), (0x5f1c, 0)]
-    assert _contig_chunks(0x1000, 3, 10) == [(0x1000, 1), (0x1002, 0)]
-    assert _contig_chunks(0, 2048, 10) == [(0, 10), (1024, 10)]
-    assert _contig_chunks(0x400, 0x800, 10) == [(0x400, 10), (0x800, 10)]
+    assert contig_chunks(0x5f18, 4, 10) == [(0x5f18, 2)]            # a split order-2 stack
+    assert contig_chunks(0x5f19, 4, 10) == [(0x5f19, 0), (0x5f1a, 1), (0x5f1c, 0)]
+    assert contig_chunks(0x1000, 3, 10) == [(0x1000, 1), (0x1002, 0)]
+    assert contig_chunks(0, 2048, 10) == [(0, 10), (1024, 10)]
+    assert contig_chunks(0x400, 0x800, 10) == [(0x400, 10), (0x800, 10)]
 
 
 def _lines(*events):
@@ -31,7 +31,7 @@ def test_a_split_order_2_block_freed_page_by_page_goes_back_as_one_block():
         ("kworker/0:0", 9, 0, "mm_page_free: page=x pfn=0x5f1a order=0"),
         ("kworker/0:0", 9, 0, "mm_page_free: page=x pfn=0x5f1b order=0"),
     )
-    runs = _contig_free_runs(ev, set(), 10)
+    runs = contig_free_runs(ev, set(), 10)
     # Traced page by page (free_pages_prepare), committed at the last one.
     assert runs == {1: None, 2: None, 3: None, 4: [(0x5f18, 2)]}
 
@@ -44,7 +44,7 @@ def test_adjacent_pages_allocated_one_by_one_are_freed_one_by_one():
         ("rcu", 15, 0, "mm_page_free: page=x pfn=0x80f6 order=0"),
         ("rcu", 15, 0, "mm_page_free: page=x pfn=0x80f7 order=0"),
     )
-    assert _contig_free_runs(ev, set(), 10) == {}
+    assert contig_free_runs(ev, set(), 10) == {}
 
 
 def _flagged(*events):
@@ -64,7 +64,7 @@ def test_adjacent_untraced_pages_freed_in_softirq_are_freed_one_by_one():
         ("agent", 110, 1, "..s2.", "mm_page_free: page=x pfn=0xa617 order=0"),
     )
     assert [e.in_interrupt for e in ev] == [True, True]
-    assert _contig_free_runs(ev, set(), 10) == {}
+    assert contig_free_runs(ev, set(), 10) == {}
 
 
 def test_a_softirq_free_does_not_break_the_kworkers_run():
@@ -75,7 +75,7 @@ def test_a_softirq_free_does_not_break_the_kworkers_run():
         ("kworker/0:0", 9, 0, ".....", "mm_page_free: page=x pfn=0x5f1a order=0"),
         ("kworker/0:0", 9, 0, ".....", "mm_page_free: page=x pfn=0x5f1b order=0"),
     )
-    assert _contig_free_runs(ev, set(), 10) == {0: None, 1: None, 3: None, 4: [(0x5f18, 2)]}
+    assert contig_free_runs(ev, set(), 10) == {0: None, 1: None, 3: None, 4: [(0x5f18, 2)]}
 
 
 def test_frees_between_batched_frees_of_their_cpu_find_the_pcp_lock_taken():
@@ -89,7 +89,7 @@ def test_frees_between_batched_frees_of_their_cpu_find_the_pcp_lock_taken():
         ("sh", 10, 1, "mm_page_free: page=x pfn=0x300 order=0"),
         ("sh", 10, 0, "mm_page_free: page=x pfn=0x400 order=0"),
     )
-    assert _frees_under_pcp_lock(ev, set()) == {1}
+    assert frees_under_pcp_lock(ev, set()) == {1}
 
 
 def test_every_path_step_of_every_7_2_recording_can_be_described():

@@ -1,0 +1,181 @@
+"""
+Replay report
+-------------
+
+What :func:`~buddyscope.model.replay.replay` found: per allocation the
+prediction and the kernel's outcome (:class:`AllocRecord`), the totals
+(:class:`ReplayReport`), what each miss reason means, and the report as text.
+
+Pure Python: imports neither drgn nor textual.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+__all__ = ("REASONS", "AllocRecord", "ReplayReport", "format_report")
+
+
+@dataclasses.dataclass
+class AllocRecord:
+    """One scored allocation (the ``--json`` records)."""
+
+    index: int
+    cpu: int
+    order: int
+    migratetype: int
+    gfp: str
+    predicted_pfn: Optional[int]
+    actual_pfn: Optional[int]
+    hit: bool
+    #: The predicted path in one word (pcp, refill, buddy, fallback, failed).
+    path: str
+    #: What the events say happened, in the same words.
+    actual_path: str
+    predicted_zone: Optional[str] = None
+    #: For a miss: why, as classified after the fact.
+    reason: Optional[str] = None
+    #: Line number of the mm_page_alloc event.
+    lineno: int = 0
+    steps: Optional[List[str]] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        d = dataclasses.asdict(self)
+        if d["steps"] is None:
+            del d["steps"]
+        return d
+
+
+@dataclasses.dataclass
+class ReplayReport:
+    kernel: str
+    profile: str
+    events: int = 0
+    allocations: int = 0
+    hits: int = 0
+    failed_allocations: int = 0
+    refills: int = 0
+    refills_exact: int = 0
+    drains: int = 0
+    drains_exact: int = 0
+    unprompted_drains: int = 0
+    #: Groups of drain events with no pcp free of the same task before them,
+    #: scored against ``decay_pcp_high`` (own CPU) or ``drain_pages_zone``
+    #: (another CPU's pcp, ``drain_all_pages``).
+    vmstat_drains: int = 0
+    vmstat_drains_exact: int = 0
+    #: Free drains the model did not foresee because pcp->high had decayed
+    #: with no event (vmstat ``decay_pcp_high`` that drained nothing): pcp->high
+    #: was brought down to the count the kernel drained at.
+    silent_decays: int = 0
+    naive_hits: int = 0
+    #: Bulk allocator calls seen through its kprobe events, and the pcp
+    #: pages they took.
+    bulk_calls: int = 0
+    bulk_pages: int = 0
+    contradictions: "collections.Counter[str]" = dataclasses.field(default_factory=collections.Counter)
+    reasons: "collections.Counter[str]" = dataclasses.field(default_factory=collections.Counter)
+    records: List[AllocRecord] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def accuracy(self) -> float:
+        return self.hits / self.allocations if self.allocations else 1.0
+
+    @property
+    def naive_accuracy(self) -> float:
+        return self.naive_hits / self.allocations if self.allocations else 0.0
+
+    def misses(self) -> List[AllocRecord]:
+        return [r for r in self.records if not r.hit]
+
+    def to_dict(self, records: bool = True) -> Dict[str, Any]:
+        d = {
+            "kernel": self.kernel, "profile": self.profile, "events": self.events,
+            "allocations": self.allocations, "hits": self.hits,
+            "accuracy": round(self.accuracy, 6),
+            "naive_hits": self.naive_hits, "naive_accuracy": round(self.naive_accuracy, 6),
+            "failed_allocations": self.failed_allocations,
+            "refills": self.refills, "refills_exact": self.refills_exact,
+            "drains": self.drains, "drains_exact": self.drains_exact,
+            "unprompted_drains": self.unprompted_drains,
+            "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
+            "silent_decays": self.silent_decays,
+            "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
+            "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
+        }
+        if records:
+            d["records"] = [r.to_dict() for r in self.records]
+        return d
+
+
+#: What each miss reason means, for the report.
+REASONS = {
+    "bulk_allocator": "pcp pages ahead of it left with no mm_page_alloc (alloc_pages_bulk, "
+                      "e.g. vmalloc'd kernel stacks at fork): a state change no event shows",
+    "alloc_traced_late": "another task took the page ahead and was preempted before its "
+                         "mm_page_alloc (7.2 is PREEMPT_LAZY): traced after this one",
+    "free_traced_before_alloc": "frees traced between its take and its mm_page_alloc "
+                                "(an interrupt or softirq freeing in between)",
+    "other_pcp_list": "the block was on another CPU's or list's pcp in the model "
+                      "(the task moved between CPUs around the event)",
+    "alloc_in_flight_at_snapshot": "the task's first event, of a block on no list of the "
+                                   "snapshot: taken before the pause, traced after it",
+    "page_not_free_in_model": "the block was not free in the model: it was freed or moved by "
+                              "a path with no event, or an earlier event was misattributed",
+    "untraced_buddy_removal": "taken from the buddy with no mm_page_alloc_zone_locked",
+    "pcp_list_order": "the pcp list order differs from the kernel's",
+    "buddy_list_order": "the free list order differs from the kernel's (compaction and page "
+                        "reporting reorder lists with no event)",
+    "pcp_empty_in_kernel": "the model had pcp pages, the kernel refilled: pages left untraced",
+    "pcp_nonempty_in_kernel": "the model's pcp list was empty, the kernel's was not",
+    "zone": "served from another zone (watermarks use lagging counters)",
+    "fallback": "a fallback (steal/claim) the model took differently; claim thresholds read "
+                "PageLRU, which no event shows",
+    "model_failed": "the model found no page (reclaim and compaction are not modelled)",
+}
+
+
+def format_report(rep: ReplayReport, misses: int = 20) -> str:
+    """The replay report as text."""
+    pct = lambda n, d: f"{100.0 * n / d:.2f} %" if d else "n/a"  # noqa: E731
+    lines = [
+        f"kernel {rep.kernel}  profile {rep.profile}  {rep.events} events  "
+        f"replayed in {rep.seconds:.2f} s",
+        f"allocations      {rep.allocations:7}   exact PFN hits {rep.hits:7}   "
+        f"accuracy {pct(rep.hits, rep.allocations)}",
+        f"naive predictor  {'':7}   exact PFN hits {rep.naive_hits:7}   "
+        f"accuracy {pct(rep.naive_hits, rep.allocations)}   (snapshot list heads, popping only)",
+        f"pcp refills      {rep.refills:7}   exact sets     {rep.refills_exact:7}   "
+        f"{pct(rep.refills_exact, rep.refills)}",
+        f"pcp drains       {rep.drains:7}   exact sets     {rep.drains_exact:7}   "
+        f"{pct(rep.drains_exact, rep.drains)}   ({rep.silent_decays} after a pcp->high decay "
+        f"no event shows)",
+        f"vmstat drains    {rep.vmstat_drains:7}   exact sets     {rep.vmstat_drains_exact:7}   "
+        f"{pct(rep.vmstat_drains_exact, rep.vmstat_drains)}   ({rep.unprompted_drains} drain "
+        f"events with no free of their task before them: decay_pcp_high, drain_all_pages)",
+    ]
+    if rep.bulk_calls:
+        lines.append(f"bulk allocator   {rep.bulk_calls:7} calls took {rep.bulk_pages} pcp pages "
+                     "(alloc_pages_bulk kprobe events)")
+    if rep.failed_allocations:
+        lines.append(f"failed allocations in the trace: {rep.failed_allocations}")
+    if rep.reasons:
+        lines.append("misses by reason:")
+        for reason, n in rep.reasons.most_common():
+            lines.append(f"  {n:6}  {reason}: {REASONS.get(reason, '')}")
+    if rep.contradictions:
+        lines.append("events that contradicted the model (applied anyway):")
+        for kind, n in rep.contradictions.most_common():
+            lines.append(f"  {n:6}  {kind}")
+    shown = rep.misses()[:misses]
+    if shown:
+        lines.append(f"first {len(shown)} misses:")
+        for r in shown:
+            pred = f"{r.predicted_pfn:#x}" if r.predicted_pfn is not None else "none"
+            lines.append(f"  #{r.index} line {r.lineno} cpu {r.cpu} order {r.order} "
+                         f"mt {r.migratetype} {r.gfp}: predicted {pred} ({r.path}), "
+                         f"kernel {r.actual_pfn:#x} ({r.actual_path}): {r.reason}")
+    return "\n".join(lines)
