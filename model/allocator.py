@@ -22,7 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.profile import Profile, detect_profile
@@ -1426,3 +1426,178 @@ class Allocator:
         higher = pfn & ~(1 << order)
         info = self.buddy.get(higher ^ (1 << (order + 1)))
         return info is not None and info[0] == order + 1 and info[2] == z.index
+
+    # == applying what the kernel did ===========================================
+    # Replay makes the model agree with the kernel's events through these
+    # methods alone: each applies one observed outcome as the kernel function
+    # it names did it. None of them predicts; each returns what its caller
+    # needs to tell that an event contradicted the model.
+
+    def pcp_take(self, pfn: int) -> Tuple[int, int, int]:
+        """Take the page *pfn* off the pcp list the model holds it on,
+        wherever it stands in the list: the ``list_del`` of
+        ``__rmqueue_pcplist`` (an allocation, or a page taken untraced) or of
+        ``free_pcppages_bulk`` (a drain).
+
+        :returns: (zone index, cpu, pindex) of the list it was on.
+        :raises KeyError: *pfn* is on no pcp list of the model.
+        """
+        return self._pcp_take(pfn)
+
+    def take_pcp_heads(self, z: _Zone, cpu: int, pindex: int, nr_pages: int, mt: int,
+                       refill: Callable[[], bool]) -> int:
+        """The pcp half of ``alloc_pages_bulk`` (6.12 L4774, 7.2 L5260): up
+        to *nr_pages* pages, each the head of the ``struct per_cpu_pages``
+        list *pindex* of *cpu* in zone *z* (``__rmqueue_pcplist``), handed
+        out as migratetype *mt*. When the list is empty *refill* is called
+        once to put the call's ``rmqueue_bulk`` blocks on it; it returns
+        False when it had none left.
+
+        :returns: how many pages were taken (fewer than *nr_pages* when the
+            list ran empty with no refill left).
+        """
+        lst = z.pcp[cpu].lists[pindex]
+        for taken in range(nr_pages):
+            if not lst:
+                refill()
+            if not lst:
+                return taken
+            pfn = lst[0]
+            self._pcp_take(pfn)
+            self._mark_allocated(pfn, 0, mt)
+        return nr_pages
+
+    def pcp_refill(self, zi: int, cpu: int, pindex: int, pfns: Iterable[int], mt: int) -> None:
+        """``rmqueue_bulk``'s ``list_add_tail``: each block of *pfns*, already
+        off the buddy lists, goes to the tail of pcp list *pindex* of *cpu*
+        in zone *zi*, in order, with *mt* as its cached migratetype (5.10/6.1
+        ``set_pcppage_migratetype``). *pfns* is read one block at a time,
+        after the previous one is on the list."""
+        for pfn in pfns:
+            self._pcp_add(zi, cpu, pindex, pfn, True, mt)
+
+    def pcp_refill_count(self, z: _Zone, pcp: _Pcp, order: int) -> int:
+        """How many blocks ``__rmqueue_pcplist`` asks ``rmqueue_bulk`` for:
+        pcp->batch (5.10), ``max(batch >> order, 2)`` (6.1) or
+        ``nr_pcp_alloc`` (6.12 L3021, 7.2 L3264), which also raises
+        pcp->high and alloc_factor as any refill does."""
+        return self._refill_count(z, pcp, order)
+
+    def bulk_zone(self, highest_zoneidx: int, nr_pages: int, alloc_flags: int
+                  ) -> Optional[_Zone]:
+        """The zone ``alloc_pages_bulk`` takes its pages from: the first of
+        the zonelist whose ``zone_watermark_fast`` meets the low watermark
+        plus the *nr_pages* asked."""
+        return next((z for z in self.zonelist(highest_zoneidx)
+                     if self._zone_watermark_fast(z, 0, self.wmark(z, ALLOC_WMARK_LOW) + nr_pages,
+                                                  highest_zoneidx, alloc_flags)), None)
+
+    def take_block(self, pfn: int, order: int) -> Optional[int]:
+        """Take the block *pfn* of *order* off the free lists, as
+        ``__rmqueue_smallest``'s ``del_page_from_free_list`` and ``expand``
+        do (6.12+ ``page_del_and_expand``), but with *pfn* anywhere inside
+        the free block that holds it: each half not taken goes to the head
+        of the block's list.
+
+        :returns: the order of the free block it came from (below *order*
+            when the model held less: then every free block of the range is
+            taken), or None when no free block holds *pfn* (nothing changed).
+        """
+        h = self.containing_free_block(pfn)
+        if h is None:
+            return None
+        held, mt, zi = self._del(h)
+        if held < order:
+            for p in range(pfn, pfn + (1 << order), 1 << held):
+                if p != h and self.buddy.get(p):
+                    self._del(p)
+            return held
+        ho = held
+        while ho > order:
+            ho -= 1
+            half = 1 << ho
+            if pfn >= h + half:
+                self._add(zi, h, ho, mt)
+                h += half
+            else:
+                self._add(zi, h + half, ho, mt)
+        return held
+
+    def steal_fallback(self, pfn: int, fallback_order: int, start_mt: int, claimed: bool
+                       ) -> bool:
+        """5.10/6.1 ``steal_suitable_fallback`` of the free block *pfn* of
+        *fallback_order* for a *start_mt* allocation, where the kernel's
+        ``mm_page_alloc_extfrag`` says whether the pageblock changed owner
+        (*claimed*, its ``change_ownership``): the block's free pages move to
+        *start_mt* (all of the pageblock's when ``can_steal_fallback``
+        allows), and a claimed pageblock takes *start_mt*.
+
+        :returns: False when the model has no free block *pfn* of
+            *fallback_order* (nothing changed).
+        """
+        z = self.zone_of(pfn)
+        info = self.buddy.get(pfn)
+        if z is None or info is None or info[0] != fallback_order:
+            return False
+        self._steal_suitable_fallback(z, pfn, fallback_order, 0, start_mt,
+                                      self.can_steal_fallback(fallback_order, start_mt),
+                                      claim=claimed)
+        if claimed:
+            self._set_pageblock(z, pfn, start_mt)
+        return True
+
+    def claim_block(self, pfn: int, start_mt: int) -> None:
+        """A claim below pageblock_order the kernel's events show (6.12
+        ``try_to_steal_block``, 7.2 ``try_to_claim_block``): every free
+        block of *pfn*'s pageblock moves to the tail of
+        ``free_list[start_mt]`` (``move_freepages_block``) and the pageblock
+        takes *start_mt*. Nothing for a PFN in no zone."""
+        z = self.zone_of(pfn)
+        if z is None:
+            return
+        start, end = self._block_range(z, pfn)
+        self._count_block(z, start, end, start_mt)
+        self._set_pageblock(z, start, start_mt)
+
+    def claim_whole_block(self, pfn: int, fallback_order: int, order: int, start_mt: int
+                          ) -> bool:
+        """A claim at or above pageblock_order (6.12 ``try_to_steal_block``,
+        7.2 ``try_to_claim_block``): the free block *pfn* of *fallback_order*
+        leaves its list, every pageblock it covers takes *start_mt*
+        (``change_pageblock_range``), and ``expand`` keeps *order* of it.
+
+        :returns: False when *pfn* is not a free block in the model (nothing
+            changed).
+        """
+        z = self.zone_of(pfn)
+        if z is None or self.buddy.get(pfn) is None:
+            return False
+        self._del(pfn)
+        self._change_pageblock_range(z, pfn, fallback_order, start_mt)
+        self._expand(z, pfn, order, fallback_order, start_mt)
+        return True
+
+    def mark_allocated(self, pfn: int, order: int, mt: int) -> None:
+        """The block *pfn* of *order* was handed out as *mt* (``prep_new_page``):
+        pageblock claims count it MOVABLE or not (``move_freepages``)."""
+        self._mark_allocated(pfn, order, mt)
+
+    def forget_allocated(self, pfn: int, order: int) -> None:
+        """Every page of the block *pfn* of *order* stops being a block the
+        model saw handed out: a free of pages allocated one by one, or as
+        part of a larger block, committed together."""
+        for p in range(pfn, pfn + (1 << order)):
+            self._unmark_allocated(p)
+
+    def free_to_buddy(self, z: _Zone, pfn: int, order: int) -> None:
+        """A free that bypasses the pcp: ``free_one_page`` with the
+        pageblock's migratetype, as 6.x ``free_unref_page`` /
+        ``__free_frozen_pages`` do when ``pcp_spin_trylock`` fails (7.2
+        L2977-L2984)."""
+        self.forget_allocated(pfn, order)
+        self.free_one_page(z, pfn, order, self.pageblock_mt_of(z, pfn))
+
+    def set_pcp_high(self, pcp: _Pcp, high: int) -> None:
+        """pcp->high as the kernel's events show it (after a vmstat
+        ``decay_pcp_high`` drain)."""
+        self._set(pcp, "high", high)

@@ -23,16 +23,16 @@ import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
-from buddyscope.model.allocator import (
-    ALLOC_CMA, ALLOC_WMARK_LOW, Allocator, ModelError, Outcome, Step,
-)
+from buddyscope.model.allocator import ALLOC_CMA, Allocator, ModelError, Outcome, Step
 from buddyscope.model.events import (
     ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG,
     MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN,
 )
 from buddyscope.model.ftrace import PageEvent
 from buddyscope.model.profile import Profile
-from buddyscope.model.replay_report import REASONS, AllocRecord, ReplayReport, format_report
+from buddyscope.model.replay_report import (
+    REASONS, AllocRecord, NaivePredictor, ReplayReport, format_report,
+)
 from buddyscope.model.gfp import GfpError, gfp_names
 from buddyscope.model.request import Request, RequestError, make_request
 from buddyscope.model.snapshot import Snapshot
@@ -94,7 +94,7 @@ class Replayer:
     def __init__(self, snapshot: Snapshot, profile: Optional[Profile] = None,
                  strict: bool = False, keep_steps: bool = False):
         self.alloc = Allocator(snapshot, profile)
-        self._naive_lists = self._naive_state(snapshot)
+        self._naive = NaivePredictor(snapshot)
         self.strict = strict
         self.keep_steps = keep_steps
         self.report = ReplayReport(snapshot.kernel.release, self.alloc.profile.name)
@@ -224,7 +224,7 @@ class Replayer:
             req = self.request_for(e)
         except RequestError as err:
             raise ReplayError(f"line {e.lineno}: {err}") from None
-        naive = self._naive(req)
+        naive = self._naive.predict(self.alloc, req)
         late = self._late_page_for(e)
         if late is not None:
             # This task took the page before it was preempted; the
@@ -302,34 +302,6 @@ class Replayer:
         else:
             del self._open[e.cpu]
         return mine
-
-    def _naive(self, req: Request) -> Optional[int]:
-        """The naive predictor the model is measured against: the head of
-        the matching list in the snapshot (the pcp list for pcp orders, else
-        the lowest non-empty free list of the migratetype, preferred zone),
-        popping heads only: no refills, splits, frees or merges."""
-        a = self.alloc
-        z = a.zonelist(req.highest_zoneidx)[0]
-        pindex = a.pindex.get((req.order, req.migratetype))
-        if pindex is not None:
-            lst = self._naive_lists.get((z.index, req.cpu, pindex))
-            return lst.popleft() if lst else None
-        for o in range(req.order, a.nr_orders):
-            lst = self._naive_lists.get((z.index, o, req.migratetype, "buddy"))
-            if lst:
-                return lst.popleft()
-        return None
-
-    def _naive_state(self, snapshot: Snapshot) -> Dict[tuple, "collections.deque[int]"]:
-        lists: Dict[tuple, "collections.deque[int]"] = {}
-        for zi, z in enumerate(snapshot.zones):
-            for p in z.pcp:
-                for pindex, pfns in enumerate(p.lists or []):
-                    lists[(zi, p.cpu, pindex)] = collections.deque(pfns)
-            for o, area in enumerate(z.free_area):
-                for mt, pfns in enumerate(area.free_list or []):
-                    lists[(zi, o, mt, "buddy")] = collections.deque(pfns)
-        return lists
 
     def _removal_signature(self, group: List[PageEvent]) -> List[tuple]:
         out = []
@@ -432,10 +404,9 @@ class Replayer:
             return
         pindex = a.pindex.get((e.order, e.migratetype))
         if removed and pindex is not None and e.cpu in z.pcp:
-            for r in removed:
-                if r in a.on_pcp or a.is_free(r):
-                    continue
-                a._pcp_add(z.index, e.cpu, pindex, r, True, e.migratetype)
+            # Read lazily: a block listed twice is on the pcp the second time.
+            a.pcp_refill(z.index, e.cpu, pindex,
+                         (r for r in removed if not (r in a.on_pcp or a.is_free(r))), e.migratetype)
         where = a.on_pcp.get(pfn)
         if where is not None:
             zi, c, pi = where
@@ -463,7 +434,7 @@ class Replayer:
                     if prev_pid == e.pid:
                         prev_pid = self._prev_pid.get(e.cpu)
                     for stale in list(lst)[:pos]:
-                        a._pcp_take(stale)
+                        a.pcp_take(stale)
                         if (a.profile.preemptible_alloc_window and prev_pid is not None
                                 and prev_pid != e.pid):
                             self._late[stale] = (e.cpu, pi, prev_pid, self.report.allocations)
@@ -471,7 +442,7 @@ class Replayer:
                     self._last_note = "bulk_allocator"
                 else:
                     self._last_note = "pcp_list_order"
-            a._pcp_take(pfn)
+            a.pcp_take(pfn)
         elif pfn in self._late:
             # The late mm_page_alloc of a page an earlier miss saw gone.
             _, _, _, rec_index = self._late.pop(pfn)
@@ -490,7 +461,7 @@ class Replayer:
                     self._last_note = "alloc_in_flight_at_snapshot"
                 else:
                     self._last_note = "page_not_free_in_model"
-        a._mark_allocated(pfn, e.order, e.migratetype)
+        a.mark_allocated(pfn, e.order, e.migratetype)
 
     # -- the bulk allocator ------------------------------------------------------
     def _on_bulk_return(self, e: PageEvent) -> None:
@@ -522,22 +493,20 @@ class Replayer:
             z = a.zone_of(refills[-1].pfn)
         else:
             # The first zone that meets the low watermark plus the pages asked.
-            z = next((z for z in a.zonelist(req.highest_zoneidx)
-                      if a._zone_watermark_fast(z, 0, a.wmark(z, ALLOC_WMARK_LOW) + call.entry.count,
-                                                req.highest_zoneidx, req.alloc_flags)), None)
+            z = a.bulk_zone(req.highest_zoneidx, call.entry.count, req.alloc_flags)
         if z is None or pindex is None or e.cpu not in z.pcp:
             self.report.contradictions["bulk_zone_unknown"] += 1
             return
-        lst = z.pcp[e.cpu].lists[pindex]
-        for _ in range(max(taken, 0)):
-            if not lst and refills:
-                refills = self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
-            if not lst:
-                self.report.contradictions["bulk_took_more_than_pcp_held"] += 1
-                break
-            pfn = lst[0]
-            a._pcp_take(pfn)
-            a._mark_allocated(pfn, 0, req.migratetype)
+
+        def refill() -> bool:
+            nonlocal refills
+            if not refills:
+                return False
+            refills = self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
+            return True
+
+        if a.take_pcp_heads(z, e.cpu, pindex, max(taken, 0), req.migratetype, refill) < taken:
+            self.report.contradictions["bulk_took_more_than_pcp_held"] += 1
         while refills:
             refills = self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
         self.report.bulk_calls += 1
@@ -556,7 +525,7 @@ class Replayer:
         pcp tail in order. Returns the events of later refills (the list
         ran empty again within the call)."""
         a = self.alloc
-        n = a._refill_count(z, z.pcp[cpu], 0)
+        n = a.pcp_refill_count(z, z.pcp[cpu], 0)
         # The events of each block taken: 6.12+ a zone_locked and the
         # extfrag of a claim below pageblock_order after it, or an extfrag
         # alone; 5.10/6.1 any extfrag before the zone_locked it led to.
@@ -577,9 +546,8 @@ class Replayer:
             units.append(ahead)
         mine = [g for u in units[:n] for g in u]
         self._apply_removals(mine, cpu, None)
-        for pfn in self._removed_pfns(mine):
-            if pfn not in a.on_pcp:
-                a._pcp_add(z.index, cpu, pindex, pfn, True, mt)
+        a.pcp_refill(z.index, cpu, pindex,
+                     (p for p in self._removed_pfns(mine) if p not in a.on_pcp), mt)
         return [g for u in units[n:] for g in u]
 
     def _bulk_request(self, entry: PageEvent) -> Optional[Request]:
@@ -616,57 +584,29 @@ class Replayer:
         the free block that holds it as ``expand`` would (halves not taken
         go to the heads of the block's list)."""
         a = self.alloc
-        h = a.containing_free_block(pfn)
-        if h is None:
+        held = a.take_block(pfn, order)
+        if held is None:
             if pfn in a.on_pcp:
-                a._pcp_take(pfn)
+                a.pcp_take(pfn)
                 self._contradiction("buddy_removal_of_pcp_page", e, "taken from the buddy but on a pcp list in the model")
             else:
                 self._contradiction("buddy_removal_of_page_not_free", e, "taken from the buddy but not free in the model")
-            return
-        ho, mt, zi = a._del(h)
-        if ho < order:
-            # The model holds a smaller free block here: take the rest too.
+        elif held < order:
+            # The model held a smaller free block here: the rest was taken too.
             self._contradiction("buddy_removal_larger_than_free_block", e,
-                                f"order {order} taken, the model has order {ho} free")
-            for p in range(pfn, pfn + (1 << order), 1 << ho):
-                if p != h and a.buddy.get(p):
-                    a._del(p)
-            return
-        while ho > order:
-            ho -= 1
-            half = 1 << ho
-            if pfn >= h + half:
-                a._add(zi, h, ho, mt)
-                h += half
-            else:
-                a._add(zi, h + half, ho, mt)
+                                f"order {order} taken, the model has order {held} free")
 
     def _steal_fallback(self, g: PageEvent) -> None:
         """5.10/6.1: apply ``steal_suitable_fallback`` to the fallback block
         the extfrag event names; ``change_ownership`` says if it was claimed."""
-        a = self.alloc
-        z = a.zone_of(g.pfn)
-        info = a.buddy.get(g.pfn)
-        if z is None or info is None or info[0] != g.fallback_order:
+        if not self.alloc.steal_fallback(g.pfn, g.fallback_order, g.alloc_migratetype,
+                                         bool(g.change_ownership)):
             self._contradiction("extfrag_block_not_free", g, "fallback block not free in the model")
-            return
-        a._steal_suitable_fallback(z, g.pfn, g.fallback_order, 0, g.alloc_migratetype,
-                                   a.can_steal_fallback(g.fallback_order, g.alloc_migratetype),
-                                   claim=bool(g.change_ownership))
-        if g.change_ownership:
-            a._set_pageblock(z, g.pfn, g.alloc_migratetype)
 
     def _claim_block(self, g: PageEvent) -> None:
         """6.12+: a claim below pageblock_order moved the block's free pages
         to the start type and retyped the block, before its zone_locked."""
-        a = self.alloc
-        z = a.zone_of(g.pfn)
-        if z is None:
-            return
-        start, end = a._block_range(z, g.pfn)
-        a._count_block(z, start, end, g.alloc_migratetype)
-        a._set_pageblock(z, start, g.alloc_migratetype)
+        self.alloc.claim_block(g.pfn, g.alloc_migratetype)
 
     def _claim_or_steal_big(self, g: PageEvent) -> None:
         """6.12+ extfrag with no zone_locked: a claim at or above
@@ -677,13 +617,9 @@ class Replayer:
             self._contradiction("pfn_outside_zones", g, "is in no zone of the snapshot")
             return
         if g.change_ownership and g.fallback_order >= a.pageblock_order:
-            info = a.buddy.get(g.pfn)
-            if info is None:
+            if not a.claim_whole_block(g.pfn, g.fallback_order, g.alloc_order,
+                                       g.alloc_migratetype):
                 self._contradiction("extfrag_block_not_free", g, "claimed block not free in the model")
-                return
-            a._del(g.pfn)
-            a._change_pageblock_range(z, g.pfn, g.fallback_order, g.alloc_migratetype)
-            a._expand(z, g.pfn, g.alloc_order, g.fallback_order, g.alloc_migratetype)
             return
         self._take_block(g, g.pfn, g.alloc_order)
 
@@ -697,8 +633,7 @@ class Replayer:
         a = self.alloc
         window = _DrainWindow("free", e.pid, [])
         for pfn, order in chunks:
-            for p in range(pfn, pfn + (1 << order)):
-                a._unmark_allocated(p)
+            a.forget_allocated(pfn, order)
             try:
                 window.predicted += a.free(e.cpu, pfn, order, apply_drain=False)
             except ModelError as err:
@@ -726,9 +661,7 @@ class Replayer:
         z = a.zone_of(e.pfn)
         if z is None:
             raise ReplayError(f"line {e.lineno}: pfn {e.pfn:#x} is in no zone of the snapshot")
-        for p in range(e.pfn, e.pfn + (1 << e.order)):
-            a._unmark_allocated(p)
-        a.free_one_page(z, e.pfn, e.order, a.pageblock_mt_of(z, e.pfn))
+        a.free_to_buddy(z, e.pfn, e.order)
         self._index += 1
         self.report.contradictions["free_to_buddy_pcp_locked"] += 1
 
@@ -737,7 +670,7 @@ class Replayer:
         if pfn in a.on_pcp:
             # Freed while the model holds it on a pcp list: it left untraced
             # (bulk allocator) or through a path the model missed.
-            a._pcp_take(pfn)
+            a.pcp_take(pfn)
             self._contradiction("free_of_pcp_page", e, "freed but on a pcp list in the model")
         elif a.is_free(pfn):
             # Freed while the model holds it free: taken off the lists with
@@ -778,7 +711,7 @@ class Replayer:
             self._contradiction("pfn_outside_zones", e, "is in no zone of the snapshot")
             return
         if pfn in a.on_pcp:
-            a._pcp_take(pfn)
+            a.pcp_take(pfn)
         elif a.is_free(pfn):
             self._take_block(e, pfn, e.order)
             self._contradiction("drain_of_free_page", e, "drained but free in the model")
@@ -841,9 +774,9 @@ class Replayer:
         zi, c = w.pcp
         pcp = a.zones[zi].pcp[c]
         if exact:
-            a._set(pcp, "high", w.high)
+            a.set_pcp_high(pcp, w.high)
         elif pcp.count:
-            a._set(pcp, "high", max(pcp.count, pcp.high_min))
+            a.set_pcp_high(pcp, max(pcp.count, pcp.high_min))
 
 
 def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Profile] = None,

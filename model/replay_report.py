@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-__all__ = ("REASONS", "AllocRecord", "ReplayReport", "format_report")
+from buddyscope.model.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from buddyscope.model.allocator import Allocator
+    from buddyscope.model.request import Request
+
+__all__ = ("REASONS", "AllocRecord", "NaivePredictor", "ReplayReport", "format_report")
 
 
 @dataclasses.dataclass
@@ -109,6 +115,38 @@ class ReplayReport:
         if records:
             d["records"] = [r.to_dict() for r in self.records]
         return d
+
+
+class NaivePredictor:
+    """The naive predictor the model is measured against (the report's
+    ``naive_hits``): the head of the matching list in the snapshot (the pcp
+    list for pcp orders, else the lowest non-empty free list of the
+    migratetype, preferred zone), popping heads only: no refills, splits,
+    frees or merges."""
+
+    def __init__(self, snapshot: Snapshot):
+        lists: Dict[tuple, "collections.deque[int]"] = {}
+        for zi, z in enumerate(snapshot.zones):
+            for p in z.pcp:
+                for pindex, pfns in enumerate(p.lists or []):
+                    lists[(zi, p.cpu, pindex)] = collections.deque(pfns)
+            for o, area in enumerate(z.free_area):
+                for mt, pfns in enumerate(area.free_list or []):
+                    lists[(zi, o, mt, "buddy")] = collections.deque(pfns)
+        self._lists = lists
+
+    def predict(self, a: "Allocator", req: "Request") -> Optional[int]:
+        """The PFN it predicts for *req*, resolved against *a*'s kernel."""
+        z = a.zonelist(req.highest_zoneidx)[0]
+        pindex = a.pindex.get((req.order, req.migratetype))
+        if pindex is not None:
+            lst = self._lists.get((z.index, req.cpu, pindex))
+            return lst.popleft() if lst else None
+        for o in range(req.order, a.nr_orders):
+            lst = self._lists.get((z.index, o, req.migratetype, "buddy"))
+            if lst:
+                return lst.popleft()
+        return None
 
 
 #: What each miss reason means, for the report.
