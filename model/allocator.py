@@ -681,9 +681,9 @@ class Allocator:
         if pcp is None:
             raise ModelError(f"no pcp state for cpu {cpu} in zone {z.name}")
         p = self.profile
-        if p.pcp_free == "6.1":
+        if p.pcp_free_batch == "free_factor":
             self._set(pcp, "free_factor", pcp.free_factor >> 1)
-        elif p.pcp_free in ("6.12", "7.2"):
+        elif p.pcp_free_batch == "free_count":
             self._set(pcp, "free_count", pcp.free_count >> 1)
         lst = pcp.lists[pindex]
         if not lst:
@@ -1175,12 +1175,12 @@ class Allocator:
                           ) -> List[Tuple[int, int, int]]:
         """The tail of ``free_unref_page_commit``: whether the pcp is over its
         high mark, and which pages ``free_pcppages_bulk`` would send back."""
-        p = self.profile.pcp_free
-        if p == "5.10":
+        p = self.profile
+        if p.pcp_free_batch == "batch":
             if pcp.count >= pcp.high:
                 return self._bulk_selection(z, pcp, pcp.batch, None)
             return []
-        if p == "6.1":
+        if p.pcp_free_batch == "free_factor":
             free_high = bool(pcp.free_factor and order and order <= 3)
             high = 0 if (not pcp.high or free_high) else pcp.high
             if pcp.count < high:
@@ -1202,7 +1202,7 @@ class Allocator:
         batch = pcp.batch
         free_high = False
         if order and order <= 3:
-            threshold = batch if p == "6.12" else batch + pcp.high_min // 2
+            threshold = batch + pcp.high_min // 2 if p.free_high_adds_half_high_min else batch
             free_high = (pcp.free_count >= threshold and bool(pcp.flags & PCPF_PREV_FREE_HIGH_ORDER)
                          and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
             self._set(pcp, "flags", pcp.flags | PCPF_PREV_FREE_HIGH_ORDER)
@@ -1219,7 +1219,8 @@ class Allocator:
             n = 1
         else:
             n = max(batch, min(pcp.free_count, high - batch))
-        drain = self._bulk_selection(z, pcp, n, pindex, chunk=batch if p == "7.2" else None)
+        drain = self._bulk_selection(z, pcp, n, pindex,
+                                     chunk=batch if p.drain_in_batch_chunks else None)
         if z.below_high:
             # zone_watermark_ok(zone, 0, high_wmark_pages, ZONE_MOVABLE, 0)
             # after the drain (6.12 L2718, 7.2 L2915): HIGHATOMIC and CMA

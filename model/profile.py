@@ -28,7 +28,13 @@ __all__ = ("PROFILES", "Profile", "detect_profile", "profile_named")
 class Profile:
     """How one kernel series allocates and frees, where series differ."""
 
+    #: The key of :data:`PROFILES` and what ``--profile`` names.
     name: str
+    #: The GFP flag tables (:mod:`buddyscope.model.gfp`) of the kernel's
+    #: ``gfp_flags=``: which ``__GFP_*`` bits exist, their values, the names
+    #: ``show_gfp_flags()`` prints. Named after the Debian source tree they
+    #: were generated from.
+    gfp_table: str
     #: pcp refill size: ``"batch"`` (5.10 ``__rmqueue_pcplist``: pcp->batch),
     #: ``"batch_shift"`` (6.1: max(batch >> order, 2)), ``"nr_pcp_alloc"``
     #: (6.12, 7.2: alloc_factor, dynamic pcp->high).
@@ -47,10 +53,14 @@ class Profile:
     #: requested migratetype (5.10), not in ``__rmqueue_smallest`` with the
     #: list's (6.1+).
     zone_locked_in_rmqueue: bool
-    #: The pcp free path: ``"5.10"`` (high/batch, ``batch_free`` round robin),
-    #: ``"6.1"`` (free_factor), ``"6.12"`` (free_count, dynamic high),
-    #: ``"7.2"`` (as 6.12, drained in batch-sized chunks).
-    pcp_free: str
+    #: What sizes the drain of a pcp free (``free_unref_page_commit``):
+    #: ``"batch"`` (5.10: pcp->batch pages once count >= pcp->high, the
+    #: lists taken round robin with ``batch_free``), ``"free_factor"`` (6.1:
+    #: batch << free_factor, which each pcp allocation halves; order 1-3
+    #: frees with free_factor drain it all), ``"free_count"`` (6.12+:
+    #: pcp->free_count, which each pcp allocation halves, against a
+    #: pcp->high that ``nr_pcp_high`` tunes between high_min and high_max).
+    pcp_free_batch: str
     #: Merging across pageblocks of different types in ``__free_one_page``:
     #: ``"isolate"`` (5.10: refused only against ISOLATE), ``"mergeable"``
     #: (6.1: refused unless both < MIGRATE_PCPTYPES), ``"retype"`` (6.12+: as
@@ -75,7 +85,9 @@ class Profile:
     #: count a HIGHATOMIC block (__zone_watermark_unusable_free L3572,
     #: __zone_watermark_ok L3604/L3656), HARDER takes min / 4 off with or
     #: without ALLOC_HIGH (L3612), and order > 0 with HARDER tries HIGHATOMIC
-    #: first and reserves a block (rmqueue L3462, get_page_from_freelist L3919).
+    #: first and reserves a block (rmqueue L3462, get_page_from_freelist L3919);
+    #: ``gfp_to_alloc_flags`` gives it to every ``__GFP_ATOMIC`` request, which
+    #: also drops ALLOC_CPUSET (L4446).
     alloc_harder: bool
     #: ``zone_watermark_fast``'s order-0 retry against the unboosted min is
     #: gated on the gfp's ``__GFP_ATOMIC`` (5.10 L3703, 6.1 L4148), not on
@@ -96,15 +108,27 @@ class Profile:
     #: (``page->index``) unless the zone has an isolated pageblock; 6.12+
     #: the pageblock's type at drain time.
     cached_pcp_migratetype: bool
+    #: vmstat's ``refresh_cpu_vm_stats`` runs ``decay_pcp_high`` (6.12
+    #: L2412, 7.2 L2564; vmstat.c 6.12 L839): pcp->high loses an eighth about
+    #: once a second, with no event unless the pcp is drained to it (6.12+).
+    pcp_high_decays: bool = False
+    #: The commit's free_high needs ``free_count >= batch + high_min / 2``
+    #: (7.2 ``free_frozen_page_commit`` L2862), not ``>= batch`` (6.12
+    #: ``free_unref_page_commit``).
+    free_high_adds_half_high_min: bool = False
+    #: The commit drains in chunks of at most pcp->batch, each restarting at
+    #: the freed page's pindex (7.2 L2885-L2913); 6.12 in one
+    #: ``free_pcppages_bulk`` call.
+    drain_in_batch_chunks: bool = False
+    #: 6.12 ``try_to_steal_block`` refuses a block whose own pageblock type
+    #: is HIGHATOMIC (a race guard); 7.2's ``try_to_claim_block`` does not.
+    claim_skips_highatomic_block: bool = False
     #: 7.2: vfree() frees a vmalloc area's pages with ``free_pages_bulk`` ->
     #: ``__free_contig_range``: every page of a PFN-contiguous run is traced
     #: as an order-0 ``mm_page_free`` first, then the run is committed in
     #: naturally aligned chunks of up to ``MAX_PAGE_ORDER``
     #: (``free_prepared_contig_range``), e.g. a split order-2 vmalloc'd stack
     #: goes back as one order-2 block.
-    #: 6.12 ``try_to_steal_block`` refuses a block whose own pageblock type
-    #: is HIGHATOMIC (a race guard); 7.2's ``try_to_claim_block`` does not.
-    claim_skips_highatomic_block: bool = False
     contig_free_runs: bool = False
     #: A free that finds its CPU's pcp lock held (an interrupt during
     #: ``free_unref_folios``' commit loop) goes to the buddy: 6.x
@@ -120,30 +144,37 @@ class Profile:
 PROFILES = {
     p.name: p
     for p in (
-        Profile("5.10", refill="batch", pcp_null_to_buddy=False, fallback="steal",
+        Profile("5.10", gfp_table="5.10",
+                refill="batch", pcp_null_to_buddy=False, fallback="steal",
                 nofragment_min_order_always=True, zone_locked_in_rmqueue=True,
-                pcp_free="5.10", merge="isolate", split_large_free=False,
+                pcp_free_batch="batch", merge="isolate", split_large_free=False,
                 bulk_allocator=False, highatomic_term_free=False, below_high_flag=False,
                 no_refill_highatomic=False, alloc_harder=True, boost_retry_gfp_atomic=True,
                 highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
                 cached_pcp_migratetype=True),
-        Profile("6.1", refill="batch_shift", pcp_null_to_buddy=True, fallback="steal",
+        Profile("6.1", gfp_table="6.1",
+                refill="batch_shift", pcp_null_to_buddy=True, fallback="steal",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
-                pcp_free="6.1", merge="mergeable", split_large_free=False,
+                pcp_free_batch="free_factor", merge="mergeable", split_large_free=False,
                 bulk_allocator=True, highatomic_term_free=False, below_high_flag=False,
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=True,
                 highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
                 cached_pcp_migratetype=True),
-        Profile("6.12", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
+        Profile("6.12", gfp_table="6.12",
+                refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
-                pcp_free="6.12", merge="retype", split_large_free=True,
+                pcp_free_batch="free_count", pcp_high_decays=True, merge="retype",
+                split_large_free=True,
                 bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=False,
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=False,
                 cached_pcp_migratetype=False, claim_skips_highatomic_block=True),
-        Profile("7.2", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
+        Profile("7.2", gfp_table="7.2",
+                refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
-                pcp_free="7.2", merge="retype", split_large_free=True,
+                pcp_free_batch="free_count", pcp_high_decays=True,
+                free_high_adds_half_high_min=True, drain_in_batch_chunks=True, merge="retype",
+                split_large_free=True,
                 bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
                 no_refill_highatomic=True, alloc_harder=False, boost_retry_gfp_atomic=False,
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=True,

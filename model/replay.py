@@ -555,7 +555,7 @@ class Replayer:
         r = self._requests.get(key)
         if r is None:
             try:
-                names = gfp_names(int(entry.gfp, 16), self.alloc.profile.name)
+                names = gfp_names(int(entry.gfp, 16), self.alloc.profile.gfp_table)
                 r = make_request(self.alloc, 0, entry.cpu, gfp=names)
             except (GfpError, RequestError, ValueError):
                 return None
@@ -728,7 +728,7 @@ class Replayer:
         a = self.alloc
         window = _DrainWindow("vmstat", e.pid, [])
         where = a.on_pcp.get(e.pfn)
-        if where is None or a.profile.pcp_free not in ("6.12", "7.2"):
+        if where is None or not a.profile.pcp_high_decays:
             return window
         zi, cpu, _ = where
         z = a.zones[zi]
@@ -755,7 +755,7 @@ class Replayer:
             rep.drains += 1
             rep.drains_exact += exact
         if w.actual and not w.predicted and w.pcp is not None \
-                and self.alloc.profile.pcp_free in ("6.12", "7.2"):
+                and self.alloc.profile.pcp_high_decays:
             # The kernel found count >= high where the model had room: its
             # pcp->high had decayed with no event (vmstat decay_pcp_high,
             # count <= high then). Bring it down as those decays would have.

@@ -39,25 +39,26 @@ class Request:
 
 
 def make_request(alloc: "A.Allocator", order: int, cpu: int = 0, gfp: Optional[str] = None,
-                 migratetype: Optional[str | int] = None, series: Optional[str] = None) -> Request:
+                 migratetype: Optional[str | int] = None) -> Request:
     """Resolve a request against the kernel of *alloc*; refuse what the
     kernel would (``__alloc_pages``: order > MAX_PAGE_ORDER warns and
     fails), an unknown gfp flag or migratetype, a CPU that does not exist."""
-    series = series or alloc.profile.name
+    profile = alloc.profile
+    table = profile.gfp_table
     if not isinstance(order, int) or order < 0 or order >= alloc.nr_orders:
         raise RequestError(
             f"order {order} is out of range: this kernel's orders are 0..{alloc.nr_orders - 1}")
     if not isinstance(cpu, int) or cpu < 0 or cpu >= alloc.nr_cpus:
         raise RequestError(f"cpu {cpu} does not exist: the snapshot has cpus 0..{alloc.nr_cpus - 1}")
-    bits = gfp_bits(series)
+    bits = gfp_bits(table)
     mask: Optional[int] = None
     if gfp is not None:
         try:
-            mask = parse_gfp(gfp, series)
-            zone_name = gfp_zone(mask, series)
+            mask = parse_gfp(gfp, table)
+            zone_name = gfp_zone(mask, table)
         except GfpError as e:
             raise RequestError(str(e)) from None
-        mt = gfp_migratetype(mask, series, mobility_disabled=alloc.mobility_disabled)
+        mt = gfp_migratetype(mask, table, mobility_disabled=alloc.mobility_disabled)
         if mt >= A.MIGRATE_PCPTYPES:
             raise RequestError(f"gfp {gfp} asks for both __GFP_MOVABLE and __GFP_RECLAIMABLE, "
                                "which the kernel does not allow")
@@ -77,7 +78,7 @@ def make_request(alloc: "A.Allocator", order: int, cpu: int = 0, gfp: Optional[s
             mask |= bits.movable | bits.highmem | bits.hardwall
         elif mt == A.MIGRATE_RECLAIMABLE:
             mask |= bits.reclaimable
-        zone_name = gfp_zone(mask, series)
+        zone_name = gfp_zone(mask, table)
     highest = A.ZONE_INDEX.get(zone_name, A.ZONE_INDEX["Normal"])
     zones = alloc.zonelist(highest)
     if not zones:
@@ -105,15 +106,17 @@ def make_request(alloc: "A.Allocator", order: int, cpu: int = 0, gfp: Optional[s
         atomic = bool(mask & bits.atomic) and not mask & bits.direct_reclaim
         if atomic:
             slow |= A.ALLOC_GFP_ATOMIC
-        blocking = not atomic if series == "5.10" else bool(mask & bits.direct_reclaim)
+        # 5.10: every __GFP_ATOMIC request gets ALLOC_HARDER and loses
+        # ALLOC_CPUSET (gfp_to_alloc_flags L4446).
+        blocking = not atomic if profile.alloc_harder else bool(mask & bits.direct_reclaim)
     else:
         blocking = bool(mask & bits.direct_reclaim)
     if not blocking:
         if not mask & bits.nomemalloc:
             slow |= A.ALLOC_NON_BLOCK
-            if series != "5.10" and order > 0 and slow & A.ALLOC_MIN_RESERVE:
+            if not profile.alloc_harder and order > 0 and slow & A.ALLOC_MIN_RESERVE:
                 slow |= A.ALLOC_HIGHATOMIC
-        if series == "5.10" or slow & A.ALLOC_MIN_RESERVE:
+        if profile.alloc_harder or slow & A.ALLOC_MIN_RESERVE:
             slow &= ~A.ALLOC_CPUSET
     if cma:
         slow |= A.ALLOC_CMA
