@@ -15,6 +15,10 @@ code asks its :class:`~buddyscope.model.profile.Profile`.
 Every change goes through a few primitives that can be journaled, so a
 prediction can be made on the live state and rolled back (see
 :meth:`Allocator.trial`).
+
+Line references (``L1234``) are to ``mm/page_alloc.c``, unless another file
+is named, of Debian's ``linux-source`` packages 5.10.262-1, 6.1.192-3,
+6.12.118-1 and 7.2.13-1.
 """
 
 from __future__ import annotations

@@ -10,8 +10,10 @@ types as the snapshot recorded them (pcp list layout, ``struct
 per_cpu_pages`` members, ``KernelInfo.features``), newest first, never from
 the release string.
 
-Line references are to ``mm/page_alloc.c`` of each tree unless named
-otherwise; ``../shared/reference/allocator-*.md`` has the long story.
+Line references (``L1234``) are to ``mm/page_alloc.c``, unless another file
+is named, of Debian's ``linux-source`` packages 5.10.262-1, 6.1.192-3,
+6.12.118-1 and 7.2.13-1.
+``../shared/reference/allocator-*.md`` has the long story.
 """
 
 from __future__ import annotations
@@ -202,14 +204,18 @@ def detect_profile(snapshot: Snapshot) -> Profile:
     """The profile of the kernel *snapshot* was read from, from its types.
 
     Newest first:
-    - ``enum pageblock_bits`` has ``PB_migrate_isolate`` (7.2: isolation became
-      its own pageblock bit) -> 7.2;
-    - ``per_cpu_pages`` has ``high_min`` (6.7: "mm, pcp: reduce lock
-      contention ..." dynamic high) -> 6.12;
-    - ``per_cpu_pages`` has ``free_factor`` (5.14: "mm/page_alloc: scale the
-      number of pages that are batch freed") with pcp lists per order
-      (5.14: "mm/page_alloc: allow high-order pages to be stored on the
-      per-cpu lists") -> 6.1;
+    - ``enum pageblock_bits`` has ``PB_migrate_isolate`` (Linux kernel commit
+      "mm/page_isolation: make page isolation a standalone bit" (in v6.16):
+      isolation became its own pageblock bit), or ``struct zone`` has
+      ``trylock_free_pages`` -> 7.2;
+    - ``per_cpu_pages`` has ``high_min`` (since Linux kernel commit
+      90b41691b988 ("mm: add framework for PCP high auto-tuning") (in v6.7))
+      -> 6.12;
+    - ``per_cpu_pages`` has ``free_factor`` (since Linux kernel commit
+      3b12e7e97938 ("mm/page_alloc: scale the number of pages that are batch
+      freed") (in v5.14)) or pcp lists per order (since Linux kernel commit
+      44042b449872 ("mm/page_alloc: allow high-order pages to be stored on
+      the per-cpu lists") (in v5.14)) -> 6.1;
     - one order-0 pcp list per migratetype -> 5.10.
     """
     k: KernelInfo = snapshot.kernel

@@ -13,6 +13,10 @@ not cascade. Frees, batched frees and drains are applied as they come; the
 drain each pcp free triggers is predicted too and scored on its own, and so
 is each run of drain events no free of the same task explains (6.12+:
 vmstat's ``decay_pcp_high``; ``drain_all_pages``).
+
+Line references (``L1234``) are to ``mm/page_alloc.c``, unless another file
+is named, of Debian's ``linux-source`` packages 5.10.262-1, 6.1.192-3,
+6.12.118-1 and 7.2.13-1.
 """
 
 from __future__ import annotations

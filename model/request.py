@@ -7,6 +7,10 @@ An allocation request as ``__alloc_pages`` sees it after
 zone (``gfp_zone``), the fast path's alloc_flags (``ALLOC_WMARK_LOW`` plus
 ``alloc_flags_nofragment`` and CMA) and the slowpath's
 (``gfp_to_alloc_flags``).
+
+Line references (``L1234``) are to ``mm/page_alloc.c``, unless another file
+is named, of Debian's ``linux-source`` packages 5.10.262-1, 6.1.192-3,
+6.12.118-1 and 7.2.13-1.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ chunks (7.2 ``__free_contig_range``); a free that found its CPU's pcp lock
 taken and went to the buddy. :class:`~buddyscope.model.replay.Replayer`
 asks its profile which of them the kernel does.
 
-Line references are to ``mm/page_alloc.c`` of Debian's linux-source-7.2
-7.2.13-1 unless named otherwise.
+Line references (``L1234``) are to ``mm/page_alloc.c``, unless another file
+is named, of Debian's ``linux-source-7.2`` 7.2.13-1.
 
 Pure Python: imports neither drgn nor textual.
 """
