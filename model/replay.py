@@ -33,11 +33,11 @@ from buddyscope.model.events import (
     MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN,
 )
 from buddyscope.model.ftrace import PageEvent
+from buddyscope.model.gfp import GfpError, gfp_names
 from buddyscope.model.profile import Profile
 from buddyscope.model.replay_report import (
     REASONS, AllocRecord, NaivePredictor, ReplayReport, format_report,
 )
-from buddyscope.model.gfp import GfpError, gfp_names
 from buddyscope.model.request import Request, RequestError, make_request
 from buddyscope.model.snapshot import Snapshot
 from buddyscope.model.stream import contig_free_runs, deferred_frees, frees_under_pcp_lock
