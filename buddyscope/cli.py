@@ -147,18 +147,9 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _source_spec(args):
-    from buddyscope.probe.sources import SourceSpec
+    from buddyscope.wiring import source_spec
 
-    chosen = [n for n, v in (("FILE", args.file), ("--live", args.live), ("--vmcore", args.vmcore),
-                             ("--qmp", args.qmp), ("--procfs", args.procfs)) if v]
-    if len(chosen) > 1:
-        raise BuddyscopeError(f"give one source, not {' and '.join(chosen)}")
-    if args.pause and not args.qmp:
-        raise BuddyscopeError("--pause goes with --qmp")
-    if args.vmlinux and (args.file or args.procfs):
-        raise BuddyscopeError("--vmlinux goes with --live, --vmcore or --qmp")
-    return SourceSpec(live=args.live, vmcore=args.vmcore, qmp=args.qmp, pause=args.pause,
-                      procfs=args.procfs, file=args.file, vmlinux=args.vmlinux)
+    return source_spec(args)
 
 
 def _snapshot(args) -> int:
@@ -376,7 +367,8 @@ def _main_job(parser: argparse.ArgumentParser) -> int:
     """``buddyscope`` alone: the TUI on the best source there is; when
     stdout is not a terminal, the snapshot tables of that source."""
     from buddyscope.model.report import format_snapshot
-    from buddyscope.probe.sources import best_source_spec, open_source
+    from buddyscope.probe.sources import open_source
+    from buddyscope.wiring import best_source_spec
 
     try:
         spec, why = best_source_spec()

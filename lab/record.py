@@ -41,7 +41,7 @@ from typing import Callable, ContextManager, Optional, Sequence
 from buddyscope import __version__
 from buddyscope.errors import BuddyscopeError
 from buddyscope.lab.guest import CommandResult, Guest
-from buddyscope.lab.kernels import Kernel
+from buddyscope.lab.kernels import Kernel, find_vmlinux
 from buddyscope.model.fixture import Fixture
 from buddyscope.model.ftrace import EVENTS
 
@@ -217,7 +217,8 @@ def record_in_guest(g: Guest, script: bytes, name: str, buffer_kb: int = 32768,
             raise BuddyscopeError(f"{name} run failed with status {r.status}: "
                                   f"{(r.text + r.stderr.decode(errors='replace')).strip()[-400:]}")
 
-    spec = SourceSpec(qmp=g.qmp_path, pause=g.pause_path if paused else None)
+    spec = SourceSpec(qmp=g.qmp_path, pause=g.pause_path if paused else None,
+                      find_vmlinux=find_vmlinux)
     with open_source(spec) as src:
         snap, trace, counts, rec = _record(g, src, g.paused if paused else contextlib.nullcontext,
                                            run_workload, buffer_kb, timeout)
@@ -279,7 +280,7 @@ def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_k
             raise BuddyscopeError(f"{shown} failed with status {p.returncode}: "
                                   f"{p.stdout.decode(errors='replace').strip()[-400:]}")
 
-    with open_source(SourceSpec(live=True, vmlinux=vmlinux)) as src:
+    with open_source(SourceSpec(live=True, vmlinux=vmlinux, find_vmlinux=find_vmlinux)) as src:
         snap, trace, counts, rec = _record(host, src, contextlib.nullcontext, run_workload,
                                            buffer_kb, timeout=600, attempts=attempts)
     import psutil

@@ -36,7 +36,7 @@ from typing import Callable, Dict, List, Optional
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.lab.guest import Guest
-from buddyscope.lab.kernels import Kernel
+from buddyscope.lab.kernels import Kernel, find_vmlinux
 from buddyscope.lab.record import TRACEFS, NotApplicable, _start_tracing
 from buddyscope.model.ftrace import PageEvent, TraceError, merge_by_timestamp, parse_lines
 from buddyscope.model.snapshot import Snapshot
@@ -102,7 +102,8 @@ class LabWatcher:
         self._prev: Optional[tuple] = None   # (snapshot, counters)
         self._windows = 0
         self._closed = False
-        self.source = open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path))
+        self.source = open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path,
+                                             find_vmlinux=find_vmlinux))
         try:
             kprobes = tracing.bulk_alloc_kprobes(self.source.prog)
             self.events_enabled = _start_tracing(guest, buffer_kb, kprobes)
