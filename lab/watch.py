@@ -37,9 +37,10 @@ from typing import Callable, Dict, List, Optional
 from buddyscope.errors import BuddyscopeError
 from buddyscope.lab.guest import Guest
 from buddyscope.lab.kernels import Kernel, find_vmlinux
-from buddyscope.lab.record import TRACEFS, NotApplicable, _start_tracing
+from buddyscope.lab.record import NotApplicable
 from buddyscope.model.ftrace import PageEvent, TraceError, merge_by_timestamp, parse_lines
 from buddyscope.model.snapshot import Snapshot
+from buddyscope.probe.tracing import TRACEFS, start_tracing
 
 __all__ = ("LabWatcher", "Refresh", "Window")
 
@@ -106,7 +107,7 @@ class LabWatcher:
                                              find_vmlinux=find_vmlinux))
         try:
             kprobes = tracing.bulk_alloc_kprobes(self.source.prog)
-            self.events_enabled = _start_tracing(guest, buffer_kb, kprobes)
+            self.events_enabled = start_tracing(guest, buffer_kb, kprobes)
             # Reading the trace file must not stop tracing while it is open
             # (options/pause-on-trace 1 does; a kernel without the option
             # always does).
