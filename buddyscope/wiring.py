@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 from buddyscope.errors import BuddyscopeError
 
-__all__ = ("best_source_spec", "lab_vmlinux", "source_spec")
+__all__ = ("best_source_spec", "lab_vmlinux", "open_lab_session", "open_session", "source_spec")
 
 
 def lab_vmlinux(release: str, build_id: Optional[str]) -> Sequence[Path]:
@@ -51,3 +51,43 @@ def best_source_spec():
     from buddyscope.probe.sources import best_source_spec as best
 
     return best(find_vmlinux=lab_vmlinux)
+
+
+def open_session(spec, why: str = ""):
+    """A :class:`~buddyscope.tui.session.Session` on *spec* (a
+    :class:`~buddyscope.probe.sources.SourceSpec`); a file that is a
+    recording opens in replay mode."""
+    from buddyscope.model.load import is_fixture, load_recording
+    from buddyscope.model.stepping import Stepper
+    from buddyscope.probe.sources import open_source
+    from buddyscope.tui.session import FixtureSource, Session
+
+    if spec.file is not None:
+        path = Path(spec.file)
+        if not path.exists():
+            raise BuddyscopeError(f"{path}: no such file")
+        if path.is_dir():
+            raise BuddyscopeError(f"{path} is a directory, not a snapshot or fixture file")
+        if is_fixture(path):
+            stepper = Stepper.from_recording(load_recording(path))
+            return Session(FixtureSource(stepper), why, stepper)
+    return Session(open_source(spec), why)
+
+
+def open_lab_session(kernel, smp: int = 1, mem_mib: int = 512,
+                     workload: Optional[Path] = None, log=lambda m: None):
+    """Boot a lab guest of *kernel* (a :class:`~buddyscope.lab.kernels.Kernel`
+    or a series) with its kmem events traced, and *workload* looping in it,
+    as a :class:`~buddyscope.tui.session.Session`: ``tui --lab``. Boot from
+    the thread that runs the TUI: the guest dies with the thread that
+    booted it."""
+    from buddyscope.lab.kernels import resolve_kernel
+    from buddyscope.lab.watch import LabWatcher
+    from buddyscope.tui.session import Session
+
+    if workload is not None and not Path(workload).is_file():
+        raise BuddyscopeError(f"{workload}: no such workload file")
+    if isinstance(kernel, str):
+        kernel = resolve_kernel(kernel)
+    watcher = LabWatcher.open(kernel, smp=smp, mem_mib=mem_mib, workload=workload, log=log)
+    return Session(watcher, watcher.label)

@@ -13,7 +13,7 @@ events between two refreshes are exactly each CPU's events number
 ``entries_before`` to ``entries_after`` (``trace_clock`` ``counter``; the
 trace file is read without stopping tracing: ``options/pause-on-trace`` 0):
 a *window* that starts at the earlier snapshot
-(:func:`buddyscope.tui.window.score_window` replays it). A window with lost
+(:func:`buddyscope.model.window.score_window` replays it). A window with lost
 events (overrun, dropped, a count that does not match) is invalid.
 
 The non-consuming trace file is read from its start each time, so once a

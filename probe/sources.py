@@ -70,8 +70,10 @@ class FileSource(Source):
     kind = "file"
 
     def __init__(self, path: Path):
+        from buddyscope.model.load import load_snapshot
+
         self.path = path
-        self._snap = Snapshot.load(path)
+        self._snap = load_snapshot(path)
 
     def snapshot(self) -> Snapshot:
         return self._snap
