@@ -100,9 +100,10 @@ def bulk_alloc_kprobes(prog: drgn.Program) -> Optional[list[str]]:
 
     if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
         return None
-    # Since Linux kernel commit "mm: enable page allocation tagging" (in
-    # v6.10) the function is alloc_pages_bulk_noprof; from "mm/page_alloc:
-    # add a bulk page allocator" (in v5.13) until then, __alloc_pages_bulk.
+    # Since Linux kernel commit b951aaff5035 ("mm: enable page allocation
+    # tagging") (in v6.10) the function is alloc_pages_bulk_noprof; from
+    # commit 387ba26fb1cb ("mm/page_alloc: add a bulk page allocator") (in
+    # v5.13) until then, __alloc_pages_bulk.
     for name in ("alloc_pages_bulk_noprof", "__alloc_pages_bulk"):
         try:
             fn = prog.function(name)
