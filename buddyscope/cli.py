@@ -147,18 +147,9 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _source_spec(args):
-    from buddyscope.probe.sources import SourceSpec
+    from buddyscope.wiring import source_spec
 
-    chosen = [n for n, v in (("FILE", args.file), ("--live", args.live), ("--vmcore", args.vmcore),
-                             ("--qmp", args.qmp), ("--procfs", args.procfs)) if v]
-    if len(chosen) > 1:
-        raise BuddyscopeError(f"give one source, not {' and '.join(chosen)}")
-    if args.pause and not args.qmp:
-        raise BuddyscopeError("--pause goes with --qmp")
-    if args.vmlinux and (args.file or args.procfs):
-        raise BuddyscopeError("--vmlinux goes with --live, --vmcore or --qmp")
-    return SourceSpec(live=args.live, vmcore=args.vmcore, qmp=args.qmp, pause=args.pause,
-                      procfs=args.procfs, file=args.file, vmlinux=args.vmlinux)
+    return source_spec(args)
 
 
 def _snapshot(args) -> int:
@@ -185,33 +176,6 @@ def _snapshot(args) -> int:
     return 0
 
 
-def _load_trace(path: Path, snap=None):
-    """Events from ftrace text or from a fixture's trace; a fixture of
-    another kernel than *snap* is refused."""
-    from buddyscope.model.fixture import Fixture, FixtureError
-    from buddyscope.model.ftrace import parse_file, parse_lines
-
-    if not path.exists():
-        raise BuddyscopeError(f"{path}: no such file")
-    try:
-        fx = Fixture.load(path)
-    except FixtureError:
-        fx = None
-    if fx is not None:
-        if snap is not None and fx.snapshot.kernel.release != snap.kernel.release:
-            raise BuddyscopeError(f"{path} is a trace of {fx.snapshot.kernel.release}, "
-                                  f"the snapshot is of {snap.kernel.release}")
-        parsed = parse_lines(fx.trace)
-    else:
-        parsed = parse_file(path)
-    if not parsed.events:
-        raise BuddyscopeError(f"{path} has no kmem page events (mm_page_alloc, mm_page_free, ...)")
-    if parsed.lost:
-        raise BuddyscopeError(f"{path}: the ring buffer lost events on cpu "
-                              f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed exactly")
-    return parsed.events
-
-
 def _profile(args):
     from buddyscope.model.profile import profile_named
 
@@ -222,6 +186,7 @@ def _predict(args) -> int:
     import json
 
     from buddyscope.model.fixture import Fixture, FixtureError
+    from buddyscope.model.load import load_trace
     from buddyscope.model.predict import format_outcomes, model_after, predict_request
     from buddyscope.model.request import make_request
     from buddyscope.probe.sources import open_source
@@ -235,7 +200,7 @@ def _predict(args) -> int:
     if snap is None:
         with open_source(_source_spec(args)) as source:
             snap = source.snapshot()
-    events = _load_trace(args.after, snap) if args.after else None
+    events = load_trace(args.after, snap) if args.after else None
     alloc = model_after(snap, events, _profile(args))
     req = make_request(alloc, args.order, args.cpu, gfp=args.gfp, migratetype=args.migratetype)
     outcomes = predict_request(alloc, req, args.n)
@@ -258,20 +223,17 @@ def _predict(args) -> int:
 def _replay(args) -> int:
     import json
 
-    from buddyscope.model.fixture import Fixture
+    from buddyscope.model.load import load_recording, load_snapshot, load_trace
     from buddyscope.model.replay import format_report, replay
-    from buddyscope.model.snapshot import Snapshot
 
     if args.fixture and (args.snapshot or args.trace):
         raise BuddyscopeError("give a fixture, or --snapshot with --trace, not both")
     if args.fixture:
-        if not args.fixture.exists():
-            raise BuddyscopeError(f"{args.fixture}: no such file")
-        fx = Fixture.load(args.fixture)
-        snap, events = fx.snapshot, _load_trace(args.fixture)
+        rec = load_recording(args.fixture)
+        snap, events = rec.snapshot, rec.events
     elif args.snapshot and args.trace:
-        snap = Snapshot.load(args.snapshot)
-        events = _load_trace(args.trace, snap)
+        snap = load_snapshot(args.snapshot)
+        events = load_trace(args.trace, snap)
     else:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
     rep = replay(snap, events, _profile(args), strict=args.strict)
@@ -334,7 +296,7 @@ def _tui_lab(args) -> int:
     """``tui --lab SERIES``: boot a guest (in this thread: it dies with the
     thread that booted it), trace it, run the TUI, shut the guest down."""
     from buddyscope.lab.kernels import resolve_kernel
-    from buddyscope.tui.session import open_lab_session
+    from buddyscope.wiring import open_lab_session
 
     chosen = [n for n, v in (("FILE", args.file), ("--live", args.live), ("--vmcore", args.vmcore),
                              ("--qmp", args.qmp), ("--procfs", args.procfs),
@@ -357,7 +319,7 @@ def _need_terminal() -> None:
 
 
 def _run_tui(spec, why: str, interval=None, opener=None) -> int:
-    from buddyscope.tui.session import open_session
+    from buddyscope.wiring import open_session
 
     # Bad input fails here, in one line.
     session = opener() if opener is not None else open_session(spec, why)
@@ -376,7 +338,8 @@ def _main_job(parser: argparse.ArgumentParser) -> int:
     """``buddyscope`` alone: the TUI on the best source there is; when
     stdout is not a terminal, the snapshot tables of that source."""
     from buddyscope.model.report import format_snapshot
-    from buddyscope.probe.sources import best_source_spec, open_source
+    from buddyscope.probe.sources import open_source
+    from buddyscope.wiring import best_source_spec
 
     try:
         spec, why = best_source_spec()

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from buddyscope.errors import GuestError, GuestGone, LabError, QMPError
 from buddyscope.lab.initramfs import build_initramfs
 from buddyscope.lab.kernels import Kernel, find_busybox
-from buddyscope.lab.qmp import QMP
+from buddyscope.probe.qmp import QMP
 
 if TYPE_CHECKING:
     import drgn

@@ -33,13 +33,14 @@ from buddyscope.lab.apt import (
     read_system_sources,
     sources_for_suite,
 )
-from buddyscope.lab.elf import gnu_build_id, is_static_executable
+from buddyscope.probe.elf import gnu_build_id, is_static_executable
 
 __all__ = (
     "SERIES_SUITES",
     "Kernel",
     "cache_root",
     "cached_kernels",
+    "find_vmlinux",
     "fetch",
     "find_busybox",
     "resolve_kernel",
@@ -137,6 +138,14 @@ def cached_kernels(root: Path | None = None) -> list[Kernel]:
             with contextlib.suppress(LabError):
                 out.append(Kernel.load(sub))
     return sorted(out, key=lambda k: (_natural(k.series), _natural(k.release)))
+
+
+def find_vmlinux(release: str, build_id: str | None) -> list[Path]:
+    """The cached vmlinux files of *release* whose build ID starts with
+    *build_id* (any, without one): the debug info a probe source looks for
+    before drgn's standard search (``SourceSpec.find_vmlinux``)."""
+    return [k.vmlinux for k in cached_kernels()
+            if k.release == release and (not build_id or (k.vmlinux_build_id or "").startswith(build_id[:40]))]
 
 
 def resolve_kernel(spec: str, root: Path | None = None) -> Kernel:

@@ -24,7 +24,8 @@ fixture says so (``best_effort``, ``boundary_overlap_events``).
 
 The tracing state found (``tracing_on``, ``trace_clock``,
 ``buffer_size_kb``, ``current_tracer``, the kmem events' ``enable``) is
-restored afterwards, also on error and Ctrl-C.
+restored afterwards, also on error and Ctrl-C (set-up and restore are
+:mod:`buddyscope.probe.tracing`'s).
 """
 
 from __future__ import annotations
@@ -41,21 +42,12 @@ from typing import Callable, ContextManager, Optional, Sequence
 from buddyscope import __version__
 from buddyscope.errors import BuddyscopeError
 from buddyscope.lab.guest import CommandResult, Guest
-from buddyscope.lab.kernels import Kernel
+from buddyscope.lab.kernels import Kernel, find_vmlinux
 from buddyscope.model.fixture import Fixture
-from buddyscope.model.ftrace import EVENTS
+from buddyscope.probe import tracing
 
-__all__ = ("KMEM_EVENTS", "LocalHost", "NotApplicable", "find_tracefs", "record_in_guest",
-           "record_lab", "record_live", "restore_tracing", "save_tracing")
+__all__ = ("LocalHost", "NotApplicable", "record_in_guest", "record_lab", "record_live")
 
-TRACEFS = "/sys/kernel/tracing"
-# The kmem page events, as the one parser knows them.
-KMEM_EVENTS = EVENTS
-# What recording changes, so what is saved and put back. Every kmem event's
-# enable is saved, not only the six: _start_tracing turns the others off.
-_STATE_FILES = ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer")
-# The kprobe events recording adds (and always deletes again).
-_KPROBE_GROUP = "buddyscope"
 _BOUNDARY = ("paused guest (QMP stop); per-CPU ring_buffer_per_cpu.entries read with drgn in "
              "the same pause as the snapshot (retried while committing != 0); the first "
              "`entries` events of each CPU's per_cpu trace dropped")
@@ -87,89 +79,6 @@ class LocalHost:
             raise BuddyscopeError(f"`{script.splitlines()[0]}` failed with status {p.returncode}: "
                                   f"{p.stderr.decode(errors='replace').strip()[-300:]}")
         return CommandResult(p.returncode, p.stdout, p.stderr)
-
-
-def _tracefs(host) -> str:
-    return getattr(host, "tracefs", TRACEFS)
-
-
-def save_tracing(host) -> dict[str, str]:
-    """The tracing state *host* (a :class:`Guest` or :class:`LocalHost`) has
-    now, file by file."""
-    files = " ".join(_STATE_FILES)
-    script = (f"cd {_tracefs(host)} && for f in {files} events/kmem/*/enable; do "
-              f"printf '%s\\t' $f; head -c 200 $f 2>/dev/null | tr '\\n' ' '; echo; done")
-    out = host.run(script, check=True).text
-    state = {}
-    for line in out.splitlines():
-        name, _, value = line.partition("\t")
-        if value.strip():
-            state[name] = value.strip()
-    if "buffer_size_kb" in state:
-        # "7 (expanded: 1408)" before tracing is first used: the kernel's
-        # "expanded" latch is one-way; the size is what can be put back.
-        state["buffer_size_kb"] = state["buffer_size_kb"].split()[0]
-    return state
-
-
-def _clock_name(value: str) -> str:
-    # trace_clock reads "local global [counter] ...": the bracketed one is current.
-    for word in value.split():
-        if word.startswith("["):
-            return word.strip("[]")
-    return value.split()[0]
-
-
-def restore_tracing(host, state: dict[str, str]) -> None:
-    """Put back what :func:`save_tracing` found (tracing_on last)."""
-    tracefs = _tracefs(host)
-    lines = [f"echo 0 > {tracefs}/tracing_on"]
-    for name, value in state.items():
-        if name == "tracing_on":
-            continue
-        if name == "trace_clock":
-            value = _clock_name(value)
-        lines.append(f"echo {value} > {tracefs}/{name}")
-    lines.append(f"echo {state.get('tracing_on', '1')} > {tracefs}/tracing_on")
-    host.run("\n".join(lines), check=True)
-
-
-def _start_tracing(host, buffer_kb: int, kprobes: Optional[list[str]] = None) -> list[str]:
-    """Enable the kmem page events (and the bulk allocator's *kprobes*, when
-    given and the kernel has kprobe events), clear the buffer, start."""
-    tracefs = _tracefs(host)
-    have = host.run(f"ls {tracefs}/events/kmem/", check=True).text.split()
-    events = [e for e in KMEM_EVENTS if e in have]
-    script = [f"cd {tracefs}", "echo 0 > tracing_on", "echo nop > current_tracer",
-              "echo counter > trace_clock", f"echo {buffer_kb} > buffer_size_kb"]
-    script += [f"echo 0 > events/kmem/{e}/enable" for e in have if e not in events and e != "enable" and e != "filter"]
-    script += [f"echo 1 > events/kmem/{e}/enable" for e in events]
-    host.run("\n".join(script), check=True)
-    if kprobes and _add_kprobes(host, kprobes):
-        events += [d.split()[0].split("/")[1] for d in kprobes]
-    host.run(f"cd {tracefs} && echo > trace && echo 1 > tracing_on", check=True)
-    return events
-
-
-def _add_kprobes(host, kprobes: list[str]) -> bool:
-    """Define and enable *kprobes* (group ``buddyscope``); False when the
-    kernel has no kprobe events."""
-    tracefs = _tracefs(host)
-    if host.run(f"test -w {tracefs}/kprobe_events").status != 0:
-        return False
-    _remove_kprobes(host)  # left over from a recorder that was killed
-    lines = [f"cd {tracefs}"] + [f"echo '{d}' >> kprobe_events" for d in kprobes]
-    lines.append(f"echo 1 > events/{_KPROBE_GROUP}/enable")
-    return host.run("\n".join(lines)).status == 0
-
-
-def _remove_kprobes(host) -> None:
-    """Disable and delete every kprobe event of group ``buddyscope``."""
-    tracefs = _tracefs(host)
-    host.run(f"cd {tracefs} && [ -d events/{_KPROBE_GROUP} ] || exit 0; "
-             f"echo 0 > events/{_KPROBE_GROUP}/enable; "
-             f"for e in events/{_KPROBE_GROUP}/*/; do e=${{e%/}}; "
-             f"echo \"-:{_KPROBE_GROUP}/${{e##*/}}\" >> kprobe_events; done")
 
 
 def record_lab(kernel: Kernel, workload: Path, smp: int = 1, mem_mib: int = 512,
@@ -212,12 +121,13 @@ def record_in_guest(g: Guest, script: bytes, name: str, buffer_kb: int = 32768,
     def run_workload() -> None:
         log(f"{name} run (traced)")
         r = g.run("/run/workload run", timeout=timeout)
-        g.run(f"echo 0 > {TRACEFS}/tracing_on", check=True)
+        g.run(f"echo 0 > {tracing.TRACEFS}/tracing_on", check=True)
         if r.status != 0:
             raise BuddyscopeError(f"{name} run failed with status {r.status}: "
                                   f"{(r.text + r.stderr.decode(errors='replace')).strip()[-400:]}")
 
-    spec = SourceSpec(qmp=g.qmp_path, pause=g.pause_path if paused else None)
+    spec = SourceSpec(qmp=g.qmp_path, pause=g.pause_path if paused else None,
+                      find_vmlinux=find_vmlinux)
     with open_source(spec) as src:
         snap, trace, counts, rec = _record(g, src, g.paused if paused else contextlib.nullcontext,
                                            run_workload, buffer_kb, timeout)
@@ -243,15 +153,6 @@ def record_in_guest(g: Guest, script: bytes, name: str, buffer_kb: int = 32768,
     return fixture
 
 
-def find_tracefs() -> str:
-    """Where this machine's tracefs is mounted."""
-    for path in (TRACEFS, "/sys/kernel/debug/tracing"):
-        if os.path.exists(f"{path}/events/kmem"):
-            return path
-    raise BuddyscopeError("no tracefs with kmem events here (mount it: "
-                          "mount -t tracefs nodev /sys/kernel/tracing)")
-
-
 def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_kb: int = 32768,
                 attempts: int = 20, log: Callable[[str], None] = lambda m: None) -> Fixture:
     """``record --live -- COMMAND``: record the running kernel while *command*
@@ -264,7 +165,7 @@ def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_k
         raise BuddyscopeError("record --live needs a command to run: record --live -- COMMAND...")
     if os.geteuid() != 0:
         raise BuddyscopeError("recording the live kernel needs root (tracefs and /proc/kcore)")
-    host = LocalHost(find_tracefs())
+    host = LocalHost(tracing.find_tracefs())
     shown = " ".join(shlex.quote(c) for c in command)
 
     def run_workload() -> None:
@@ -279,7 +180,7 @@ def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_k
             raise BuddyscopeError(f"{shown} failed with status {p.returncode}: "
                                   f"{p.stdout.decode(errors='replace').strip()[-400:]}")
 
-    with open_source(SourceSpec(live=True, vmlinux=vmlinux)) as src:
+    with open_source(SourceSpec(live=True, vmlinux=vmlinux, find_vmlinux=find_vmlinux)) as src:
         snap, trace, counts, rec = _record(host, src, contextlib.nullcontext, run_workload,
                                            buffer_kb, timeout=600, attempts=attempts)
     import psutil
@@ -311,14 +212,13 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
     Returns the snapshot, the merged trace lines, the event counts and the
     recording's part of the provenance."""
     from buddyscope.model.ftrace import merge_by_timestamp, parse_lines
-    from buddyscope.probe import tracing
 
-    tracefs = _tracefs(host)
-    saved = save_tracing(host)
+    tracefs = tracing.tracefs_of(host)
+    saved = tracing.save_tracing(host)
     kprobes = None
     try:
         kprobes = tracing.bulk_alloc_kprobes(src.prog)
-        events = _start_tracing(host, buffer_kb, kprobes)
+        events = tracing.start_tracing(host, buffer_kb, kprobes)
         best = None
         for attempt in range(1, attempts + 1):
             with pause():
@@ -365,8 +265,8 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
     finally:
         if host.alive:
             if kprobes:
-                _remove_kprobes(host)
-            restore_tracing(host, saved)
+                tracing.remove_kprobes(host)
+            tracing.restore_tracing(host, saved)
     merged = merge_by_timestamp(per_cpu)
     trace = [lines_by_cpu[e.cpu][e.lineno - 1] for e in merged]
     counts: dict[str, int] = {}

@@ -13,7 +13,7 @@ events between two refreshes are exactly each CPU's events number
 ``entries_before`` to ``entries_after`` (``trace_clock`` ``counter``; the
 trace file is read without stopping tracing: ``options/pause-on-trace`` 0):
 a *window* that starts at the earlier snapshot
-(:func:`buddyscope.tui.window.score_window` replays it). A window with lost
+(:func:`buddyscope.model.window.score_window` replays it). A window with lost
 events (overrun, dropped, a count that does not match) is invalid.
 
 The non-consuming trace file is read from its start each time, so once a
@@ -36,10 +36,11 @@ from typing import Callable, Dict, List, Optional
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.lab.guest import Guest
-from buddyscope.lab.kernels import Kernel
-from buddyscope.lab.record import TRACEFS, NotApplicable, _start_tracing
+from buddyscope.lab.kernels import Kernel, find_vmlinux
+from buddyscope.lab.record import NotApplicable
 from buddyscope.model.ftrace import PageEvent, TraceError, merge_by_timestamp, parse_lines
 from buddyscope.model.snapshot import Snapshot
+from buddyscope.probe.tracing import TRACEFS, start_tracing
 
 __all__ = ("LabWatcher", "Refresh", "Window")
 
@@ -102,10 +103,11 @@ class LabWatcher:
         self._prev: Optional[tuple] = None   # (snapshot, counters)
         self._windows = 0
         self._closed = False
-        self.source = open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path))
+        self.source = open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path,
+                                             find_vmlinux=find_vmlinux))
         try:
             kprobes = tracing.bulk_alloc_kprobes(self.source.prog)
-            self.events_enabled = _start_tracing(guest, buffer_kb, kprobes)
+            self.events_enabled = start_tracing(guest, buffer_kb, kprobes)
             # Reading the trace file must not stop tracing while it is open
             # (options/pause-on-trace 1 does; a kernel without the option
             # always does).

@@ -85,9 +85,10 @@ def _enumerators(prog: drgn.Program, name: str) -> dict[str, int]:
 
 def _detect(prog: drgn.Program) -> Layout:
     page = prog.type("struct page")
-    # Since Linux kernel commit "mm/page_alloc: add page->buddy_list and
-    # page->pcp_list" (in v6.0), the free-list links have their own names in
-    # the same union as lru; before, free pages were linked through lru.
+    # Since Linux kernel commit bf75f200569d ("mm/page_alloc: add
+    # page->buddy_list and page->pcp_list") (in v6.0), the free-list links
+    # have their own names in the same union as lru; before, free pages were
+    # linked through lru.
     _, buddy_link = _member_offset(page, "buddy_list", "lru")
     _, pcp_link = _member_offset(page, "pcp_list", "lru")
 
@@ -99,9 +100,10 @@ def _detect(prog: drgn.Program) -> Layout:
     names = prog["migratetype_names"]
     migratetypes = tuple(names[i].string_().decode() for i in range(nr_types))
 
-    # Since Linux kernel commit "mm/page_alloc: split per cpu page lists and
-    # zone stats" (in v5.14), struct zone points at struct per_cpu_pages
-    # directly; before, at struct per_cpu_pageset whose .pcp it is.
+    # Since Linux kernel commit 28f836b6777b ("mm/page_alloc: split per cpu
+    # page lists and zone stats") (in v5.14), struct zone points at struct
+    # per_cpu_pages directly; before, at struct per_cpu_pageset whose .pcp it
+    # is.
     pcp_member, _ = _member_offset(zone, "per_cpu_pageset", "pageset")
     pcp_type = prog.type("struct per_cpu_pages")
     nr_lists = pcp_type.member("lists").type.length
@@ -206,39 +208,43 @@ _FEATURES = (
     # standalone bit" (in v6.16), isolation is its own pageblock bit next to
     # the migratetype bits instead of the migratetype MIGRATE_ISOLATE.
     ("PB_migrate_isolate", _enumerator_of("pageblock_bits", "PB_migrate_isolate")),
-    # Since Linux kernel commit "mm, bpf: Introduce free_pages_nolock()" (in
-    # v6.15), a free that cannot take zone->lock is parked on
-    # zone->trylock_free_pages and freed by the next one that can.
+    # Since Linux kernel commit 8c57b687e833 ("mm, bpf: Introduce
+    # free_pages_nolock()") (in v6.15), a free that cannot take zone->lock is
+    # parked on zone->trylock_free_pages and freed by the next one that can.
     ("zone.trylock_free_pages", _member_of("zone", "trylock_free_pages")),
-    # Since Linux kernel commit "mm: page_alloc: speed up fallbacks in
-    # rmqueue_bulk()" (in v6.15, and 6.12.y stable), __rmqueue_fallback is split
-    # into __rmqueue_claim and __rmqueue_steal and __rmqueue remembers its
-    # fallback mode across rmqueue_bulk().
+    # Since Linux kernel commit 90abee6d7895 ("mm: page_alloc: speed up
+    # fallbacks in rmqueue_bulk()") (in v6.15, and 6.12.y stable),
+    # __rmqueue_fallback is split into __rmqueue_claim and __rmqueue_steal and
+    # __rmqueue remembers its fallback mode across rmqueue_bulk().
     ("enum rmqueue_mode", _enum_type("rmqueue_mode")),
-    # Since Linux kernel commit "mm/page_alloc: keep track of free highatomic"
-    # (in v6.13, and 6.12.y stable), free pages in highatomic pageblocks are
-    # counted apart.
+    # Since Linux kernel commit c928807f6f6b ("mm/page_alloc: keep track of
+    # free highatomic") (in v6.13, and 6.12.y stable), free pages in
+    # highatomic pageblocks are counted apart.
     ("zone.nr_free_highatomic", _member_of("zone", "nr_free_highatomic")),
-    # Since Linux kernel commit "mm, pcp: reduce detecting time of consecutive
-    # high order page freeing" (in v6.7), free_count replaces free_factor.
+    # Since Linux kernel commit 6ccdcb6d3a74 ("mm, pcp: reduce detecting time
+    # of consecutive high order page freeing") (in v6.7), free_count replaces
+    # free_factor.
     ("per_cpu_pages.free_count", _member_of("per_cpu_pages", "free_count")),
-    # Since Linux kernel commit "mm: add framework for PCP high auto-tuning"
-    # (in v6.7), pcp->high moves between high_min and high_max.
+    # Since Linux kernel commit 90b41691b988 ("mm: add framework for PCP high
+    # auto-tuning") (in v6.7), pcp->high moves between high_min and high_max.
     ("per_cpu_pages.high_min", _member_of("per_cpu_pages", "high_min")),
-    # Since Linux kernel commit "mm, page_alloc: scale the number of pages
-    # that are batch allocated" (in v6.7), a pcp refill grows with alloc_factor.
+    # Since Linux kernel commit c0a242394cb9 ("mm, page_alloc: scale the
+    # number of pages that are batch allocated") (in v6.7), a pcp refill grows
+    # with alloc_factor.
     ("per_cpu_pages.alloc_factor", _member_of("per_cpu_pages", "alloc_factor")),
-    # Since Linux kernel commit "mm/page_alloc: add page->buddy_list and
-    # page->pcp_list" (in v6.0), free pages link through these rather than lru.
+    # Since Linux kernel commit bf75f200569d ("mm/page_alloc: add
+    # page->buddy_list and page->pcp_list") (in v6.0), free pages link through
+    # these rather than lru.
     ("page.buddy_list", _member_of("page", "buddy_list")),
     ("page.pcp_list", _member_of("page", "pcp_list")),
-    # From Linux kernel commit "mm/page_alloc: scale the number of pages that
-    # are batch freed" (in v5.14) until "mm, pcp: reduce detecting time of
-    # consecutive high order page freeing" (in v6.7) removed it.
+    # From Linux kernel commit 3b12e7e97938 ("mm/page_alloc: scale the number
+    # of pages that are batch freed") (in v5.14) until commit 6ccdcb6d3a74
+    # ("mm, pcp: reduce detecting time of consecutive high order page
+    # freeing") (in v6.7) removed it.
     ("per_cpu_pages.free_factor", _member_of("per_cpu_pages", "free_factor")),
-    # Since Linux kernel commit "mm: mmzone: MIGRATE_CMA migration type added"
-    # (in v3.5), with CONFIG_CMA: a migratetype of its own, between HighAtomic
-    # and Isolate.
+    # Since Linux kernel commit 47118af076f6 ("mm: mmzone: MIGRATE_CMA
+    # migration type added") (in v3.5), with CONFIG_CMA: a migratetype of its
+    # own, between HighAtomic and Isolate.
     ("MIGRATE_CMA", _enumerator_of("migratetype", "MIGRATE_CMA")),
 )
 
@@ -252,14 +258,15 @@ def detect_features(prog: drgn.Program) -> tuple[str, ...]:
 def _pcp_lists(nr_lists: int, pcptypes: int, movable: int) -> tuple[PcpList, ...]:
     """pindex -> (order, migratetypes), mirroring ``order_to_pindex``."""
     if nr_lists == pcptypes:
-        # One list per pcp migratetype, order 0 only (before v5.13).
+        # One list per pcp migratetype, order 0 only (before v5.14).
         return tuple(PcpList(0, [m]) for m in range(pcptypes))
     low = pcptypes * (_PAGE_ALLOC_COSTLY_ORDER + 1)
     lists = [PcpList(i // pcptypes, [i % pcptypes]) for i in range(low)]
     thp = nr_lists - low
     if thp == 1:
-        # Since Linux kernel commit "mm/page_alloc: allow high-order pages to
-        # be stored on the per-cpu lists" (in v5.13): one THP list for all types.
+        # Since Linux kernel commit 44042b449872 ("mm/page_alloc: allow
+        # high-order pages to be stored on the per-cpu lists") (in v5.14): one
+        # THP list for all types.
         lists.append(PcpList(_X86_64_HPAGE_PMD_ORDER, list(range(pcptypes))))
     elif thp == 2:
         # order_to_pindex: NR_LOWORDER_PCP_LISTS + (migratetype == MIGRATE_MOVABLE).

@@ -125,7 +125,8 @@ def read_pageblock_migratetypes(prog: drgn.Program, zone: drgn.Object,
     return out
 
 
-# include/linux/mmzone.h: SECTION_MARKED_PRESENT is bit 0 of section_mem_map.
+# include/linux/mmzone.h (Debian's linux-source-6.1 6.1.192-3):
+# SECTION_MARKED_PRESENT is bit 0 of section_mem_map.
 _SECTION_MARKED_PRESENT = 1
 
 
@@ -188,8 +189,9 @@ def _nr_free_pages(prog: drgn.Program, zone: drgn.Object) -> tuple[int, int]:
     """(``zone_page_state_snapshot(zone, NR_FREE_PAGES)``, the bare ``vm_stat``)."""
     item = prog.constant("NR_FREE_PAGES").value_()
     value = zone.vm_stat[item].counter.value_()
-    # Since Linux kernel commit "mm/page_alloc: split per cpu page lists and
-    # zone stats" (in v5.14), the per-CPU deltas are in per_cpu_zonestats.
+    # Since Linux kernel commit 28f836b6777b ("mm/page_alloc: split per cpu
+    # page lists and zone stats") (in v5.14), the per-CPU deltas are in
+    # per_cpu_zonestats.
     try:
         stats = zone.per_cpu_zonestats
         diff = lambda cpu: per_cpu_ptr(stats, cpu).vm_stat_diff[item].value_()  # noqa: E731

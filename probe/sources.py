@@ -18,7 +18,7 @@ import os
 import struct
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 from buddyscope.errors import BuddyscopeError, GuestGone, QMPError
 from buddyscope.model.snapshot import Snapshot
@@ -42,6 +42,9 @@ class SourceSpec:
     procfs_root: Path = Path("/proc")
     file: Optional[Path] = None
     vmlinux: Optional[Path] = None
+    #: Without *vmlinux*: (release, build ID) -> vmlinux files to try before
+    #: drgn's standard search (the lab's kernel cache, given by the caller).
+    find_vmlinux: Optional[Callable[[str, Optional[str]], Sequence[Path]]] = None
 
 
 class Source:
@@ -67,8 +70,10 @@ class FileSource(Source):
     kind = "file"
 
     def __init__(self, path: Path):
+        from buddyscope.model.load import load_snapshot
+
         self.path = path
-        self._snap = Snapshot.load(path)
+        self._snap = load_snapshot(path)
 
     def snapshot(self) -> Snapshot:
         return self._snap
@@ -105,14 +110,14 @@ def _vmcoreinfo_field(prog, key: str) -> Optional[str]:
     return None
 
 
-def _load_debug_info(prog, vmlinux: Optional[Path], what: str) -> None:
-    """Load *vmlinux* (checked against the kernel's build ID first), else a
-    cached lab vmlinux of the same release and build ID, else drgn's
-    standard search."""
+def _load_debug_info(prog, vmlinux: Optional[Path], what: str, find_vmlinux=None) -> None:
+    """Load *vmlinux* (checked against the kernel's build ID first), else
+    what *find_vmlinux* finds for the kernel's release and build ID, else
+    drgn's standard search."""
     drgn = _import_drgn()
     want = _vmcoreinfo_field(prog, "BUILD-ID")
     release = _vmcoreinfo_field(prog, "OSRELEASE") or "?"
-    from buddyscope.lab.elf import gnu_build_id
+    from buddyscope.probe.elf import gnu_build_id
 
     if vmlinux is not None:
         vmlinux = Path(vmlinux).expanduser()
@@ -129,10 +134,7 @@ def _load_debug_info(prog, vmlinux: Optional[Path], what: str) -> None:
             )
         paths = [str(vmlinux)]
     else:
-        from buddyscope.lab.kernels import cached_kernels
-
-        paths = [str(k.vmlinux) for k in cached_kernels()
-                 if k.release == release and (not want or (k.vmlinux_build_id or "").startswith(want[:40]))]
+        paths = [str(p) for p in find_vmlinux(release, want)] if find_vmlinux else []
     try:
         if paths:
             prog.load_debug_info(paths)
@@ -167,14 +169,15 @@ class QmpSource(Source):
 
     kind = "qmp"
 
-    def __init__(self, qmp: Path, pause: Optional[Path], vmlinux: Optional[Path]):
+    def __init__(self, qmp: Path, pause: Optional[Path], vmlinux: Optional[Path],
+                 find_vmlinux=None):
         drgn = _import_drgn()
         self.qmp, self.pause_path = Path(qmp), pause
         if not self.qmp.exists():
             raise BuddyscopeError(f"no QMP socket at {qmp}")
         self._ctl = None
         if pause is not None:
-            from buddyscope.lab.qmp import QMP
+            from buddyscope.probe.qmp import QMP
 
             self._ctl = QMP(str(pause))
         self.prog = drgn.Program()
@@ -193,7 +196,7 @@ class QmpSource(Source):
             raise BuddyscopeError(
                 f"{qmp}: no Linux kernel found (run QEMU with -device vmcoreinfo, and load qemu_fw_cfg in the guest)"
             )
-        _load_debug_info(self.prog, vmlinux, f"the guest behind {qmp}")
+        _load_debug_info(self.prog, vmlinux, f"the guest behind {qmp}", find_vmlinux)
 
     def _check_qmp_peer(self) -> None:
         # drgn waits forever on a socket that never greets; look first.
@@ -276,7 +279,7 @@ def _check_vmcore(path: Path) -> None:
 class VmcoreSource(Source):
     kind = "vmcore"
 
-    def __init__(self, path: Path, vmlinux: Optional[Path]):
+    def __init__(self, path: Path, vmlinux: Optional[Path], find_vmlinux=None):
         drgn = _import_drgn()
         self.path = Path(path)
         if not self.path.is_file():
@@ -289,7 +292,7 @@ class VmcoreSource(Source):
             raise BuddyscopeError(f"{path} is not a vmcore drgn can open ({e})") from None
         if not self.prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL:
             raise BuddyscopeError(f"{path} is a core dump but not of a Linux kernel (no VMCOREINFO)")
-        _load_debug_info(self.prog, vmlinux, f"the kernel of {path}")
+        _load_debug_info(self.prog, vmlinux, f"the kernel of {path}", find_vmlinux)
 
     def snapshot(self) -> Snapshot:
         return _read(self.prog, "vmcore", str(self.path), paused=True)
@@ -298,7 +301,7 @@ class VmcoreSource(Source):
 class LiveSource(Source):
     kind = "live"
 
-    def __init__(self, vmlinux: Optional[Path]):
+    def __init__(self, vmlinux: Optional[Path], find_vmlinux=None):
         drgn = _import_drgn()
         if os.geteuid() != 0:
             raise BuddyscopeError("reading the live kernel needs root (/proc/kcore)")
@@ -309,7 +312,7 @@ class LiveSource(Source):
             self.prog.set_kernel()
         except Exception as e:
             raise BuddyscopeError(f"cannot open the live kernel: {e}") from None
-        _load_debug_info(self.prog, vmlinux, "the running kernel")
+        _load_debug_info(self.prog, vmlinux, "the running kernel", find_vmlinux)
 
     def snapshot(self) -> Snapshot:
         return _read(self.prog, "live", "/proc/kcore", paused=False)
@@ -323,15 +326,17 @@ def bundled_snapshot() -> Path:
                     .joinpath("snapshots/6.1-2cpu-512m.json.gz")))
 
 
-def best_source_spec(procfs_root: Path = Path("/proc")) -> tuple[SourceSpec, str]:
+def best_source_spec(procfs_root: Path = Path("/proc"),
+                     find_vmlinux=None) -> tuple[SourceSpec, str]:
     """The best source this machine offers, and why: the live kernel with
-    debug info (root, ``/proc/kcore``), else procfs counts, else the bundled
-    recorded snapshot."""
+    debug info (root, ``/proc/kcore``; *find_vmlinux* as in
+    :class:`SourceSpec`), else procfs counts, else the bundled recorded
+    snapshot."""
     notes = []
     if os.geteuid() == 0 and os.path.exists("/proc/kcore"):
         try:
-            LiveSource(None).close()
-            return SourceSpec(live=True), "the live kernel"
+            LiveSource(None, find_vmlinux).close()
+            return SourceSpec(live=True, find_vmlinux=find_vmlinux), "the live kernel"
         except BuddyscopeError as e:
             notes.append(str(e))
     else:
@@ -349,9 +354,9 @@ def open_source(spec: SourceSpec) -> Source:
     if spec.procfs:
         return ProcfsSource(spec.procfs_root)
     if spec.vmcore is not None:
-        return VmcoreSource(spec.vmcore, spec.vmlinux)
+        return VmcoreSource(spec.vmcore, spec.vmlinux, spec.find_vmlinux)
     if spec.qmp is not None:
-        return QmpSource(spec.qmp, spec.pause, spec.vmlinux)
+        return QmpSource(spec.qmp, spec.pause, spec.vmlinux, spec.find_vmlinux)
     if spec.live:
-        return LiveSource(spec.vmlinux)
+        return LiveSource(spec.vmlinux, spec.find_vmlinux)
     raise BuddyscopeError("no source: give --live, --vmcore FILE, --qmp SOCKET, --procfs or a snapshot file")

@@ -8,19 +8,30 @@ the first ``entries`` events of each CPU came before it.
 
 And the kprobe events that make the bulk allocator visible: it takes pages
 off pcp lists with no kmem event (``alloc_pages_bulk`` has no tracepoint).
+
+And tracefs itself: setting up the kmem page events (and those kprobes),
+saving the tracing state found first and putting it back after. These work
+on a *host*: anything with ``run(script, timeout=, check=)`` returning a
+result with ``status`` and ``text``, and optionally ``tracefs`` (where it is
+mounted; default :data:`TRACEFS`), such as a lab guest or this machine.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+import os
+from typing import TYPE_CHECKING, Optional
 
-import drgn
-from drgn.helpers.linux.cpumask import for_each_possible_cpu
-
+from buddyscope.errors import BuddyscopeError
 from buddyscope.model.events import ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET
+from buddyscope.model.ftrace import EVENTS
 
-__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "ring_buffer_counters")
+if TYPE_CHECKING:
+    import drgn
+
+__all__ = ("KMEM_EVENTS", "TRACEFS", "RingBufferCounters", "add_kprobes", "bulk_alloc_kprobes",
+           "find_tracefs", "remove_kprobes", "restore_tracing", "ring_buffer_counters",
+           "save_tracing", "start_tracing", "tracefs_of")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +65,8 @@ def ring_buffer_counters(prog: drgn.Program) -> dict[int, RingBufferCounters]:
 
     Reads ``global_trace.array_buffer.buffer->buffers[cpu]``.
     """
+    from drgn.helpers.linux.cpumask import for_each_possible_cpu
+
     buffer = prog["global_trace"].array_buffer.buffer
     out = {}
     for cpu in for_each_possible_cpu(prog):
@@ -84,11 +97,14 @@ def bulk_alloc_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     the architecture is not x86-64. The argument registers come from the
     function's own parameter list in the debug info.
     """
+    import drgn
+
     if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
         return None
-    # Since Linux kernel commit "mm: enable page allocation tagging" (in
-    # v6.10) the function is alloc_pages_bulk_noprof; from "mm/page_alloc:
-    # add a bulk page allocator" (in v5.13) until then, __alloc_pages_bulk.
+    # Since Linux kernel commit b951aaff5035 ("mm: enable page allocation
+    # tagging") (in v6.10) the function is alloc_pages_bulk_noprof; from
+    # commit 387ba26fb1cb ("mm/page_alloc: add a bulk page allocator") (in
+    # v5.13) until then, __alloc_pages_bulk.
     for name in ("alloc_pages_bulk_noprof", "__alloc_pages_bulk"):
         try:
             fn = prog.function(name)
@@ -103,3 +119,107 @@ def bulk_alloc_kprobes(prog: drgn.Program) -> Optional[list[str]]:
         return [f"p:buddyscope/{ALLOC_PAGES_BULK} {name} gfp={gfp}:x32 nr_pages={nr_pages}:s32",
                 f"r:buddyscope/{ALLOC_PAGES_BULK_RET} {name} nr_populated=$retval:s32"]
     return None
+
+
+# -- tracefs set-up and restore --------------------------------------------------
+
+TRACEFS = "/sys/kernel/tracing"
+# The kmem page events, as the one parser knows them.
+KMEM_EVENTS = EVENTS
+# What recording changes, so what is saved and put back. Every kmem event's
+# enable is saved, not only the six: start_tracing turns the others off.
+_STATE_FILES = ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer")
+# The kprobe events recording adds (and always deletes again).
+_KPROBE_GROUP = "buddyscope"
+
+
+def tracefs_of(host) -> str:
+    """Where *host* has its tracefs."""
+    return getattr(host, "tracefs", TRACEFS)
+
+
+def save_tracing(host) -> dict[str, str]:
+    """The tracing state *host* has now, file by file."""
+    files = " ".join(_STATE_FILES)
+    script = (f"cd {tracefs_of(host)} && for f in {files} events/kmem/*/enable; do "
+              f"printf '%s\\t' $f; head -c 200 $f 2>/dev/null | tr '\\n' ' '; echo; done")
+    out = host.run(script, check=True).text
+    state = {}
+    for line in out.splitlines():
+        name, _, value = line.partition("\t")
+        if value.strip():
+            state[name] = value.strip()
+    if "buffer_size_kb" in state:
+        # "7 (expanded: 1408)" before tracing is first used: the kernel's
+        # "expanded" latch is one-way; the size is what can be put back.
+        state["buffer_size_kb"] = state["buffer_size_kb"].split()[0]
+    return state
+
+
+def _clock_name(value: str) -> str:
+    # trace_clock reads "local global [counter] ...": the bracketed one is current.
+    for word in value.split():
+        if word.startswith("["):
+            return word.strip("[]")
+    return value.split()[0]
+
+
+def restore_tracing(host, state: dict[str, str]) -> None:
+    """Put back what :func:`save_tracing` found (tracing_on last)."""
+    tracefs = tracefs_of(host)
+    lines = [f"echo 0 > {tracefs}/tracing_on"]
+    for name, value in state.items():
+        if name == "tracing_on":
+            continue
+        if name == "trace_clock":
+            value = _clock_name(value)
+        lines.append(f"echo {value} > {tracefs}/{name}")
+    lines.append(f"echo {state.get('tracing_on', '1')} > {tracefs}/tracing_on")
+    host.run("\n".join(lines), check=True)
+
+
+def start_tracing(host, buffer_kb: int, kprobes: Optional[list[str]] = None) -> list[str]:
+    """Enable the kmem page events (and the bulk allocator's *kprobes*, when
+    given and the kernel has kprobe events), clear the buffer, start."""
+    tracefs = tracefs_of(host)
+    have = host.run(f"ls {tracefs}/events/kmem/", check=True).text.split()
+    events = [e for e in KMEM_EVENTS if e in have]
+    script = [f"cd {tracefs}", "echo 0 > tracing_on", "echo nop > current_tracer",
+              "echo counter > trace_clock", f"echo {buffer_kb} > buffer_size_kb"]
+    script += [f"echo 0 > events/kmem/{e}/enable" for e in have if e not in events and e != "enable" and e != "filter"]
+    script += [f"echo 1 > events/kmem/{e}/enable" for e in events]
+    host.run("\n".join(script), check=True)
+    if kprobes and add_kprobes(host, kprobes):
+        events += [d.split()[0].split("/")[1] for d in kprobes]
+    host.run(f"cd {tracefs} && echo > trace && echo 1 > tracing_on", check=True)
+    return events
+
+
+def add_kprobes(host, kprobes: list[str]) -> bool:
+    """Define and enable *kprobes* (group ``buddyscope``); False when the
+    kernel has no kprobe events."""
+    tracefs = tracefs_of(host)
+    if host.run(f"test -w {tracefs}/kprobe_events").status != 0:
+        return False
+    remove_kprobes(host)  # left over from a recorder that was killed
+    lines = [f"cd {tracefs}"] + [f"echo '{d}' >> kprobe_events" for d in kprobes]
+    lines.append(f"echo 1 > events/{_KPROBE_GROUP}/enable")
+    return host.run("\n".join(lines)).status == 0
+
+
+def remove_kprobes(host) -> None:
+    """Disable and delete every kprobe event of group ``buddyscope``."""
+    tracefs = tracefs_of(host)
+    host.run(f"cd {tracefs} && [ -d events/{_KPROBE_GROUP} ] || exit 0; "
+             f"echo 0 > events/{_KPROBE_GROUP}/enable; "
+             f"for e in events/{_KPROBE_GROUP}/*/; do e=${{e%/}}; "
+             f"echo \"-:{_KPROBE_GROUP}/${{e##*/}}\" >> kprobe_events; done")
+
+
+def find_tracefs() -> str:
+    """Where this machine's tracefs is mounted."""
+    for path in (TRACEFS, "/sys/kernel/debug/tracing"):
+        if os.path.exists(f"{path}/events/kmem"):
+            return path
+    raise BuddyscopeError("no tracefs with kmem events here (mount it: "
+                          "mount -t tracefs nodev /sys/kernel/tracing)")

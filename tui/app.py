@@ -37,12 +37,10 @@ from textual.worker import get_current_worker
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.snapshot import Snapshot
+from buddyscope.model.window import RunningScore, WindowScore, score_window
 from buddyscope.tui.screens import GotoScreen, HelpScreen, ListScreen
 from buddyscope.tui.session import Session
-from buddyscope.tui.stepper import record_text, replay_status
-from buddyscope.tui.window import (
-    RunningScore, WindowScore, running_text, score_window, window_text,
-)
+from buddyscope.tui.text import record_text, replay_status, running_text, window_text
 from buddyscope.tui.views import (
     HeaderView, Prediction, PredictionRequest, ZoneViews, compare_view, header_view,
     model_snapshot, pageblock_type, parse_request, pfn_lines, run_prediction, source_label,

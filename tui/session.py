@@ -2,29 +2,31 @@
 Session
 -------
 
-What the TUI is opened on: a source (anything with ``kind``,
-``snapshot()`` and ``close()``, see :mod:`buddyscope.probe.sources`), how it
-was chosen, and for a recording the events to replay. A source that also
-has ``refresh()`` (:class:`buddyscope.lab.watch.LabWatcher`) is traced: each
-refresh gives the snapshot and the window of events since the last one. Opening checks the
-input and fails with one :class:`~buddyscope.errors.BuddyscopeError` line,
-before any terminal is taken over.
+What the TUI is handed: a source (anything with ``kind``, ``snapshot()``
+and ``close()``), how it was chosen, and for a recording the
+:class:`~buddyscope.model.stepping.Stepper` that replays it. A source that
+also has ``refresh()`` is traced: each refresh gives the snapshot and the
+window of events since the last one (``refresh().snapshot``,
+``refresh().window`` with ``before``, ``events``, ``index``, ``invalid``,
+``read_seconds``, and ``refresh().rearmed``).
 
-Imports neither textual nor drgn (the probe's backends import drgn only when
-a drgn source is opened).
+The TUI does not open sources or boot guests: :mod:`buddyscope.wiring`
+does, checks the input and fails with one
+:class:`~buddyscope.errors.BuddyscopeError` line before any terminal is
+taken over, then hands the TUI a :class:`Session`.
+
+Imports neither textual nor drgn, nor the probe or the lab.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Optional
 
-from buddyscope.errors import BuddyscopeError
 from buddyscope.model.snapshot import Snapshot
-from buddyscope.tui.stepper import Stepper
+from buddyscope.model.stepping import Stepper
 
-__all__ = ("FixtureSource", "Session", "open_lab_session", "open_session")
+__all__ = ("FixtureSource", "Session")
 
 
 class FixtureSource:
@@ -83,49 +85,3 @@ class Session:
 
     def close(self) -> None:
         self.source.close()
-
-
-def _is_fixture(path: Path) -> bool:
-    from buddyscope.model._jsonfile import read_json
-    from buddyscope.model.fixture import FixtureError
-
-    try:
-        d = read_json(path, FixtureError, "buddyscope fixture")
-    except FixtureError:
-        return False
-    return isinstance(d, dict) and "fixture_format" in d
-
-
-def open_session(spec, why: str = "") -> Session:
-    """Open *spec* (a :class:`~buddyscope.probe.sources.SourceSpec`); a file
-    that is a recording opens in replay mode."""
-    from buddyscope.probe.sources import open_source
-    from buddyscope.tui.stepper import load_recording
-
-    if spec.file is not None:
-        path = Path(spec.file)
-        if not path.exists():
-            raise BuddyscopeError(f"{path}: no such file")
-        if path.is_dir():
-            raise BuddyscopeError(f"{path} is a directory, not a snapshot or fixture file")
-        if _is_fixture(path):
-            stepper = load_recording(path)
-            return Session(FixtureSource(stepper), why, stepper)
-    return Session(open_source(spec), why)
-
-
-def open_lab_session(kernel, smp: int = 1, mem_mib: int = 512,
-                     workload: Optional[Path] = None, log=lambda m: None) -> Session:
-    """Boot a lab guest of *kernel* (a :class:`~buddyscope.lab.kernels.Kernel`
-    or a series) with its kmem events traced, and *workload* looping in it:
-    ``tui --lab``. Boot from the thread that runs the TUI: the guest dies
-    with the thread that booted it."""
-    from buddyscope.lab.kernels import resolve_kernel
-    from buddyscope.lab.watch import LabWatcher
-
-    if workload is not None and not Path(workload).is_file():
-        raise BuddyscopeError(f"{workload}: no such workload file")
-    if isinstance(kernel, str):
-        kernel = resolve_kernel(kernel)
-    watcher = LabWatcher.open(kernel, smp=smp, mem_mib=mem_mib, workload=workload, log=log)
-    return Session(watcher, watcher.label)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from buddyscope.lab.guest import Guest
-from buddyscope.lab.kernels import resolve_kernel
+from buddyscope.lab.kernels import find_vmlinux, resolve_kernel
 from buddyscope.probe.layout import get_layout
 from buddyscope.probe.reference import list_for_each_entry_pfns, snapshot_pfn_lists
 from buddyscope.probe.sources import SourceSpec, open_source
@@ -60,7 +60,7 @@ def main() -> int:
             g.wait_console("fragment: ready", timeout=900, since=since)
             t_frag = time.perf_counter() - t_frag
             g.run("sleep 2")
-            with open_source(SourceSpec(qmp=g.qmp_path)) as src:
+            with open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=g.qmp_path)) as src:
                 with g.paused():
                     t_fast, snap = timed(src.snapshot)
                     t_slow, walked = timed(lambda: list_for_each_entry_pfns(src.prog))
@@ -69,7 +69,7 @@ def main() -> int:
         pcp_entries = sum(len(l) for z in snap.zones for p in z.pcp for l in p.lists)
         assert walked == snapshot_pfn_lists(snap), "list_for_each_entry and the snapshot disagree"
 
-        with open_source(SourceSpec(vmcore=core)) as src:
+        with open_source(SourceSpec(find_vmlinux=find_vmlinux, vmcore=core)) as src:
             t_core_fast, core_snap = timed(src.snapshot)
             t_core_slow, core_walked = timed(lambda: list_for_each_entry_pfns(src.prog))
             layout = get_layout(src.prog)

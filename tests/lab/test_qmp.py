@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from buddyscope.errors import GuestGone, QMPError
-from buddyscope.lab.qmp import QMP
+from buddyscope.probe.qmp import QMP
 
 GREETING = {"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}}, "capabilities": []}}
 

@@ -1,6 +1,6 @@
 """``kernel.features`` in the committed snapshots and recordings: the type
 facts ``detect_features`` read from each lab kernel's vmlinux (written in by
-``fixtures/annotate_features.py``). They must tell the four kernels apart,
+``tools/annotate_features.py``). They must tell the four kernels apart,
 6.12 from 7.2 included, agree with what each kernel is known to have, and
 agree with the other facts the probe recorded from the same types. Files
 written before the field existed still load, with no features."""

@@ -11,6 +11,7 @@ import pytest
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.lab.guest import Guest
+from buddyscope.lab.kernels import find_vmlinux
 from buddyscope.probe import mmzone
 from buddyscope.probe.sources import SourceSpec, open_source
 
@@ -40,12 +41,12 @@ def core(tmp_path_factory):
 @pytest.fixture(scope="module")
 def paused_read(guest, core):
     """(snapshot, the guest's procfs text, snapshot of a vmcore of the same pause)."""
-    with open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path)) as src:
+    with open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=guest.qmp_path, pause=guest.pause_path)) as src:
         with guest.paused_after(PROCFS) as p:
             snap = src.snapshot()
             guest.dump_vmcore(core)
     assert guest.status == "running"
-    with open_source(SourceSpec(vmcore=core)) as src:
+    with open_source(SourceSpec(find_vmlinux=find_vmlinux, vmcore=core)) as src:
         from_core = src.snapshot()
     return snap, p.result.text, from_core
 
@@ -93,7 +94,7 @@ def test_every_list_matches_list_for_each_entry(guest):
     from buddyscope.probe.reference import list_for_each_entry_pfns, snapshot_pfn_lists
 
     guest.run(STIR, check=True)
-    with open_source(SourceSpec(qmp=guest.qmp_path)) as src:
+    with open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=guest.qmp_path)) as src:
         with guest.paused():
             snap = src.snapshot()
             walked = list_for_each_entry_pfns(src.prog)
@@ -106,11 +107,11 @@ def test_no_debug_info_is_one_clear_error(paused_read, core, monkeypatch, tmp_pa
     # for a lab kernel on this host.
     monkeypatch.setenv("BUDDYSCOPE_CACHE", str(tmp_path))
     with pytest.raises(BuddyscopeError, match=r"no debug info for the kernel of .* pass --vmlinux FILE"):
-        open_source(SourceSpec(vmcore=core))
+        open_source(SourceSpec(find_vmlinux=find_vmlinux, vmcore=core))
 
 
 def test_running_read_is_marked_not_paused(guest):
-    with open_source(SourceSpec(qmp=guest.qmp_path)) as src:
+    with open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=guest.qmp_path)) as src:
         snap = src.snapshot()
     assert not snap.capture.paused and not snap.capture.consistent
 
@@ -119,7 +120,7 @@ def test_guest_is_resumed_when_the_read_fails(guest, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("read failed half way")
 
-    with open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path)) as src:
+    with open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=guest.qmp_path, pause=guest.pause_path)) as src:
         monkeypatch.setattr(mmzone, "read_snapshot", boom)
         with pytest.raises(RuntimeError):
             src.snapshot()
@@ -128,7 +129,7 @@ def test_guest_is_resumed_when_the_read_fails(guest, monkeypatch):
 
 def test_a_guest_someone_else_paused_stays_paused(guest):
     with guest.paused():
-        with open_source(SourceSpec(qmp=guest.qmp_path, pause=guest.pause_path)) as src:
+        with open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=guest.qmp_path, pause=guest.pause_path)) as src:
             snap = src.snapshot()
         assert guest.status == "paused"
     assert snap.capture.paused
@@ -136,9 +137,9 @@ def test_a_guest_someone_else_paused_stays_paused(guest):
 
 def test_sockets_that_are_not_qmp(guest):
     with pytest.raises(BuddyscopeError, match="not a QMP socket|does not greet like QMP"):
-        open_source(SourceSpec(qmp=guest.rundir / "console.sock"))
+        open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=guest.rundir / "console.sock"))
     with pytest.raises(BuddyscopeError, match="cannot connect"):
-        open_source(SourceSpec(qmp=guest.console_log))
+        open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=guest.console_log))
 
 
 def test_mismatched_vmlinux_is_refused(guest, lab_kernel):
@@ -148,7 +149,7 @@ def test_mismatched_vmlinux_is_refused(guest, lab_kernel):
     # build ID (the static busybox).
     other = next((k.vmlinux for k in cached_kernels() if k.release != lab_kernel.release), None)
     with pytest.raises(BuddyscopeError, match="does not match .* build ID"):
-        open_source(SourceSpec(qmp=guest.qmp_path, vmlinux=other or find_busybox()))
+        open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=guest.qmp_path, vmlinux=other or find_busybox()))
 
 
 def test_snapshot_command_on_a_paused_guest(guest, tmp_path):
@@ -167,7 +168,7 @@ def test_snapshot_command_on_a_paused_guest(guest, tmp_path):
 def test_guest_gone_mid_session(lab_kernel):
     g = Guest.boot(lab_kernel)
     try:
-        src = open_source(SourceSpec(qmp=g.qmp_path, pause=g.pause_path))
+        src = open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=g.qmp_path, pause=g.pause_path))
         g._proc.kill()
         g._proc.wait()
         with pytest.raises(BuddyscopeError):

@@ -12,6 +12,7 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.lab import record
 from buddyscope.lab.guest import Guest
 from buddyscope.model.ftrace import parse_lines
+from buddyscope.probe import tracing
 
 pytestmark = pytest.mark.lab
 pytest.importorskip("drgn")
@@ -64,17 +65,17 @@ def test_tracing_state_is_restored_after_a_record(guest):
     # A kmem event that is not one of the six, enabled by someone else:
     # recording turns it off, and must turn it back on.
     guest.run("echo 1 > /sys/kernel/tracing/events/kmem/kmalloc/enable", check=True)
-    before = record.save_tracing(guest)
+    before = tracing.save_tracing(guest)
     assert before["events/kmem/kmalloc/enable"] == "1"
     script = (WORKLOADS / "fork-exec.sh").read_bytes()
     fixture = record.record_in_guest(guest, script, "fork-exec.sh")
     assert len(fixture.trace) > 0
-    assert record.save_tracing(guest) == before == fixture.provenance["tracing_state_restored"]
+    assert tracing.save_tracing(guest) == before == fixture.provenance["tracing_state_restored"]
     guest.run("echo 0 > /sys/kernel/tracing/events/kmem/kmalloc/enable", check=True)
 
 
 def test_tracing_state_is_restored_after_an_interrupt(guest, monkeypatch):
-    before = record.save_tracing(guest)
+    before = tracing.save_tracing(guest)
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -83,7 +84,7 @@ def test_tracing_state_is_restored_after_an_interrupt(guest, monkeypatch):
     monkeypatch.setattr("buddyscope.probe.tracing.ring_buffer_counters", interrupted)
     with pytest.raises(KeyboardInterrupt):
         record.record_in_guest(guest, (WORKLOADS / "fork-exec.sh").read_bytes(), "fork-exec.sh")
-    assert record.save_tracing(guest) == before
+    assert tracing.save_tracing(guest) == before
     assert guest.status == "running"
 
 
@@ -97,11 +98,11 @@ def test_failing_workload_is_reported_with_its_output(guest):
 
 
 def test_a_buffer_too_small_makes_the_recording_fail_loudly(guest):
-    before = record.save_tracing(guest)
+    before = tracing.save_tracing(guest)
     script = (WORKLOADS / "fork-exec.sh").read_bytes()
     with pytest.raises(BuddyscopeError, match="recording invalid: CPU 0 lost events"):
         record.record_in_guest(guest, script, "fork-exec.sh", buffer_kb=4)
-    assert record.save_tracing(guest) == before
+    assert tracing.save_tracing(guest) == before
 
 
 def test_best_effort_record_of_a_running_kernel(guest, monkeypatch):
@@ -111,10 +112,10 @@ def test_best_effort_record_of_a_running_kernel(guest, monkeypatch):
         raise AssertionError("a best-effort record must not pause the kernel")
 
     monkeypatch.setattr(guest, "pause", no_pause)
-    before = record.save_tracing(guest)
+    before = tracing.save_tracing(guest)
     fixture = record.record_in_guest(guest, (WORKLOADS / "fork-exec.sh").read_bytes(),
                                      "fork-exec.sh", paused=False)
-    assert record.save_tracing(guest) == before
+    assert tracing.save_tracing(guest) == before
     p = fixture.provenance
     assert p["best_effort"] is True and "not paused" in p["boundary"]
     assert not fixture.snapshot.capture.paused

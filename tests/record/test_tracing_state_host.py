@@ -9,31 +9,32 @@ import pytest
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.lab import record
+from buddyscope.probe import tracing
 
 
 def _host():
     if os.geteuid() != 0:
         pytest.skip("not root: tracefs is root's")
     try:
-        return record.LocalHost(record.find_tracefs())
+        return record.LocalHost(tracing.find_tracefs())
     except BuddyscopeError as e:
         pytest.skip(str(e))
 
 
 def test_start_tracing_sets_up_the_kmem_events_and_restore_puts_everything_back():
     host = _host()
-    before = record.save_tracing(host)
+    before = tracing.save_tracing(host)
     assert {"tracing_on", "trace_clock", "buffer_size_kb", "current_tracer"} <= before.keys()
     try:
         # The bulk allocator's kprobes as 6.12+ defines them: added where the
         # kernel has kprobe events, left out (not an error) where it has not.
         kprobes = ["p:buddyscope/alloc_pages_bulk alloc_pages_bulk_noprof gfp=%di:x32 nr_pages=%cx:s32",
                    "r:buddyscope/alloc_pages_bulk_ret alloc_pages_bulk_noprof nr_populated=$retval:s32"]
-        events = record._start_tracing(host, 1024, kprobes)
+        events = tracing.start_tracing(host, 1024, kprobes)
         has_kprobes = os.path.exists(f"{host.tracefs}/kprobe_events")
         assert ("alloc_pages_bulk" in events) == has_kprobes
         assert os.path.isdir(f"{host.tracefs}/events/buddyscope") == has_kprobes
-        now = record.save_tracing(host)
+        now = tracing.save_tracing(host)
         assert now["tracing_on"] == "1"
         assert "[counter]" in now["trace_clock"]
         # The kernel rounds the size up to whole sub-buffers (1027 on 6.18).
@@ -42,15 +43,15 @@ def test_start_tracing_sets_up_the_kmem_events_and_restore_puts_everything_back(
         for e in events:
             assert now[f"events/kmem/{e}/enable"] == "1"
     finally:
-        record._remove_kprobes(host)
-        record.restore_tracing(host, before)
-    assert record.save_tracing(host) == before
+        tracing.remove_kprobes(host)
+        tracing.restore_tracing(host, before)
+    assert tracing.save_tracing(host) == before
     assert not os.path.exists(f"{host.tracefs}/events/buddyscope")
 
 
 def test_an_interrupted_record_restores_the_tracing_state(monkeypatch):
     host = _host()
-    before = record.save_tracing(host)
+    before = tracing.save_tracing(host)
 
     def interrupted(prog):
         raise KeyboardInterrupt
@@ -69,4 +70,4 @@ def test_an_interrupted_record_restores_the_tracing_state(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         record._record(host, NoKernelMemory(), record.contextlib.nullcontext, lambda: None,
                        buffer_kb=1024, timeout=60)
-    assert record.save_tracing(host) == before
+    assert tracing.save_tracing(host) == before

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from buddyscope.lab.watch import LabWatcher
-from buddyscope.tui.window import RunningScore, running_text, score_window, window_text
+from buddyscope.model.window import RunningScore, score_window
+from buddyscope.tui.text import running_text, window_text
 
 pytestmark = pytest.mark.lab
 pytest.importorskip("drgn")

@@ -7,10 +7,11 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.model.allocator import Allocator
 from buddyscope.model.fixture import Fixture
 from buddyscope.model.ftrace import parse_lines
+from buddyscope.model.load import load_recording
 from buddyscope.model.replay import replay
 from buddyscope.model.snapshot import Snapshot
+from buddyscope.model.stepping import Stepper
 from buddyscope.tui import views
-from buddyscope.tui.stepper import Stepper, load_recording
 
 from tuihelp import REC_61, SNAP_61, SNAP_72, SNAPSHOTS, raw
 
@@ -130,7 +131,7 @@ def test_stepper_end_is_the_full_replay():
     fx = Fixture.load(REC_61)
     events = parse_lines(fx.trace).events
     want = replay(fx.snapshot, events)
-    st = load_recording(REC_61)
+    st = Stepper.from_recording(load_recording(REC_61))
     end = st.state_at(len(st))
     assert (end.report.hits, end.report.allocations) == (want.hits, want.allocations)
     assert st.miss_steps() == sorted(
@@ -148,7 +149,7 @@ def first_pcp_hit(st):
 
 
 def test_stepper_steps_are_prefixes():
-    st = load_recording(REC_61)
+    st = Stepper.from_recording(load_recording(REC_61))
     i, pfn = first_pcp_hit(st)
     before, after, again = st.state_at(i), st.state_at(i + 1), st.state_at(i)
     # Before its event the page is on a pcp list and predicted; after, taken.

@@ -10,11 +10,10 @@ from buddyscope.lab.watch import Refresh, Window
 from buddyscope.model.fixture import Fixture
 from buddyscope.model.ftrace import parse_lines
 from buddyscope.model.replay import AllocRecord, replay
+from buddyscope.model.window import RunningScore, WindowScore, score_window
 from buddyscope.tui.session import Session
+from buddyscope.tui.text import running_text, window_text
 from buddyscope.tui.widgets import ComparePanel, HeaderBar, LinesView, TracePanel
-from buddyscope.tui.window import (
-    RunningScore, WindowScore, running_text, score_window, window_text,
-)
 
 from tuihelp import RECORDINGS, PinnedApp, run, screen_text, settle
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from buddyscope.probe.sources import SourceSpec
 from buddyscope.tui.app import BuddyscopeApp
-from buddyscope.tui.session import Session, open_session
+from buddyscope.tui.session import Session
+from buddyscope.wiring import open_session
 
 REPO = Path(__file__).resolve().parents[2]
 SNAPSHOTS = REPO / "fixtures" / "snapshots"

@@ -1,9 +1,9 @@
 """
-Stepper
--------
+Stepping
+--------
 
-Replay of a recording, one event at a time, forward and back, for the TUI's
-replay mode. Step *k* means: the snapshot with the first *k* events of the
+Replay of a recording, one event at a time, forward and back (the TUI's
+replay mode). Step *k* means: the snapshot with the first *k* events of the
 trace applied by :class:`~buddyscope.model.replay.Replayer`, exactly as
 ``buddyscope replay`` applies them (the same look-ahead for batched frees),
 stopped after event *k - 1*. Going back rebuilds from the snapshot: a
@@ -15,37 +15,23 @@ Pure Python: imports neither textual nor drgn.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from buddyscope.errors import BuddyscopeError
-from buddyscope.model.fixture import Fixture
-from buddyscope.model.ftrace import PageEvent, parse_lines
+from buddyscope.model.events import MM_PAGE_ALLOC, MM_PAGE_FREE
+from buddyscope.model.ftrace import PageEvent
+from buddyscope.model.load import Recording
 from buddyscope.model.replay import AllocRecord, Replayer, ReplayError, ReplayReport
 from buddyscope.model.request import RequestError
 from buddyscope.model.snapshot import Snapshot
 
-__all__ = ("ReplayState", "Stepper", "event_text", "load_recording", "record_text",
-           "replay_status")
+__all__ = ("ReplayState", "Stepper", "event_text")
 
-ALLOC = "mm_page_alloc"
+ALLOC = MM_PAGE_ALLOC
 
 
 class _Stop(Exception):
     pass
-
-
-def load_recording(path: Path) -> "Stepper":
-    """A fixture file as a :class:`Stepper`; one-line errors for what cannot
-    be replayed (no events, lost events)."""
-    fx = Fixture.load(path)
-    parsed = parse_lines(fx.trace)
-    if not parsed.events:
-        raise BuddyscopeError(f"{path} has no kmem page events to replay")
-    if parsed.lost:
-        raise BuddyscopeError(f"{path}: the ring buffer lost events on cpu "
-                              f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed")
-    return Stepper(fx.snapshot, parsed.events, fx.trace, Path(path).name)
 
 
 @dataclasses.dataclass
@@ -93,6 +79,11 @@ class Stepper:
         self.alloc_steps = [i for i, e in enumerate(self.events)
                             if e.name == ALLOC and e.pfn is not None]
         self._misses: Optional[List[int]] = None
+
+    @classmethod
+    def from_recording(cls, rec: Recording) -> "Stepper":
+        """A :class:`~buddyscope.model.load.Recording` (a loaded fixture)."""
+        return cls(rec.snapshot, rec.events, rec.lines, rec.name)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -183,42 +174,8 @@ def event_text(e: PageEvent, names: Sequence[str]) -> str:
         out += f" pfn {e.pfn:#x}"
     if e.order is not None:
         out += f" order {e.order}"
-    if e.migratetype is not None and e.name != "mm_page_free":
+    if e.migratetype is not None and e.name != MM_PAGE_FREE:
         out += f" {_mt(names, e.migratetype)}"
     if e.gfp:
         out += f" {e.gfp}"
     return out
-
-
-def record_text(r: AllocRecord, names: Sequence[str]) -> str:
-    """One scored allocation in one line."""
-    pred = f"{r.predicted_pfn:#x}" if r.predicted_pfn is not None else "none"
-    verdict = "hit" if r.hit else f"MISS {r.reason}"
-    return (f"#{r.index:<5} cpu{r.cpu} o{r.order} {_mt(names, r.migratetype):<11} "
-            f"model {pred:>8} ({r.path}) kernel {r.actual_pfn:#x} ({r.actual_path}) {verdict}")
-
-
-def replay_status(state: ReplayState, names: Sequence[str]) -> str:
-    """The replay panel's status: the step, the score so far, the event
-    just applied (with its verdict when it was an allocation) and the next
-    one with the model's prediction."""
-    rep = state.report
-    pct = f"{100.0 * rep.hits / rep.allocations:.2f} %" if rep.allocations else "n/a"
-    naive = f"{100.0 * rep.naive_hits / rep.allocations:.2f} %" if rep.allocations else "n/a"
-    lines = [f"step {state.step}/{state.total}: {rep.hits}/{rep.allocations} allocations "
-             f"exact ({pct}); naive {naive}"]
-    if state.event is None:
-        lines.append("last: none (step 0 is the snapshot)")
-    else:
-        lines.append(f"last: {state.line}")
-        rec = state.last_record
-        if rec is not None:
-            lines.append("  " + record_text(rec, names))
-    if state.next_event is None:
-        lines.append("next: none (end of the trace)")
-    else:
-        lines.append(f"next: {state.next_line}")
-        if state.next_predicted is not None or state.next_path:
-            pred = f"{state.next_predicted:#x}" if state.next_predicted is not None else "none"
-            lines.append(f"  the model predicts {pred} ({state.next_path})")
-    return "\n".join(lines)

@@ -27,7 +27,7 @@ from buddyscope.model.ftrace import PageEvent
 from buddyscope.model.replay import AllocRecord, ReplayReport, replay
 from buddyscope.model.snapshot import Snapshot
 
-__all__ = ("RunningScore", "WindowScore", "running_text", "score_window", "window_text")
+__all__ = ("RunningScore", "WindowScore", "score_window")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,29 +106,3 @@ class RunningScore:
     @property
     def accuracy(self) -> Optional[float]:
         return self.hits / self.allocations if self.allocations else None
-
-
-def _pct(n: int, d: int) -> str:
-    return f"{100.0 * n / d:.2f} %" if d else "n/a"
-
-
-def window_text(w: WindowScore) -> str:
-    """The last window in a few lines."""
-    kinds = ", ".join(f"{n} {k.removeprefix('mm_page_')}" for k, n in w.counts) or "no events"
-    head = f"window {w.index}: {w.events} events ({kinds})"
-    if not w.valid:
-        return f"{head}\n  window invalid, not scored: {w.invalid}"
-    lines = [head, f"  {w.hits}/{w.allocations} allocations predicted exactly "
-                   f"({_pct(w.hits, w.allocations)})"]
-    if w.reasons:
-        lines.append("  misses: " + ", ".join(f"{n} {r}" for r, n in w.reasons))
-    return "\n".join(lines)
-
-
-def running_text(r: RunningScore) -> str:
-    """The running hit rate in one line."""
-    out = (f"running: {r.hits}/{r.allocations} allocations exact ({_pct(r.hits, r.allocations)}) "
-           f"over {r.scored} scored window{'s' if r.scored != 1 else ''}, {r.events} events")
-    if r.invalid:
-        out += f"; {r.invalid} window{'s' if r.invalid != 1 else ''} invalid (not scored)"
-    return out

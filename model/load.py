@@ -1,0 +1,96 @@
+"""
+Loading
+-------
+
+The one reader of what buddyscope is handed as a file: a snapshot, a fixture
+(a snapshot and the events traced after it), or a trace (ftrace text, or a
+fixture's trace). The CLI and the TUI both open files here, so they accept
+and refuse the same files with the same one-line errors.
+
+Pure Python: reads JSON and text, imports neither drgn nor textual.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import List, Optional
+
+from buddyscope.errors import BuddyscopeError
+from buddyscope.model._jsonfile import read_json
+from buddyscope.model.fixture import Fixture, FixtureError
+from buddyscope.model.ftrace import PageEvent, ParsedTrace, parse_file, parse_lines
+from buddyscope.model.snapshot import Snapshot
+
+__all__ = ("Recording", "is_fixture", "load_recording", "load_snapshot", "load_trace")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recording:
+    """A fixture ready to replay: its snapshot, its events and their lines."""
+
+    snapshot: Snapshot
+    events: List[PageEvent]
+    #: The fixture's trace lines (event ``lineno`` *n* is line *n*).
+    lines: List[str]
+    #: The file's name, for messages.
+    name: str
+    fixture: Fixture
+
+
+def is_fixture(path: Path) -> bool:
+    """Whether *path* holds a fixture (not whether it is a good one)."""
+    try:
+        d = read_json(path, FixtureError, "buddyscope fixture")
+    except FixtureError:
+        return False
+    return isinstance(d, dict) and "fixture_format" in d
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    """The snapshot in *path*: a snapshot file, or a fixture's snapshot."""
+    try:
+        return Fixture.load(path).snapshot
+    except FixtureError:
+        return Snapshot.load(path)
+
+
+def _replayable(path: Path, parsed: ParsedTrace) -> List[PageEvent]:
+    if not parsed.events:
+        raise BuddyscopeError(f"{path} has no kmem page events (mm_page_alloc, mm_page_free, ...)")
+    if parsed.lost:
+        raise BuddyscopeError(f"{path}: the ring buffer lost events on cpu "
+                              f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed exactly")
+    return parsed.events
+
+
+def load_trace(path: Path, snap: Optional[Snapshot] = None) -> List[PageEvent]:
+    """The events in *path*: ftrace text, or a fixture's trace. A fixture of
+    another kernel than *snap* is refused, and so is a trace with no kmem
+    page events or with lost events (it cannot be replayed exactly)."""
+    path = Path(path)
+    if not path.exists():
+        raise BuddyscopeError(f"{path}: no such file")
+    try:
+        fx = Fixture.load(path)
+    except FixtureError:
+        fx = None
+    if fx is not None:
+        if snap is not None and fx.snapshot.kernel.release != snap.kernel.release:
+            raise BuddyscopeError(f"{path} is a trace of {fx.snapshot.kernel.release}, "
+                                  f"the snapshot is of {snap.kernel.release}")
+        parsed = parse_lines(fx.trace)
+    else:
+        parsed = parse_file(path)
+    return _replayable(path, parsed)
+
+
+def load_recording(path: Path) -> Recording:
+    """The fixture in *path*, ready to replay; refused like
+    :func:`load_trace` when its trace cannot be replayed exactly."""
+    path = Path(path)
+    if not path.exists():
+        raise BuddyscopeError(f"{path}: no such file")
+    fx = Fixture.load(path)
+    events = _replayable(path, parse_lines(fx.trace))
+    return Recording(fx.snapshot, events, fx.trace, path.name, fx)
