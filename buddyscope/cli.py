@@ -119,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
                          help="with --lab: shell script run in the guest as `FILE prepare`, "
                               "then `FILE run` in the background, again and again")
 
+    _find_diff_parsers(sub)
+
     lab = sub.add_parser("lab", help="real Debian kernels under QEMU")
     labsub = lab.add_subparsers(dest="lab_command", parser_class=_Parser, required=True)
     f = labsub.add_parser(
@@ -144,6 +146,24 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pause", type=Path, metavar="SOCKET",
                    help="with --qmp: a control QMP socket to stop the guest during the read")
     p.add_argument("--vmlinux", type=Path, metavar="FILE", help="debug info of the target kernel")
+
+
+def _find_diff_parsers(sub) -> None:
+    """``find`` and ``diff``."""
+    fd = sub.add_parser("find", help="where a page is: free list or pcp list, position, block, "
+                                     "pageblock type, struct page",
+                        usage="buddyscope find [FILE | --live | --vmcore FILE | --qmp SOCKET] "
+                              "PFN|ADDRESS [--json]")
+    _source_arguments(fd)
+    fd.add_argument("page", metavar="PFN|ADDRESS",
+                    help="a PFN (decimal or 0x hex) or the address of a struct page")
+    fd.add_argument("--json", action="store_true", help="print JSON")
+    df = sub.add_parser("diff", help="what changed between two snapshots of one kernel")
+    df.add_argument("a", type=Path, metavar="A", help="a snapshot (or fixture) file")
+    df.add_argument("b", type=Path, metavar="B", help="a later snapshot of the same kernel")
+    df.add_argument("--json", action="store_true", help="print JSON")
+    df.add_argument("--limit", type=_positive, default=20, metavar="N",
+                    help="blocks listed per kind and zone (default 20)")
 
 
 def _source_spec(args):
@@ -280,6 +300,47 @@ def _replay(args) -> int:
         print()
     else:
         print(format_report(rep, args.misses))
+    return 0
+
+
+def _find(args) -> int:
+    import json
+
+    from buddyscope.model.find import find_page, format_location
+    from buddyscope.probe.sources import open_source
+
+    try:
+        value = int(args.page, 0)
+    except ValueError:
+        raise BuddyscopeError(f"{args.page!r} is not a PFN or an address (decimal, or hex with 0x)")
+    with open_source(_source_spec(args)) as source:
+        snap = source.snapshot()
+    loc = find_page(snap, value)
+    if args.json:
+        json.dump({"kernel": snap.kernel.release, **loc.to_dict()}, sys.stdout)
+        print()
+    else:
+        print(format_location(loc))
+    return 0
+
+
+def _diff(args) -> int:
+    import json
+
+    from buddyscope.model.diff import diff_snapshots, format_diff
+    from buddyscope.model.snapshot import Snapshot
+
+    snaps = []
+    for path in (args.a, args.b):
+        if not path.exists():
+            raise BuddyscopeError(f"{path}: no such file")
+        snaps.append(Snapshot.load(path))
+    d = diff_snapshots(*snaps)
+    if args.json:
+        json.dump(d.to_dict(), sys.stdout)
+        print()
+    else:
+        print(format_diff(d, args.limit))
     return 0
 
 
@@ -451,6 +512,8 @@ _COMMANDS = {
     ("predict", None): _predict,
     ("replay", None): _replay,
     ("tui", None): _tui,
+    ("find", None): _find,
+    ("diff", None): _diff,
     ("lab", "fetch"): _lab_fetch,
     ("lab", "list"): _lab_list,
     ("lab", "shell"): _lab_shell,
