@@ -120,6 +120,7 @@ def _parser() -> argparse.ArgumentParser:
                               "then `FILE run` in the background, again and again")
 
     _find_diff_parsers(sub)
+    _metrics_parser(sub)
 
     lab = sub.add_parser("lab", help="real Debian kernels under QEMU")
     labsub = lab.add_subparsers(dest="lab_command", parser_class=_Parser, required=True)
@@ -164,6 +165,17 @@ def _find_diff_parsers(sub) -> None:
     df.add_argument("--json", action="store_true", help="print JSON")
     df.add_argument("--limit", type=_positive, default=20, metavar="N",
                     help="blocks listed per kind and zone (default 20)")
+
+
+def _metrics_parser(sub) -> None:
+    mt = sub.add_parser("metrics", help="Prometheus metrics: free blocks, pcp, watermarks, "
+                                        "fragmentation indices (printed, or served with --listen)")
+    _source_arguments(mt)
+    mt.add_argument("--listen", metavar="ADDR:PORT",
+                    help="serve /metrics here, reading the source at each scrape")
+    mt.add_argument("--openmetrics", action="store_true",
+                    help="print OpenMetrics text instead of the Prometheus text format "
+                         "(node_exporter's textfile collector reads the latter)")
 
 
 def _source_spec(args):
@@ -344,6 +356,26 @@ def _diff(args) -> int:
     return 0
 
 
+def _metrics(args) -> int:
+    from buddyscope import metrics
+    from buddyscope.probe.sources import open_source
+
+    if not any((args.file, args.live, args.vmcore, args.qmp, args.procfs)):
+        args.procfs = True  # counts from /proc: no root, no debug info needed
+    if args.listen:
+        metrics.parse_listen(args.listen)  # bad input fails before the source is opened
+    with open_source(_source_spec(args)) as source:
+        what = ("procfs" if args.procfs else "live" if args.live else "vmcore" if args.vmcore
+                else "qmp" if args.qmp else "file")
+        registry = metrics.make_registry(source.snapshot, what)
+        if args.listen:
+            metrics.serve(registry, args.listen, lambda m: print(f"buddyscope: {m}", file=sys.stderr))
+        else:
+            sys.stdout.buffer.write(metrics.render(registry, args.openmetrics))
+            sys.stdout.flush()
+    return 0
+
+
 def _record(args) -> int:
     from buddyscope.lab import record
 
@@ -514,6 +546,7 @@ _COMMANDS = {
     ("tui", None): _tui,
     ("find", None): _find,
     ("diff", None): _diff,
+    ("metrics", None): _metrics,
     ("lab", "fetch"): _lab_fetch,
     ("lab", "list"): _lab_list,
     ("lab", "shell"): _lab_shell,
