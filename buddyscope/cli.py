@@ -291,7 +291,7 @@ def _replay(args) -> int:
     import json
 
     from buddyscope.model.fixture import Fixture
-    from buddyscope.model.replay import format_report, replay
+    from buddyscope.model.replay import format_report
     from buddyscope.model.snapshot import Snapshot
 
     if args.fixture and (args.snapshot or args.trace):
@@ -306,7 +306,7 @@ def _replay(args) -> int:
         events = _load_trace(args.trace, snap)
     else:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
-    rep = replay(snap, events, _profile(args), strict=args.strict)
+    rep = _replay_with_progress(snap, events, args)
     if args.json:
         json.dump(rep.to_dict(), sys.stdout)
         print()
@@ -376,11 +376,30 @@ def _metrics(args) -> int:
     return 0
 
 
+def _replay_with_progress(snap, events, args):
+    """``replay``, with a progress bar on a terminal for a long trace."""
+    from buddyscope.model.replay import Replayer, replay
+    from buddyscope.progress import replay_progress
+
+    with replay_progress(len(events)) as after_event:
+        if after_event is None:
+            return replay(snap, events, _profile(args), strict=args.strict)
+        r = Replayer(snap, _profile(args), strict=args.strict)
+        r.after_event = after_event
+        return r.run(list(events))
+
+
 def _record(args) -> int:
+    from buddyscope.progress import phases
+
+    with phases() as log:
+        return _record_with(args, log)
+
+
+def _record_with(args, log) -> int:
     from buddyscope.lab import record
 
     command = args.live_command[1:] if args.live_command[:1] == ["--"] else args.live_command
-    log = lambda m: print(f"  {m}", file=sys.stderr)  # noqa: E731
     if args.live:
         if args.workload is not None:
             raise BuddyscopeError("--workload is for --lab; with --live give the command after --")
@@ -492,15 +511,19 @@ def _main_job(parser: argparse.ArgumentParser) -> int:
 def _lab_fetch(args) -> int:
     from buddyscope.lab import kernels
 
+    from buddyscope.progress import phases
+
     for spec in args.series:
         t0 = time.monotonic()
-        k = kernels.fetch(spec, log=lambda m: print(f"  {m}", file=sys.stderr))
+        with phases() as log:
+            k = kernels.fetch(spec, log=log)
         print(f"{k.release}  series {k.series}  {k.suite}  {k.size() / 2**20:.0f} MiB  "
               f"({time.monotonic() - t0:.1f} s)  {k.directory}")
     try:
         kernels.find_busybox()
     except BuddyscopeError:
-        path = kernels.fetch_busybox(log=lambda m: print(f"  {m}", file=sys.stderr))
+        with phases() as log:
+            path = kernels.fetch_busybox(log=log)
         print(f"busybox  {path}")
     return 0
 
