@@ -108,8 +108,23 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
                   "__fragmentation_index (debugfs extfrag/extfrag_index): -1 when an allocation "
                   "of the order would succeed; towards 0 failure is for lack of memory, towards "
                   "1 for fragmentation", ["order"])
+    # Only a drgn source (debug info) sees these: procfs has no lists and no
+    # pageblock types.
+    pageblocks = fam("buddyscope_pageblocks", "Pageblocks of each migratetype "
+                     "(get_pageblock_migratetype); only with debug info", ["migratetype"])
+    pcp_list = fam("buddyscope_pcp_list_blocks", "Blocks on per_cpu_pages.lists[pindex]; "
+                   "only with debug info", ["cpu", "order", "migratetype"])
     for z in snap.zones:
         lv = [str(z.node), z.name]
+        if z.pageblock_migratetypes is not None:
+            for mt, name in enumerate(k.migratetypes):
+                pageblocks.add_metric(lv + [name], z.pageblock_migratetypes.count(mt))
+        for p in z.pcp:
+            for pindex, pfns in enumerate(p.lists or ()):
+                pl = k.pcp_lists[pindex]
+                pcp_list.add_metric(lv + [str(p.cpu), str(pl.order),
+                                          "/".join(k.migratetypes[m] for m in pl.migratetypes)],
+                                    len(pfns))
         nr_free = [a.nr_free for a in z.free_area]
         for order, area in enumerate(z.free_area):
             buddy.add_metric(lv + [str(order)], area.nr_free)
@@ -133,6 +148,10 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
             pcp_batch.add_metric(lv + cpu, p.batch)
     yield from (buddy, blocks, free, managed, wmark, boost, highatomic, pcp_count, pcp_high,
                 pcp_batch, unusable, extfrag)
+    if pageblocks.samples:
+        yield pageblocks
+    if pcp_list.samples:
+        yield pcp_list
 
 
 def make_registry(read: Callable[[], Snapshot], source: str) -> CollectorRegistry:

@@ -62,6 +62,22 @@ def test_exposition_of_a_real_snapshot_carries_its_values():
             assert got[_key("buddyscope_pcp_high_pages", cpu=p.cpu, **lz)] == p.high
             assert got[_key("buddyscope_pcp_batch_pages", cpu=p.cpu, **lz)] == p.batch
         assert got[_key("buddyscope_zone_free_pages", **lz)] == z.nr_free_pages
+        for mt, name in enumerate(k.migratetypes):
+            assert got[_key("buddyscope_pageblocks", migratetype=name, **lz)] == \
+                z.pageblock_migratetypes.count(mt)
+        for pindex, pl in enumerate(k.pcp_lists):
+            name = "/".join(k.migratetypes[m] for m in pl.migratetypes)
+            assert got[_key("buddyscope_pcp_list_blocks", cpu=0, order=pl.order, migratetype=name,
+                            **lz)] == len(z.pcp[0].lists[pindex])
+
+
+def test_procfs_has_no_list_or_pageblock_metrics():
+    from buddyscope.probe.procfs import read_procfs
+
+    snap = read_procfs(PROCFS_61)
+    names = {k[0] for k in _samples(render(make_registry(lambda: snap, "procfs")).decode())}
+    assert "node_buddyinfo_blocks" in names and "buddyscope_free_blocks" in names
+    assert not names & {"buddyscope_pageblocks", "buddyscope_pcp_list_blocks"}
 
 
 def test_unusable_index_of_a_real_procfs_capture_matches_the_kernels_definition():
