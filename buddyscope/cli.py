@@ -173,6 +173,9 @@ def _metrics_parser(sub) -> None:
     _source_arguments(mt)
     mt.add_argument("--listen", metavar="ADDR:PORT",
                     help="serve /metrics here, reading the source at each scrape")
+    mt.add_argument("-o", "--output", type=Path, metavar="FILE",
+                    help="write FILE (under a temporary name, renamed into place) instead of "
+                         "printing: for node_exporter's textfile collector, FILE.prom")
     mt.add_argument("--openmetrics", action="store_true",
                     help="print OpenMetrics text instead of the Prometheus text format "
                          "(node_exporter's textfile collector reads the latter)")
@@ -369,7 +372,11 @@ def _metrics(args) -> int:
                 else "qmp" if args.qmp else "file")
         registry = metrics.make_registry(source.snapshot, what)
         if args.listen:
+            if args.output:
+                raise BuddyscopeError("--listen serves the metrics; -o writes them once: not both")
             metrics.serve(registry, args.listen, lambda m: print(f"buddyscope: {m}", file=sys.stderr))
+        elif args.output:
+            metrics.write_atomically(args.output, metrics.render(registry, args.openmetrics))
         else:
             sys.stdout.buffer.write(metrics.render(registry, args.openmetrics))
             sys.stdout.flush()

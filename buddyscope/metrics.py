@@ -31,7 +31,7 @@ from buddyscope.model.fragmentation import (
 )
 from buddyscope.model.snapshot import Snapshot
 
-__all__ = ("SnapshotCollector", "make_registry", "render", "serve")
+__all__ = ("SnapshotCollector", "make_registry", "parse_listen", "render", "serve", "write_atomically")
 
 
 class SnapshotCollector(Collector):
@@ -168,6 +168,28 @@ def render(registry: CollectorRegistry, openmetrics: bool = False) -> bytes:
     else:
         from prometheus_client.exposition import generate_latest
     return generate_latest(registry)
+
+
+def write_atomically(path, data: bytes) -> None:
+    """Write *path* under a temporary name in its folder and rename it into
+    place: node_exporter's textfile collector never reads half a file."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+    except OSError as e:
+        raise BuddyscopeError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        raise BuddyscopeError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def parse_listen(text: str) -> tuple[str, int]:

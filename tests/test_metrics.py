@@ -130,6 +130,17 @@ def test_cli_prints_both_formats():
     assert p.returncode == 0 and p.stdout.rstrip().endswith("# EOF")
 
 
+def test_cli_writes_a_textfile_in_place(tmp_path):
+    out = tmp_path / "buddyscope.prom"
+    p = _cli("metrics", SNAP, "-o", out)
+    assert p.returncode == 0 and p.stdout == "", p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["buddyscope.prom"]
+    assert _samples(out.read_text())[_key("buddyscope_up", source="file")] == 1
+    p = _cli("metrics", SNAP, "-o", tmp_path / "missing" / "x.prom")
+    assert p.returncode == 1 and p.stderr.startswith("buddyscope: error: cannot write")
+    assert len(p.stderr.strip().splitlines()) == 1
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
