@@ -57,3 +57,12 @@ def test_bad_input_raises_one_line_errors():
         api.load("/nonexistent.json.gz")
     with pytest.raises(api.BuddyscopeError, match="one source"):
         api.read(live=True, procfs=True)
+
+
+def test_read_procfs_gives_a_snapshot_of_this_host():
+    snap = api.read(procfs=True)
+    assert snap.capture.source == "procfs" and snap.zones
+    with open("/proc/sys/kernel/osrelease") as f:
+        assert snap.kernel.release == f.read().strip()
+    with pytest.raises(api.BuddyscopeError, match="no PFNs|only counts|needs"):
+        api.Model(snap)
