@@ -201,9 +201,13 @@ def _snapshot(args) -> int:
 
     from buddyscope.model.report import format_snapshot
     from buddyscope.probe.sources import open_source
+    from buddyscope.progress import phases
 
     with open_source(_source_spec(args)) as source:
-        snap = source.snapshot()
+        # A big state takes a while to walk: a spinner on a terminal only.
+        with phases(None if args.file is None and not args.procfs else False, plain=False) as log:
+            log("reading the allocator state")
+            snap = source.snapshot()
     if args.output:
         try:
             snap.save(args.output)

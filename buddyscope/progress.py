@@ -24,12 +24,13 @@ def on_terminal() -> bool:
 
 
 @contextlib.contextmanager
-def phases(enabled: Optional[bool] = None) -> Iterator[Callable[[str], None]]:
+def phases(enabled: Optional[bool] = None, plain: bool = True) -> Iterator[Callable[[str], None]]:
     """Yields a ``log(message)`` for the phases of a long job. On a terminal
     the current phase shows with a spinner and its elapsed time, and each
-    finished phase stays above as a line with the time it took."""
+    finished phase stays above as a line with the time it took. Elsewhere
+    each phase is a plain line on stderr, or nothing without *plain*."""
     if not (on_terminal() if enabled is None else enabled):
-        yield lambda m: print(f"  {m}", file=sys.stderr)
+        yield (lambda m: print(f"  {m}", file=sys.stderr)) if plain else (lambda m: None)
         return
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
