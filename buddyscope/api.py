@@ -25,7 +25,7 @@ from typing import List, Optional, Sequence, Union
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.diff import SnapshotDiff, diff_snapshots
-from buddyscope.model.find import PageLocation, find_page
+from buddyscope.model.find import FoundPage, find_page
 from buddyscope.model.ftrace import PageEvent, parse_file, parse_lines
 from buddyscope.model.profile import profile_named
 from buddyscope.model.replay import ReplayReport, Replayer
@@ -36,7 +36,7 @@ __all__ = (
     "BuddyscopeError",
     "Model",
     "PageEvent",
-    "PageLocation",
+    "FoundPage",
     "Recording",
     "ReplayReport",
     "Result",
@@ -124,8 +124,10 @@ def bundled_recording(name: str) -> Path:
     raise BuddyscopeError(f"no bundled recording {name!r}")
 
 
-def find(snapshot: Snapshot, pfn_or_address: int) -> PageLocation:
-    """Where a page is (``buddyscope find``)."""
+def find(snapshot: Snapshot, pfn_or_address: Union[int, str]) -> FoundPage:
+    """Where a page is (``buddyscope find``): a PFN, or a ``struct page``
+    address when the snapshot records ``vmemmap``; ``0x...`` text too.
+    ``.where`` is ``free_list``, ``pcp``, ``not free`` or ``no zone``."""
     return find_page(snapshot, pfn_or_address)
 
 

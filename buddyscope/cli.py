@@ -325,21 +325,20 @@ def _replay(args) -> int:
 def _find(args) -> int:
     import json
 
-    from buddyscope.model.find import find_page, format_location
+    from buddyscope.model.find import find_page, format_found, parse_pfn_or_addr, zone_spans
     from buddyscope.probe.sources import open_source
 
-    try:
-        value = int(args.page, 0)
-    except ValueError:
-        raise BuddyscopeError(f"{args.page!r} is not a PFN or an address (decimal, or hex with 0x)")
+    value = parse_pfn_or_addr(args.page)  # bad text fails before the source is read
     with open_source(_source_spec(args)) as source:
         snap = source.snapshot()
-    loc = find_page(snap, value)
+    found = find_page(snap, value)
+    if found.where == "no zone":
+        raise BuddyscopeError(f"PFN {found.pfn:#x} is in no zone of the snapshot ({zone_spans(snap)})")
     if args.json:
-        json.dump({"kernel": snap.kernel.release, **loc.to_dict()}, sys.stdout)
+        json.dump({"kernel": snap.kernel.release, **found.to_dict()}, sys.stdout)
         print()
     else:
-        print(format_location(loc))
+        print(format_found(found))
     return 0
 
 

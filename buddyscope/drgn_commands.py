@@ -113,9 +113,13 @@ def _pcp(prog: Program, args: argparse.Namespace) -> None:
 
 
 def _find(prog: Program, args: argparse.Namespace) -> None:
-    from buddyscope.model.find import find_page, format_location
+    from buddyscope.model.find import find_page, format_found, zone_spans
 
-    print(format_location(find_page(_snapshot(prog), args.page)))
+    snap = _snapshot(prog)
+    found = find_page(snap, args.page)
+    if found.where == "no zone":
+        raise BuddyscopeError(f"PFN {found.pfn:#x} is in no zone ({zone_spans(snap)})")
+    print(format_found(found))
 
 
 def _predict(prog: Program, args: argparse.Namespace) -> None:
@@ -130,10 +134,6 @@ def _predict(prog: Program, args: argparse.Namespace) -> None:
     print(format_outcomes(predict_request(alloc, req, args.n), req))
 
 
-def _int(text: str) -> int:
-    return int(text, 0)
-
-
 _register("bs_free", "buddyscope: buddy free lists with PFNs, head first", (
     argument("--zone", help="only this zone (DMA, DMA32, Normal, ...)"),
     argument("--order", type=int, help="only this order"),
@@ -146,8 +146,8 @@ _register("bs_pcp", "buddyscope: per-cpu page lists with PFNs, head first", (
 ), _pcp)
 
 _register("bs_find", "buddyscope: which free or pcp list a page is on, where, and its block", (
-    argument("page", type=_int, metavar="PFN|ADDRESS",
-             help="a PFN or a struct page address (decimal or 0x hex)"),
+    argument("page", metavar="PFN|ADDRESS",
+             help="a PFN or a struct page address (decimal, or hex: 0x1234, ffffea...)"),
 ), _find)
 
 _register("bs_predict", "buddyscope: the next allocations the kernel will make for a request", (

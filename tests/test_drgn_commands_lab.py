@@ -47,7 +47,7 @@ SCRIPT = textwrap.dedent('''
         "loaded": loaded, "order": order, "pfn": pfn, "page": page, "lists": lists,
         "free": run(f"bs_free --zone DMA32 --order {order} --migratetype Movable"),
         "find": run(f"bs_find {pfn:#x}"),
-        "find_addr": run(f"bs_find {page + 8:#x}"),
+        "find_addr": run(f"bs_find {page:#x}"),
         "pcp": run("bs_pcp --zone DMA32 --cpu 0"),
         "predict": run("bs_predict --order 0 --gfp GFP_KERNEL -n 2"),
         "crash_find": run(f"crash bs_find {pfn:#x}"),
@@ -93,4 +93,4 @@ def test_drgn_runs_buddyscope_commands_on_a_guest(guest, lab_kernel, tmp_path):
     from buddyscope.model.find import find_page
 
     assert snap.kernel.vmemmap + pfn * snap.kernel.sizeof_page == page
-    assert find_page(snap, pfn).struct_page == page
+    assert find_page(snap, pfn).page == page

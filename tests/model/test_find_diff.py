@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from buddyscope.model.diff import DiffError, diff_snapshots
-from buddyscope.model.find import BUDDY, IN_USE, PCP, FindError, find_page
+from buddyscope.errors import BuddyscopeError
+from buddyscope.model.find import find_page
 from buddyscope.model.snapshot import Snapshot
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
@@ -35,16 +36,16 @@ def test_every_page_of_every_free_block_is_found_in_its_block(snap):
                 for pos, head in enumerate(lst):
                     for pfn in {head, head + (1 << order) // 2, head + (1 << order) - 1}:
                         loc = find_page(snap, pfn)
-                        assert (loc.state, loc.block_pfn, loc.order, loc.migratetype, loc.position,
-                                loc.list_length, loc.zone) == (
-                            BUDDY, head, order, k.migratetypes[mt], pos, len(lst), z.name)
+                        assert (loc.where, loc.block, loc.order, loc.migratetype, loc.position,
+                                loc.length, loc.zone) == (
+                            "free_list", head, order, k.migratetypes[mt], pos, len(lst), z.name)
                         checked += 1
         for pcp in z.pcp:
             for pindex, lst in enumerate(pcp.lists):
                 for pos, head in enumerate(lst):
                     loc = find_page(snap, head)
-                    assert (loc.state, loc.cpu, loc.pindex, loc.position, loc.order) == (
-                        PCP, pcp.cpu, pindex, pos, k.pcp_lists[pindex].order)
+                    assert (loc.where, loc.cpu, loc.pindex, loc.position, loc.order) == (
+                        "pcp", pcp.cpu, pindex, pos, k.pcp_lists[pindex].order)
                     checked += 1
     assert checked > 500
 
@@ -65,10 +66,9 @@ def test_pages_on_no_list_are_in_use_and_pageblock_type_is_the_snapshots(snap):
     pbo = snap.kernel.pageblock_order
     for pfn in used:
         loc = find_page(snap, pfn)
-        assert loc.state == IN_USE and loc.position is None
+        assert loc.where == "not free" and loc.position is None
         t = z.pageblock_migratetypes[(pfn >> pbo) - (z.start_pfn >> pbo)]
-        assert loc.pageblock_migratetype == (snap.kernel.migratetypes[t] if t >= 0 else None)
-        assert loc.pageblock_pfn == pfn >> pbo << pbo
+        assert loc.pageblock == (snap.kernel.migratetypes[t] if t >= 0 else None)
 
 
 def test_struct_page_address_round_trips_when_the_snapshot_has_vmemmap(snap):
@@ -79,17 +79,17 @@ def test_struct_page_address_round_trips_when_the_snapshot_has_vmemmap(snap):
     z = snap.zones[-1]
     pfn = z.start_pfn + 12345
     loc = find_page(s, pfn)
-    assert loc.struct_page == vm + pfn * 64
-    # Any address inside the struct page names the same page.
-    assert find_page(s, loc.struct_page + 63).pfn == pfn
-    assert find_page(snap, pfn).struct_page is None
+    assert loc.page == vm + pfn * 64
+    assert find_page(s, loc.page).pfn == pfn
+    with pytest.raises(BuddyscopeError, match="not the start of a struct page"):
+        find_page(s, loc.page + 8)
+    assert find_page(snap, pfn).page is None
 
 
-def test_find_refuses_a_pfn_in_no_zone(snap):
+def test_find_places_no_zone_and_refuses_an_address_without_vmemmap(snap):
     last = max(z.end_pfn for z in snap.zones)
-    with pytest.raises(FindError, match="in no zone of the snapshot"):
-        find_page(snap, last + 10)
-    with pytest.raises(FindError, match="looks like an address"):
+    assert find_page(snap, last + 10).where == "no zone"
+    with pytest.raises(BuddyscopeError, match="vmemmap"):
         find_page(snap, 0xFFFFEA0000001000)
 
 
@@ -174,8 +174,8 @@ def test_cli_find_and_diff():
     p = _cli("find", snap_path, hex(head + 3), "--json")
     assert p.returncode == 0, p.stderr
     got = json.loads(p.stdout)
-    assert (got["state"], got["block_pfn"], got["order"], got["position"], got["list"]) == (
-        "buddy", head, 10, 0, "free_area[10].free_list[Movable]")
+    assert (got["where"], got["block"], got["order"], got["position"], got["list"]) == (
+        "free_list", head, 10, 0, "free_area[10].free_list[Movable]")
     p = _cli("find", snap_path, str(head))
     assert p.returncode == 0 and "at position 0 of" in p.stdout
     p = _cli("diff", RECORDINGS / "6.1-2cpu-fallback.json.gz", RECORDINGS / "6.1-2cpu-thp.json.gz",
@@ -186,8 +186,8 @@ def test_cli_find_and_diff():
 
 @pytest.mark.parametrize("args, message", [
     (["find", "SNAP", "0x7fffffff"], "PFN 0x7fffffff is in no zone of the snapshot"),
-    (["find", "SNAP", "page"], "'page' is not a PFN or an address"),
-    (["find", "--procfs", "0x1000"], "has no PFNs on its lists"),
+    (["find", "SNAP", "page"], "not a PFN or address: 'page'"),
+    (["find", "--procfs", "0x1000"], "counts only"),
     (["diff", "SNAP", "/nonexistent.json.gz"], "/nonexistent.json.gz: no such file"),
     (["diff", "SNAP", RECORDINGS / "7.2-2cpu-thp.json.gz"], "diff compares two snapshots of one kernel"),
 ])
