@@ -373,7 +373,8 @@ def _metrics(args) -> int:
     with open_source(_source_spec(args)) as source:
         what = ("procfs" if args.procfs else "live" if args.live else "vmcore" if args.vmcore
                 else "qmp" if args.qmp else "file")
-        registry = metrics.make_registry(source.snapshot, what)
+        registry = metrics.make_registry(source.snapshot, what,
+                                         log=lambda m: print(m, file=sys.stderr, flush=True))
         if args.listen:
             if args.output:
                 raise BuddyscopeError("--listen serves the metrics; -o writes them once: not both")

@@ -40,8 +40,10 @@ class SnapshotCollector(Collector):
     :param read: returns a fresh :class:`Snapshot`; may raise.
     """
 
-    def __init__(self, read: Callable[[], Snapshot], source: str):
+    def __init__(self, read: Callable[[], Snapshot], source: str,
+                 log: Callable[[str], None] = lambda m: None):
         self._read = read
+        self._log = log
         self._source = source
         self._errors = 0
         self._last_error: Optional[str] = None
@@ -50,11 +52,13 @@ class SnapshotCollector(Collector):
         t0 = time.monotonic()
         try:
             snap: Optional[Snapshot] = self._read()
-        except (BuddyscopeError, OSError) as e:
-            # One bad read must not take the exporter down: report it.
+        except Exception as e:  # noqa: BLE001
+            # One bad read, whatever broke, must not take the exporter down:
+            # report it in the scrape and in one line on stderr.
             snap = None
             self._errors += 1
-            self._last_error = str(e)
+            self._last_error = str(e) if isinstance(e, BuddyscopeError) else f"{type(e).__name__}: {e}"
+            self._log(f"buddyscope: read of {self._source} failed: {self._last_error}")
         seconds = time.monotonic() - t0
         up = GaugeMetricFamily("buddyscope_up", "1 if the last read of the source succeeded, else 0",
                                labels=["source"])
@@ -154,9 +158,10 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
         yield pcp_list
 
 
-def make_registry(read: Callable[[], Snapshot], source: str) -> CollectorRegistry:
+def make_registry(read: Callable[[], Snapshot], source: str,
+                  log: Callable[[str], None] = lambda m: None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(read, source))
+    registry.register(SnapshotCollector(read, source, log))
     return registry
 
 

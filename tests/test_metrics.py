@@ -105,16 +105,22 @@ def test_a_failed_read_is_reported_and_the_next_one_recovers():
         calls.append(1)
         if len(calls) == 2:
             raise BuddyscopeError("/proc/zoneinfo: cannot read")
+        if len(calls) == 4:
+            raise ValueError("a bug, not bad input")
         return snap
 
-    reg = make_registry(read, "procfs")
-    first, second, third = (_samples(render(reg).decode()) for _ in range(3))
+    logged = []
+    reg = make_registry(read, "procfs", logged.append)
+    first, second, third, fourth = (_samples(render(reg).decode()) for _ in range(4))
     up, errors = _key("buddyscope_up", source="procfs"), _key("buddyscope_read_errors_total", source="procfs")
     assert (first[up], first[errors]) == (1, 0)
     assert (second[up], second[errors]) == (0, 1)
     assert not any(k[0] == "node_buddyinfo_blocks" for k in second)
     assert (third[up], third[errors]) == (1, 1)
     assert any(k[0] == "node_buddyinfo_blocks" for k in third)
+    assert (fourth[up], fourth[errors]) == (0, 2)
+    assert logged == ["buddyscope: read of procfs failed: /proc/zoneinfo: cannot read",
+                      "buddyscope: read of procfs failed: ValueError: a bug, not bad input"]
 
 
 def _cli(*args, **kw):
