@@ -223,3 +223,21 @@ def test_a_real_prometheus_scrapes_the_exporter(tmp_path):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+def test_without_root_procfs_gives_buddyinfo_but_no_migratetype_counts(tmp_path):
+    # /proc/pagetypeinfo is readable by root only (0400): as another user the
+    # procfs source reads the rest, and the exporter shows what it has.
+    import shutil as sh
+
+    from buddyscope.probe.procfs import read_procfs
+
+    root = tmp_path / "proc"
+    sh.copytree(PROCFS_61, root)
+    (root / "pagetypeinfo").unlink()
+    snap = read_procfs(root)
+    got = _samples(render(make_registry(lambda: snap, "procfs")).decode())
+    names = {k[0] for k in got}
+    assert got[_key("buddyscope_up", source="procfs")] == 1
+    assert "node_buddyinfo_blocks" in names and "buddyscope_unusable_free_ratio" in names
+    assert "buddyscope_free_blocks" not in names
