@@ -21,12 +21,12 @@ def test_module_docstring_examples():
     assert r.attempted > 0 and r.failed == 0, r
 
 
-@pytest.mark.parametrize("name", ["6.1-1cpu-pipe-groom", "5.10-1cpu-pipe-groom"])
-def test_grooming_prediction_matches_the_kernels_recorded_pfns(name):
-    """fixtures/workloads/pipe-groom.sh on 6.1 and 5.10: spray 32 pipe
+@pytest.mark.parametrize("series", ["5.10", "6.1", "6.12", "7.2"])
+def test_grooming_prediction_matches_the_kernels_recorded_pfns(series):
+    """fixtures/workloads/pipe-groom.sh on each lab kernel: spray 32 pipe
     pages, free every other, refill 16. Predicted from the moment the spray
     starts, with no event of the trace after it."""
-    rec = api.load_recording(api.bundled_recording(name))
+    rec = api.load_recording(api.bundled_recording(f"{series}-1cpu-pipe-groom"))
     pipe = "GFP_HIGHUSER|__GFP_ACCOUNT"
     start = next(i for i, e in enumerate(rec.events)
                  if e.name == "mm_page_alloc" and e.gfp == pipe and e.comm == "workload")
