@@ -72,9 +72,13 @@ def test_drgn_runs_buddyscope_commands_on_a_guest(guest, lab_kernel, tmp_path):
                            capture_output=True, text=True, timeout=600, cwd="/")
         with open_source(SourceSpec(qmp=guest.qmp_path)) as src:
             snap = src.snapshot()
+        got = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else None
+        # `buddyscope find` on the same paused guest, as a user runs it.
+        cli = subprocess.run([sys.executable, "-m", "buddyscope", "find", "--qmp", str(guest.qmp_path),
+                              hex(got["page"]) if got else "0", "--json"],
+                             capture_output=True, text=True, timeout=600, cwd="/")
     assert guest.status == "running"
     assert p.returncode == 0, p.stderr[-3000:]
-    got = json.loads(p.stdout.strip().splitlines()[-1])
     assert got["loaded"], "drgn did not load buddyscope's plugin"
     order, pfn, page = got["order"], got["pfn"], got["page"]
     # bs_free lists exactly drgn's own walk, head first.
@@ -93,4 +97,9 @@ def test_drgn_runs_buddyscope_commands_on_a_guest(guest, lab_kernel, tmp_path):
     from buddyscope.model.find import find_page
 
     assert snap.kernel.vmemmap + pfn * snap.kernel.sizeof_page == page
+    assert cli.returncode == 0, cli.stderr
+    found = json.loads(cli.stdout)
+    pos = got["lists"][str(order)].index(pfn)
+    assert (found["pfn"], found["page"], found["where"], found["order"], found["position"]) == (
+        pfn, page, "free_list", order, pos)
     assert find_page(snap, pfn).page == page
