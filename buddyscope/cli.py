@@ -119,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="with --lab: shell script run in the guest as `FILE prepare`, "
                               "then `FILE run` in the background, again and again")
 
+    _find_diff_parsers(sub)
+    _metrics_parser(sub)
+
     lab = sub.add_parser("lab", help="real Debian kernels under QEMU")
     labsub = lab.add_subparsers(dest="lab_command", parser_class=_Parser, required=True)
     f = labsub.add_parser(
@@ -146,6 +149,38 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vmlinux", type=Path, metavar="FILE", help="debug info of the target kernel")
 
 
+def _find_diff_parsers(sub) -> None:
+    """``find`` and ``diff``."""
+    fd = sub.add_parser("find", help="where a page is: free list or pcp list, position, block, "
+                                     "pageblock type, struct page",
+                        usage="buddyscope find [FILE | --live | --vmcore FILE | --qmp SOCKET] "
+                              "PFN|ADDRESS [--json]")
+    _source_arguments(fd)
+    fd.add_argument("page", metavar="PFN|ADDRESS",
+                    help="a PFN (decimal or 0x hex) or the address of a struct page")
+    fd.add_argument("--json", action="store_true", help="print JSON")
+    df = sub.add_parser("diff", help="what changed between two snapshots of one kernel")
+    df.add_argument("a", type=Path, metavar="A", help="a snapshot (or fixture) file")
+    df.add_argument("b", type=Path, metavar="B", help="a later snapshot of the same kernel")
+    df.add_argument("--json", action="store_true", help="print JSON")
+    df.add_argument("--limit", type=_positive, default=20, metavar="N",
+                    help="blocks listed per kind and zone (default 20)")
+
+
+def _metrics_parser(sub) -> None:
+    mt = sub.add_parser("metrics", help="Prometheus metrics: free blocks, pcp, watermarks, "
+                                        "fragmentation indices (printed, or served with --listen)")
+    _source_arguments(mt)
+    mt.add_argument("--listen", metavar="ADDR:PORT",
+                    help="serve /metrics here, reading the source at each scrape")
+    mt.add_argument("-o", "--output", type=Path, metavar="FILE",
+                    help="write FILE (under a temporary name, renamed into place) instead of "
+                         "printing: for node_exporter's textfile collector, FILE.prom")
+    mt.add_argument("--openmetrics", action="store_true",
+                    help="print OpenMetrics text instead of the Prometheus text format "
+                         "(node_exporter's textfile collector reads the latter)")
+
+
 def _source_spec(args):
     from buddyscope.wiring import source_spec
 
@@ -157,9 +192,13 @@ def _snapshot(args) -> int:
 
     from buddyscope.model.report import format_snapshot
     from buddyscope.probe.sources import open_source
+    from buddyscope.progress import phases
 
     with open_source(_source_spec(args)) as source:
-        snap = source.snapshot()
+        # A big state takes a while to walk: a spinner on a terminal only.
+        with phases(None if args.file is None and not args.procfs else False, plain=False) as log:
+            log("reading the allocator state")
+            snap = source.snapshot()
     if args.output:
         try:
             snap.save(args.output)
@@ -224,7 +263,7 @@ def _replay(args) -> int:
     import json
 
     from buddyscope.model.load import load_recording, load_snapshot, load_trace
-    from buddyscope.model.replay import format_report, replay
+    from buddyscope.model.replay import format_report
 
     if args.fixture and (args.snapshot or args.trace):
         raise BuddyscopeError("give a fixture, or --snapshot with --trace, not both")
@@ -236,7 +275,7 @@ def _replay(args) -> int:
         events = load_trace(args.trace, snap)
     else:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
-    rep = replay(snap, events, _profile(args), strict=args.strict)
+    rep = _replay_with_progress(snap, events, args)
     if args.json:
         json.dump(rep.to_dict(), sys.stdout)
         print()
@@ -245,11 +284,95 @@ def _replay(args) -> int:
     return 0
 
 
+def _find(args) -> int:
+    import json
+
+    from buddyscope.model.find import find_page, format_found, parse_pfn_or_addr, zone_spans
+    from buddyscope.probe.sources import open_source
+
+    value = parse_pfn_or_addr(args.page)  # bad text fails before the source is read
+    with open_source(_source_spec(args)) as source:
+        snap = source.snapshot()
+    found = find_page(snap, value)
+    if found.where == "no zone":
+        raise BuddyscopeError(f"PFN {found.pfn:#x} is in no zone of the snapshot ({zone_spans(snap)})")
+    if args.json:
+        json.dump({"kernel": snap.kernel.release, **found.to_dict()}, sys.stdout)
+        print()
+    else:
+        print(format_found(found))
+    return 0
+
+
+def _diff(args) -> int:
+    import json
+
+    from buddyscope.model.diff import diff_snapshots, format_diff
+    from buddyscope.model.snapshot import Snapshot
+
+    snaps = []
+    for path in (args.a, args.b):
+        if not path.exists():
+            raise BuddyscopeError(f"{path}: no such file")
+        snaps.append(Snapshot.load(path))
+    d = diff_snapshots(*snaps)
+    if args.json:
+        json.dump(d.to_dict(), sys.stdout)
+        print()
+    else:
+        print(format_diff(d, args.limit))
+    return 0
+
+
+def _metrics(args) -> int:
+    from buddyscope import metrics
+    from buddyscope.probe.sources import open_source
+
+    if not any((args.file, args.live, args.vmcore, args.qmp, args.procfs)):
+        args.procfs = True  # counts from /proc: no root, no debug info needed
+    if args.listen:
+        metrics.parse_listen(args.listen)  # bad input fails before the source is opened
+    with open_source(_source_spec(args)) as source:
+        what = ("procfs" if args.procfs else "live" if args.live else "vmcore" if args.vmcore
+                else "qmp" if args.qmp else "file")
+        registry = metrics.make_registry(source.snapshot, what,
+                                         log=lambda m: print(m, file=sys.stderr, flush=True))
+        if args.listen:
+            if args.output:
+                raise BuddyscopeError("--listen serves the metrics; -o writes them once: not both")
+            metrics.serve(registry, args.listen, lambda m: print(f"buddyscope: {m}", file=sys.stderr))
+        elif args.output:
+            metrics.write_atomically(args.output, metrics.render(registry, args.openmetrics))
+        else:
+            sys.stdout.buffer.write(metrics.render(registry, args.openmetrics))
+            sys.stdout.flush()
+    return 0
+
+
+def _replay_with_progress(snap, events, args):
+    """``replay``, with a progress bar on a terminal for a long trace."""
+    from buddyscope.model.replay import Replayer, replay
+    from buddyscope.progress import replay_progress
+
+    with replay_progress(len(events)) as after_event:
+        if after_event is None:
+            return replay(snap, events, _profile(args), strict=args.strict)
+        r = Replayer(snap, _profile(args), strict=args.strict)
+        r.after_event = after_event
+        return r.run(list(events))
+
+
 def _record(args) -> int:
+    from buddyscope.progress import phases
+
+    with phases() as log:
+        return _record_with(args, log)
+
+
+def _record_with(args, log) -> int:
     from buddyscope.lab import record
 
     command = args.live_command[1:] if args.live_command[:1] == ["--"] else args.live_command
-    log = lambda m: print(f"  {m}", file=sys.stderr)  # noqa: E731
     if args.live:
         if args.workload is not None:
             raise BuddyscopeError("--workload is for --lab; with --live give the command after --")
@@ -362,15 +485,19 @@ def _main_job(parser: argparse.ArgumentParser) -> int:
 def _lab_fetch(args) -> int:
     from buddyscope.lab import kernels
 
+    from buddyscope.progress import phases
+
     for spec in args.series:
         t0 = time.monotonic()
-        k = kernels.fetch(spec, log=lambda m: print(f"  {m}", file=sys.stderr))
+        with phases() as log:
+            k = kernels.fetch(spec, log=log)
         print(f"{k.release}  series {k.series}  {k.suite}  {k.size() / 2**20:.0f} MiB  "
               f"({time.monotonic() - t0:.1f} s)  {k.directory}")
     try:
         kernels.find_busybox()
     except BuddyscopeError:
-        path = kernels.fetch_busybox(log=lambda m: print(f"  {m}", file=sys.stderr))
+        with phases() as log:
+            path = kernels.fetch_busybox(log=log)
         print(f"busybox  {path}")
     return 0
 
@@ -414,6 +541,9 @@ _COMMANDS = {
     ("predict", None): _predict,
     ("replay", None): _replay,
     ("tui", None): _tui,
+    ("find", None): _find,
+    ("diff", None): _diff,
+    ("metrics", None): _metrics,
     ("lab", "fetch"): _lab_fetch,
     ("lab", "list"): _lab_list,
     ("lab", "shell"): _lab_shell,

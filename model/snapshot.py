@@ -70,6 +70,12 @@ class KernelInfo:
     #: ``buddyscope.probe.layout.detect_features``). Empty when unknown (procfs,
     #: files written before the field existed).
     features: list[str] = dataclasses.field(default_factory=list)
+    #: Address of the ``struct page`` of PFN 0 (``vmemmap``, randomised by
+    #: KASLR) and ``sizeof(struct page)``: a page's ``struct page`` is at
+    #: ``vmemmap + pfn * sizeof_page``. None when unknown (procfs, files
+    #: written before the fields existed).
+    vmemmap: Optional[int] = None
+    sizeof_page: Optional[int] = None
 
     @property
     def max_page_order(self) -> int:

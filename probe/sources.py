@@ -23,7 +23,8 @@ from typing import Callable, Optional, Sequence
 from buddyscope.errors import BuddyscopeError, GuestGone, QMPError
 from buddyscope.model.snapshot import Snapshot
 
-__all__ = ("Source", "SourceSpec", "best_source_spec", "bundled_snapshot", "open_source")
+__all__ = ("Source", "SourceSpec", "best_source_spec", "bundled_snapshot", "open_source",
+           "read_program")
 
 # How often a paused read is retried when the pause caught a CPU holding a
 # zone or pcp lock (the lists may be mid-update).
@@ -160,6 +161,12 @@ def _read(prog, source: str, target: str, paused: bool) -> Snapshot:
     except OSError as e:
         # A QEMU that exits mid-read closes drgn's QMP connection.
         raise BuddyscopeError(f"{target}: the read broke off ({e}); did the guest go away?") from None
+
+
+def read_program(prog, source: str, target: str, paused: bool) -> Snapshot:
+    """A snapshot of a program drgn already has open, with its debug info
+    (buddyscope's drgn commands), errors translated as for every source."""
+    return _read(prog, source, target, paused)
 
 
 class QmpSource(Source):
