@@ -16,6 +16,7 @@ import dataclasses
 import gc
 import os
 import struct
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -253,9 +254,7 @@ def _check_vmcore(path: Path) -> None:
         with open(path, "rb") as f:
             head = f.read(64)
             if head[:4] != b"\x7fELF":
-                if head[:8] in (b"KDUMP   ", b"DISKDUMP"):
-                    return
-                raise BuddyscopeError(f"{path} is not a vmcore (neither ELF nor kdump)")
+                return
             phoff, = struct.unpack_from("<Q", head, 0x20)
             phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
             f.seek(phoff)
@@ -281,10 +280,22 @@ class VmcoreSource(Source):
         self.path = Path(path)
         if not self.path.is_file():
             raise BuddyscopeError(f"no such vmcore: {path}")
-        _check_vmcore(self.path)
-        self.prog = drgn.Program()
+        from buddyscope.probe import dumpfile
+
+        self.format = dumpfile.dump_format(self.path)
+        self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
+        core = self.path
+        if self.format == dumpfile.FLATTENED:
+            # drgn reads kdump files only whole: reassemble a copy.
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="buddyscope-vmcore-")
+            core = dumpfile.unflatten(self.path, Path(self._tmpdir.name))
+        _check_vmcore(core)
+        # QEMU's kdump headers name only the machine: libkdumpfile needs the
+        # architecture given (see probe/dumpfile.py).
+        platform = dumpfile.kdump_platform(core) if self.format != dumpfile.ELF else None
+        self.prog = drgn.Program(platform) if platform is not None else drgn.Program()
         try:
-            self.prog.set_core_dump(str(self.path))
+            self.prog.set_core_dump(str(core))
         except Exception as e:
             raise BuddyscopeError(f"{path} is not a vmcore drgn can open ({e})") from None
         if not self.prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL:
@@ -293,6 +304,13 @@ class VmcoreSource(Source):
 
     def snapshot(self) -> Snapshot:
         return _read(self.prog, "vmcore", str(self.path), paused=True)
+
+    def close(self) -> None:
+        self.prog = None
+        if self._tmpdir is not None:
+            gc.collect()  # drgn's Program holds the reassembled file open
+            self._tmpdir.cleanup()
+            self._tmpdir = None
 
 
 class LiveSource(Source):
