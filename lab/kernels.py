@@ -34,6 +34,7 @@ from buddyscope.lab.apt import (
     sources_for_suite,
 )
 from buddyscope.lab.elf import gnu_build_id, is_static_executable
+from buddyscope.model._atomic import write_atomic
 
 __all__ = (
     "SERIES_SUITES",
@@ -297,7 +298,8 @@ def fetch(spec: str, root: Path | None = None,
                 "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "fetch_seconds": round(time.monotonic() - t0, 1),
             }
-            (kdir / _MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+            # Last, and whole: a kernel directory with a manifest is complete.
+            write_atomic(kdir / _MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
         except BaseException:
             shutil.rmtree(kdir, ignore_errors=True)
             raise

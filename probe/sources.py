@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import logging
 import os
 import struct
 import tempfile
@@ -134,16 +135,29 @@ def _load_debug_info(prog, vmlinux: Optional[Path], what: str) -> None:
 
         paths = [str(k.vmlinux) for k in cached_kernels()
                  if k.release == release and (not want or (k.vmlinux_build_id or "").startswith(want[:40]))]
+    # drgn logs its own "missing debugging symbols" warning: ours says more.
+    drgn_log = logging.getLogger("drgn")
+    level = drgn_log.level
+    drgn_log.setLevel(logging.ERROR)
     try:
-        if paths:
+        if vmlinux is not None:
             prog.load_debug_info(paths)
         else:
-            prog.load_default_debug_info()
+            # Only vmlinux is needed: the cached lab one, else drgn's enabled
+            # finders (standard paths; debuginfod when DEBUGINFOD_URLS is set).
+            from buddyscope.probe.debuginfo import enable_debuginfod
+
+            enable_debuginfod(prog)
+            prog.load_debug_info(paths, main=True)
     except drgn.MissingDebugInfoError:
-        hint = "pass --vmlinux FILE" if vmlinux is None else "pass the right --vmlinux"
-        raise BuddyscopeError(
-            f"no debug info for {what} (release {release}): install its -dbg package or {hint}"
-        ) from None
+        pass
+    finally:
+        drgn_log.setLevel(level)
+    if prog.main_module().wants_debug_file():
+        from buddyscope.probe.debuginfo import missing_debug_info_hint
+
+        raise BuddyscopeError(f"no debug info for {what} (release {release}): "
+                              + missing_debug_info_hint(release, vmlinux is not None))
 
 
 def _read(prog, source: str, target: str, paused: bool) -> Snapshot:

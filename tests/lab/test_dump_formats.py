@@ -60,3 +60,72 @@ def test_a_cut_short_flattened_dump_is_refused_in_one_line(dumps, tmp_path):
         cut.write_bytes(f.read(1 << 20))
     with pytest.raises(BuddyscopeError, match="truncated or corrupt flattened dump|truncated flattened"):
         open_source(SourceSpec(vmcore=cut))
+
+
+# -- debug info: the message, and drgn's debuginfod when DEBUGINFOD_URLS is set --
+
+def test_missing_debug_info_names_the_package_and_debuginfod(dumps, lab_kernel, monkeypatch, tmp_path):
+    monkeypatch.setenv("BUDDYSCOPE_CACHE", str(tmp_path))  # no cached lab vmlinux
+    monkeypatch.delenv("DEBUGINFOD_URLS", raising=False)
+    with pytest.raises(BuddyscopeError) as e:
+        open_source(SourceSpec(vmcore=dumps["elf"]))
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert f"install linux-image-{lab_kernel.release}-dbg" in msg
+    assert "DEBUGINFOD_URLS" in msg and "--vmlinux FILE" in msg
+
+
+@pytest.fixture
+def debuginfod(lab_kernel):
+    """A debuginfod server (its HTTP API: GET /buildid/ID/debuginfo) that has
+    the lab kernel's -dbg vmlinux; yields (url, the paths asked for)."""
+    import http.server
+    import threading
+
+    asked = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            if self.path == f"/buildid/{lab_kernel.vmlinux_build_id}/debuginfo":
+                data = lab_kernel.vmlinux.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            else:
+                self.send_response(404)
+                self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/", asked
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_with_debuginfod_configured_drgn_fetches_the_vmlinux(dumps, lab_kernel, debuginfod,
+                                                              monkeypatch, tmp_path):
+    url, asked = debuginfod
+    monkeypatch.setenv("BUDDYSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DEBUGINFOD_URLS", url)
+    monkeypatch.setenv("DEBUGINFOD_CACHE_PATH", str(tmp_path / "debuginfod"))
+    with open_source(SourceSpec(vmcore=dumps["qemu-kdump-zlib"])) as src:
+        snap = src.snapshot()
+    assert snap.kernel.build_id == lab_kernel.vmlinux_build_id
+    assert f"/buildid/{lab_kernel.vmlinux_build_id}/debuginfo" in asked
+    assert snap.to_dict()["zones"] == _read(dumps["elf"], lab_kernel.vmlinux)["zones"]
+
+
+def test_a_debuginfod_without_it_is_named_in_the_error(dumps, debuginfod, monkeypatch, tmp_path):
+    url, asked = debuginfod
+    monkeypatch.setenv("BUDDYSCOPE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DEBUGINFOD_URLS", url + "nothing-here/")
+    monkeypatch.setenv("DEBUGINFOD_CACHE_PATH", str(tmp_path / "debuginfod"))
+    with pytest.raises(BuddyscopeError, match=r"no debug info .* debuginfod \(http://127\.0\.0\.1:\d+/nothing-here/\) had none"):
+        open_source(SourceSpec(vmcore=dumps["elf"]))
+    assert asked, "drgn did not ask the configured debuginfod"
