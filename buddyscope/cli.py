@@ -246,13 +246,32 @@ def _predict(args) -> int:
                    "after_events": len(events or ()),
                    "results": [{"pfn": o.pfn, "zone": o.zone, "path": o.kind,
                                 "steps": [s.describe() for s in o.path],
-                                "refill": o.refill} for o in outcomes]}, sys.stdout)
+                                "refill": o.refill} for o in outcomes],
+                   **_unpredictable_json(snap)}, sys.stdout)
         print()
     else:
         print(f"kernel {snap.kernel.release}, profile {alloc.profile.name}"
               + (f", after {len(events)} events of {args.after}" if events is not None else ""))
+        _say_unpredictable(snap)
         print(format_outcomes(outcomes, req))
     return 0
+
+
+def _unpredictable_json(snap) -> dict:
+    """``unpredictable`` (names) and ``exact_prediction_off`` (why) for JSON output."""
+    from buddyscope.model.unpredictable import unpredictable_reasons
+
+    names = list(snap.kernel.unpredictable)
+    return {"unpredictable": names, "exact_prediction_off": unpredictable_reasons(names)}
+
+
+def _say_unpredictable(snap) -> None:
+    """One line when the snapshot's kernel makes exact prediction impossible."""
+    from buddyscope.model.unpredictable import unpredictable_summary
+
+    line = unpredictable_summary(snap.kernel.unpredictable)
+    if line:
+        print(f"WARNING: {line}")
 
 
 def _replay(args) -> int:
@@ -276,9 +295,10 @@ def _replay(args) -> int:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
     rep = replay(snap, events, _profile(args), strict=args.strict)
     if args.json:
-        json.dump(rep.to_dict(), sys.stdout)
+        json.dump({**rep.to_dict(), **_unpredictable_json(snap)}, sys.stdout)
         print()
     else:
+        _say_unpredictable(snap)
         print(format_report(rep, args.misses))
     return 0
 

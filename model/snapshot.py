@@ -70,6 +70,11 @@ class KernelInfo:
     #: ``buddyscope.probe.layout.detect_features``). Empty when unknown (procfs,
     #: files written before the field existed).
     features: list[str] = dataclasses.field(default_factory=list)
+    #: What is on in the kernel that makes exact prediction impossible
+    #: (``page_alloc.shuffle``, ``page_reporting``, ``debug_guardpage``; see
+    #: ``buddyscope.model.unpredictable``). Empty when none is, and when
+    #: unknown (procfs, files written before the field existed).
+    unpredictable: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def max_page_order(self) -> int:

@@ -30,6 +30,7 @@ from buddyscope.model.snapshot import (
 )
 from buddyscope.probe.layout import Layout, get_layout
 from buddyscope.probe.pagemap import PageMap, walk_list
+from buddyscope.probe.unpredictable import read_unpredictable
 
 __all__ = (
     "for_each_populated_zone",
@@ -70,6 +71,7 @@ def read_kernel_info(prog: drgn.Program) -> KernelInfo:
         nr_cpus=len(list(for_each_possible_cpu(prog))),
         build_id=build_id,
         features=list(layout.features),
+        unpredictable=read_unpredictable(prog),
     )
 
 

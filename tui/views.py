@@ -19,6 +19,7 @@ import dataclasses
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model.unpredictable import unpredictable_short
 from buddyscope.model.snapshot import (
     Capture, FreeArea, Pcp, Snapshot, Zone,
 )
@@ -75,6 +76,8 @@ class HeaderView:
     consistent: bool
     #: When and how fast it was read.
     read: str
+    #: ``exact prediction off: ...`` when the kernel makes it impossible, else "".
+    unpredictable: str = ""
 
 
 def header_view(kind: str, snap: Snapshot) -> HeaderView:
@@ -87,7 +90,8 @@ def header_view(kind: str, snap: Snapshot) -> HeaderView:
     else:
         state = "running: not consistent"
     return HeaderView(source_label(kind, c), snap.kernel.release, state, c.consistent,
-                      f"{c.time} in {c.read_seconds:.3f} s")
+                      f"{c.time} in {c.read_seconds:.3f} s",
+                      unpredictable_short(snap.kernel.unpredictable))
 
 
 # -- free area --------------------------------------------------------------------
