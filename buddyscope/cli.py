@@ -63,12 +63,16 @@ def _parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser(
         "record", help="a snapshot plus every kmem page event after it, as a fixture",
-        usage="buddyscope record (--lab SERIES --workload FILE | --live [--vmlinux FILE] -- COMMAND...) -o FIXTURE")
+        usage="buddyscope record (--lab SERIES --workload FILE | --live [--vmlinux FILE] -- COMMAND...) -o FIXTURE"
+              "\n       buddyscope record --restore")
     where = rec.add_mutually_exclusive_group(required=True)
     where.add_argument("--lab", metavar="SERIES", help="record on a lab guest of this kernel")
     where.add_argument("--live", action="store_true",
                        help="record this kernel while COMMAND runs (root, tracefs, /proc/kcore, "
                             "debug info; best effort: it cannot be paused)")
+    where.add_argument("--restore", action="store_true",
+                       help="put back the tracing state a killed `record --live` left on this "
+                            "machine (the next record does it too)")
     rec.add_argument("--workload", type=Path, metavar="FILE",
                      help="with --lab: shell script run in the guest as `FILE prepare` (untraced; "
                           "exit 2: not applicable) and `FILE run` (traced)")
@@ -77,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--smp", type=_positive, default=1, help="vCPUs (default 1)")
     rec.add_argument("--mem", type=_size, default=512, help="memory (default 512M)")
     rec.add_argument("--buffer-kb", type=_positive, default=32768, help="ring buffer per CPU (KiB)")
-    rec.add_argument("-o", "--output", type=Path, required=True, help="the fixture file to write")
+    rec.add_argument("-o", "--output", type=Path, help="the fixture file to write (required)")
     rec.add_argument("live_command", nargs=argparse.REMAINDER, metavar="COMMAND",
                      help="with --live: the command to trace, after `--`")
 
@@ -308,6 +312,13 @@ def _record(args) -> int:
 
     command = args.live_command[1:] if args.live_command[:1] == ["--"] else args.live_command
     log = lambda m: print(f"  {m}", file=sys.stderr)  # noqa: E731
+    if args.restore:
+        if args.output is not None or command or args.workload is not None:
+            raise BuddyscopeError("--restore takes no -o, --workload or command")
+        print(record.restore_live())
+        return 0
+    if args.output is None:
+        raise BuddyscopeError("record needs -o FIXTURE")
     if args.live:
         if args.workload is not None:
             raise BuddyscopeError("--workload is for --lab; with --live give the command after --")

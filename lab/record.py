@@ -24,7 +24,9 @@ fixture says so (``best_effort``, ``boundary_overlap_events``).
 
 The tracing state found (``tracing_on``, ``trace_clock``,
 ``buffer_size_kb``, ``current_tracer``, the kmem events' ``enable``) is
-restored afterwards, also on error and Ctrl-C.
+restored afterwards, also on error and Ctrl-C; a marker on the traced machine
+(:mod:`buddyscope.lab.recordstate`) lets the next run or ``record --restore``
+restore it after a SIGKILL, and makes a second recorder refuse.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from buddyscope.model.fixture import Fixture
 from buddyscope.model.ftrace import EVENTS
 
 __all__ = ("KMEM_EVENTS", "LocalHost", "NotApplicable", "find_tracefs", "record_in_guest",
-           "record_lab", "record_live", "restore_tracing", "save_tracing")
+           "record_lab", "record_live", "restore_live", "restore_tracing", "save_tracing")
 
 TRACEFS = "/sys/kernel/tracing"
 # The kmem page events, as the one parser knows them.
@@ -220,7 +222,7 @@ def record_in_guest(g: Guest, script: bytes, name: str, buffer_kb: int = 32768,
     spec = SourceSpec(qmp=g.qmp_path, pause=g.pause_path if paused else None)
     with open_source(spec) as src:
         snap, trace, counts, rec = _record(g, src, g.paused if paused else contextlib.nullcontext,
-                                           run_workload, buffer_kb, timeout)
+                                           run_workload, buffer_kb, timeout, log=log)
     provenance = {
         "kernel_release": kernel.release,
         "kernel_series": kernel.series,
@@ -281,7 +283,7 @@ def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_k
 
     with open_source(SourceSpec(live=True, vmlinux=vmlinux)) as src:
         snap, trace, counts, rec = _record(host, src, contextlib.nullcontext, run_workload,
-                                           buffer_kb, timeout=600, attempts=attempts)
+                                           buffer_kb, timeout=600, attempts=attempts, log=log)
     import psutil
 
     provenance = {
@@ -302,8 +304,26 @@ def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_k
     return fixture
 
 
+def restore_live(log: Callable[[str], None] = lambda m: None) -> str:
+    """``record --restore``: put back the tracing state a killed ``record
+    --live`` left on this machine (see :mod:`buddyscope.lab.recordstate`)."""
+    from buddyscope.lab import recordstate
+
+    if os.geteuid() != 0:
+        raise BuddyscopeError("restoring the tracing state needs root (tracefs)")
+    host = LocalHost(find_tracefs())
+    done = recordstate.recover(host, log)
+    if done is None:
+        if host.run(f"test -d {host.tracefs}/events/{_KPROBE_GROUP}").status == 0:
+            _remove_kprobes(host)
+            return f"no buddyscope record marker, but removed kprobe events of group {_KPROBE_GROUP}"
+        return f"nothing to restore: no tracing left behind by buddyscope record on {host.tracefs}"
+    return done
+
+
 def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callable[[], None],
-            buffer_kb: int, timeout: float, attempts: int = 20):
+            buffer_kb: int, timeout: float, attempts: int = 20,
+            log: Callable[[str], None] = lambda m: None):
     """The recording both kinds share: start tracing, place a snapshot in the
     event stream (inside *pause*), run the workload, read every CPU's events
     after the boundary and check none was lost. Restores the tracing state.
@@ -313,8 +333,14 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
     from buddyscope.model.ftrace import merge_by_timestamp, parse_lines
     from buddyscope.probe import tracing
 
+    from buddyscope.lab import recordstate
+
     tracefs = _tracefs(host)
+    # A killed recorder's changes are undone first (and a running one refused),
+    # so that what is saved is the state before any recorder.
+    left_behind = recordstate.recover(host, log)
     saved = save_tracing(host)
+    recordstate.claim(host, saved)
     kprobes = None
     try:
         kprobes = tracing.bulk_alloc_kprobes(src.prog)
@@ -367,6 +393,7 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
             if kprobes:
                 _remove_kprobes(host)
             restore_tracing(host, saved)
+            recordstate.release(host)
     merged = merge_by_timestamp(per_cpu)
     trace = [lines_by_cpu[e.cpu][e.lineno - 1] for e in merged]
     counts: dict[str, int] = {}
@@ -384,6 +411,8 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         "tracing_state_restored": saved,
     }
     rec["boundary_attempt"] = attempt
+    if left_behind:
+        rec["restored_left_behind"] = left_behind
     if any(overlap.values()):
         rec["boundary_overlap_events"] = {str(c): n for c, n in overlap.items() if n}
     return snap, trace, counts, rec
