@@ -34,24 +34,34 @@ def _read(path, vmlinux):
         return src.snapshot().to_dict()
 
 
-def test_every_format_gives_the_lists_of_the_elf_dump(dumps, lab_kernel):
-    if shutil.which("makedumpfile") is None:
-        pytest.skip("makedumpfile is not installed (apt-get install makedumpfile; tests/run does)")
-    # QEMU always has kdump-zlib; makedumpfile always zlib, and its ELF and
-    # flattened outputs.
-    assert {"elf", "qemu-kdump-zlib", "d31-zlib", "d31-elf", "d31-zlib-flattened"} <= dumps.keys()
-    assert {f"d31-{c}" for c in makedumpfile_compressions()} <= dumps.keys()
+FORMATS = ["qemu-kdump-zlib", "qemu-kdump-lzo", "qemu-kdump-snappy", "d31-zlib", "d31-lzo",
+           "d31-snappy", "d31-zstd", "d31-elf", "d31-zlib-flattened"]
+
+
+@pytest.fixture(scope="module")
+def elf_snapshot(dumps, lab_kernel):
     base = _read(dumps["elf"], lab_kernel.vmlinux)
     assert sum(len(l) for z in base["zones"] for a in z["free_area"] for l in a["free_list"]) > 0
-    differ = []
-    for name, path in sorted(dumps.items()):
-        if name == "elf":
-            continue
-        got = _read(path, lab_kernel.vmlinux)
-        assert got["capture"]["source"] == "vmcore" and got["capture"]["anomalies"] == []
-        if (got["zones"], got["kernel"]) != (base["zones"], base["kernel"]):
-            differ.append(name)
-    assert differ == [], f"formats whose snapshot differs from the ELF dump's: {differ}"
+    return base
+
+
+def test_qemu_and_makedumpfile_made_what_they_always_have(dumps):
+    # QEMU always has kdump-zlib; makedumpfile always zlib, ELF and flattened.
+    assert {"elf", "qemu-kdump-zlib"} <= dumps.keys()
+    if shutil.which("makedumpfile") is None:
+        pytest.skip("makedumpfile is not installed (apt-get install makedumpfile; tests/run does)")
+    assert {"d31-zlib", "d31-elf", "d31-zlib-flattened"} <= dumps.keys()
+    assert {f"d31-{c}" for c in makedumpfile_compressions()} <= dumps.keys()
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_format_gives_the_lists_of_the_elf_dump(dumps, elf_snapshot, lab_kernel, fmt):
+    if fmt not in dumps:
+        pytest.skip(f"{fmt}: this QEMU or makedumpfile cannot write it")
+    got = _read(dumps[fmt], lab_kernel.vmlinux)
+    assert got["capture"]["source"] == "vmcore" and got["capture"]["anomalies"] == []
+    assert got["kernel"] == elf_snapshot["kernel"]
+    assert got["zones"] == elf_snapshot["zones"]
 
 
 def test_a_cut_short_flattened_dump_is_refused_in_one_line(dumps, tmp_path):
