@@ -20,13 +20,25 @@ STIR = "i=0; while [ $i -lt 200 ]; do head -c 12288 /dev/zero > /tmp/f$i; i=$((i
 
 
 @pytest.fixture(scope="module")
-def dumps(lab_kernel, tmp_path_factory):
+def dump_sets(tmp_path_factory):
+    """Kernel release -> its dumps, kept for the whole module: pytest may run
+    the per-format tests of one kernel after another kernel's (it orders them
+    by the function-scoped format too), and one boot per kernel is enough."""
     d = tmp_path_factory.mktemp("dumps")
-    with Guest.boot(lab_kernel, smp=1, mem_mib=512) as g:
-        g.run(STIR, check=True)
-        files = dump_formats(g, d)
-    yield files
+    yield d, {}
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def dumps(lab_kernel, dump_sets):
+    root, sets = dump_sets
+    if lab_kernel.release not in sets:
+        d = root / lab_kernel.release
+        d.mkdir()
+        with Guest.boot(lab_kernel, smp=1, mem_mib=512) as g:
+            g.run(STIR, check=True)
+            sets[lab_kernel.release] = dump_formats(g, d)
+    return sets[lab_kernel.release]
 
 
 def _read(path, vmlinux):
@@ -38,11 +50,16 @@ FORMATS = ["qemu-kdump-zlib", "qemu-kdump-lzo", "qemu-kdump-snappy", "d31-zlib",
            "d31-snappy", "d31-zstd", "d31-elf", "d31-zlib-flattened"]
 
 
-@pytest.fixture(scope="module")
+_ELF_SNAPSHOTS = {}
+
+
+@pytest.fixture
 def elf_snapshot(dumps, lab_kernel):
-    base = _read(dumps["elf"], lab_kernel.vmlinux)
-    assert sum(len(l) for z in base["zones"] for a in z["free_area"] for l in a["free_list"]) > 0
-    return base
+    if lab_kernel.release not in _ELF_SNAPSHOTS:
+        base = _read(dumps["elf"], lab_kernel.vmlinux)
+        assert sum(len(l) for z in base["zones"] for a in z["free_area"] for l in a["free_list"]) > 0
+        _ELF_SNAPSHOTS[lab_kernel.release] = base
+    return _ELF_SNAPSHOTS[lab_kernel.release]
 
 
 def test_qemu_and_makedumpfile_made_what_they_always_have(dumps):
