@@ -63,12 +63,16 @@ def _parser() -> argparse.ArgumentParser:
 
     rec = sub.add_parser(
         "record", help="a snapshot plus every kmem page event after it, as a fixture",
-        usage="buddyscope record (--lab SERIES --workload FILE | --live [--vmlinux FILE] -- COMMAND...) -o FIXTURE")
+        usage="buddyscope record (--lab SERIES --workload FILE | --live [--vmlinux FILE] -- COMMAND...) -o FIXTURE"
+              "\n       buddyscope record --restore")
     where = rec.add_mutually_exclusive_group(required=True)
     where.add_argument("--lab", metavar="SERIES", help="record on a lab guest of this kernel")
     where.add_argument("--live", action="store_true",
                        help="record this kernel while COMMAND runs (root, tracefs, /proc/kcore, "
                             "debug info; best effort: it cannot be paused)")
+    where.add_argument("--restore", action="store_true",
+                       help="put back the tracing state a killed `record --live` left on this "
+                            "machine (the next record does it too)")
     rec.add_argument("--workload", type=Path, metavar="FILE",
                      help="with --lab: shell script run in the guest as `FILE prepare` (untraced; "
                           "exit 2: not applicable) and `FILE run` (traced)")
@@ -77,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     rec.add_argument("--smp", type=_positive, default=1, help="vCPUs (default 1)")
     rec.add_argument("--mem", type=_size, default=512, help="memory (default 512M)")
     rec.add_argument("--buffer-kb", type=_positive, default=32768, help="ring buffer per CPU (KiB)")
-    rec.add_argument("-o", "--output", type=Path, required=True, help="the fixture file to write")
+    rec.add_argument("-o", "--output", type=Path, help="the fixture file to write (required)")
     rec.add_argument("live_command", nargs=argparse.REMAINDER, metavar="COMMAND",
                      help="with --live: the command to trace, after `--`")
 
@@ -250,13 +254,32 @@ def _predict(args) -> int:
                    "after_events": len(events or ()),
                    "results": [{"pfn": o.pfn, "zone": o.zone, "path": o.kind,
                                 "steps": [s.describe() for s in o.path],
-                                "refill": o.refill} for o in outcomes]}, sys.stdout)
+                                "refill": o.refill} for o in outcomes],
+                   **_unpredictable_json(snap)}, sys.stdout)
         print()
     else:
         print(f"kernel {snap.kernel.release}, profile {alloc.profile.name}"
               + (f", after {len(events)} events of {args.after}" if events is not None else ""))
+        _say_unpredictable(snap)
         print(format_outcomes(outcomes, req))
     return 0
+
+
+def _unpredictable_json(snap) -> dict:
+    """``unpredictable`` (names) and ``exact_prediction_off`` (why) for JSON output."""
+    from buddyscope.model.unpredictable import unpredictable_reasons
+
+    names = list(snap.kernel.unpredictable)
+    return {"unpredictable": names, "exact_prediction_off": unpredictable_reasons(names)}
+
+
+def _say_unpredictable(snap) -> None:
+    """One line when the snapshot's kernel makes exact prediction impossible."""
+    from buddyscope.model.unpredictable import unpredictable_summary
+
+    line = unpredictable_summary(snap.kernel.unpredictable)
+    if line:
+        print(f"WARNING: {line}")
 
 
 def _replay(args) -> int:
@@ -277,9 +300,10 @@ def _replay(args) -> int:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
     rep = _replay_with_progress(snap, events, args)
     if args.json:
-        json.dump(rep.to_dict(), sys.stdout)
+        json.dump({**rep.to_dict(), **_unpredictable_json(snap)}, sys.stdout)
         print()
     else:
+        _say_unpredictable(snap)
         print(format_report(rep, args.misses))
     return 0
 
@@ -373,6 +397,13 @@ def _record_with(args, log) -> int:
     from buddyscope.lab import record
 
     command = args.live_command[1:] if args.live_command[:1] == ["--"] else args.live_command
+    if args.restore:
+        if args.output is not None or command or args.workload is not None:
+            raise BuddyscopeError("--restore takes no -o, --workload or command")
+        print(record.restore_live())
+        return 0
+    if args.output is None:
+        raise BuddyscopeError("record needs -o FIXTURE")
     if args.live:
         if args.workload is not None:
             raise BuddyscopeError("--workload is for --lab; with --live give the command after --")

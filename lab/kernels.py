@@ -33,6 +33,7 @@ from buddyscope.lab.apt import (
     read_system_sources,
     sources_for_suite,
 )
+from buddyscope.model._atomic import write_atomic
 from buddyscope.probe.elf import gnu_build_id, is_static_executable
 
 __all__ = (
@@ -306,7 +307,8 @@ def fetch(spec: str, root: Path | None = None,
                 "fetched_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "fetch_seconds": round(time.monotonic() - t0, 1),
             }
-            (kdir / _MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+            # Last, and whole: a kernel directory with a manifest is complete.
+            write_atomic(kdir / _MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
         except BaseException:
             shutil.rmtree(kdir, ignore_errors=True)
             raise

@@ -25,7 +25,9 @@ fixture says so (``best_effort``, ``boundary_overlap_events``).
 The tracing state found (``tracing_on``, ``trace_clock``,
 ``buffer_size_kb``, ``current_tracer``, the kmem events' ``enable``) is
 restored afterwards, also on error and Ctrl-C (set-up and restore are
-:mod:`buddyscope.probe.tracing`'s).
+:mod:`buddyscope.probe.tracing`'s); a marker on the traced machine
+(:mod:`buddyscope.probe.recordstate`) lets the next run or ``record --restore``
+restore it after a SIGKILL, and makes a second recorder refuse.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from buddyscope.lab.kernels import Kernel, find_vmlinux
 from buddyscope.model.fixture import Fixture
 from buddyscope.probe import tracing
 
-__all__ = ("LocalHost", "NotApplicable", "record_in_guest", "record_lab", "record_live")
+__all__ = ("LocalHost", "NotApplicable", "record_in_guest", "record_lab", "record_live",
+           "restore_live")
 
 _BOUNDARY = ("paused guest (QMP stop); per-CPU ring_buffer_per_cpu.entries read with drgn in "
              "the same pause as the snapshot (retried while committing != 0); the first "
@@ -130,7 +133,7 @@ def record_in_guest(g: Guest, script: bytes, name: str, buffer_kb: int = 32768,
                       find_vmlinux=find_vmlinux)
     with open_source(spec) as src:
         snap, trace, counts, rec = _record(g, src, g.paused if paused else contextlib.nullcontext,
-                                           run_workload, buffer_kb, timeout)
+                                           run_workload, buffer_kb, timeout, log=log)
     provenance = {
         "kernel_release": kernel.release,
         "kernel_series": kernel.series,
@@ -182,7 +185,7 @@ def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_k
 
     with open_source(SourceSpec(live=True, vmlinux=vmlinux, find_vmlinux=find_vmlinux)) as src:
         snap, trace, counts, rec = _record(host, src, contextlib.nullcontext, run_workload,
-                                           buffer_kb, timeout=600, attempts=attempts)
+                                           buffer_kb, timeout=600, attempts=attempts, log=log)
     import psutil
 
     provenance = {
@@ -203,8 +206,27 @@ def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_k
     return fixture
 
 
+def restore_live(log: Callable[[str], None] = lambda m: None) -> str:
+    """``record --restore``: put back the tracing state a killed ``record
+    --live`` left on this machine (see :mod:`buddyscope.probe.recordstate`)."""
+    from buddyscope.probe import recordstate, tracing
+
+    if os.geteuid() != 0:
+        raise BuddyscopeError("restoring the tracing state needs root (tracefs)")
+    host = LocalHost(tracing.find_tracefs())
+    done = recordstate.recover(host, log)
+    if done is None:
+        group = tracing.KPROBE_GROUP
+        if host.run(f"test -d {host.tracefs}/events/{group}").status == 0:
+            tracing.remove_kprobes(host)
+            return f"no buddyscope record marker, but removed kprobe events of group {group}"
+        return f"nothing to restore: no tracing left behind by buddyscope record on {host.tracefs}"
+    return done
+
+
 def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callable[[], None],
-            buffer_kb: int, timeout: float, attempts: int = 20):
+            buffer_kb: int, timeout: float, attempts: int = 20,
+            log: Callable[[str], None] = lambda m: None):
     """The recording both kinds share: start tracing, place a snapshot in the
     event stream (inside *pause*), run the workload, read every CPU's events
     after the boundary and check none was lost. Restores the tracing state.
@@ -213,8 +235,14 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
     recording's part of the provenance."""
     from buddyscope.model.ftrace import merge_by_timestamp, parse_lines
 
+    from buddyscope.probe import recordstate
+
     tracefs = tracing.tracefs_of(host)
+    # A killed recorder's changes are undone first (and a running one refused),
+    # so that what is saved is the state before any recorder.
+    left_behind = recordstate.recover(host, log)
     saved = tracing.save_tracing(host)
+    recordstate.claim(host, saved)
     kprobes = None
     try:
         kprobes = tracing.bulk_alloc_kprobes(src.prog)
@@ -267,6 +295,7 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
             if kprobes:
                 tracing.remove_kprobes(host)
             tracing.restore_tracing(host, saved)
+            recordstate.release(host)
     merged = merge_by_timestamp(per_cpu)
     trace = [lines_by_cpu[e.cpu][e.lineno - 1] for e in merged]
     counts: dict[str, int] = {}
@@ -284,6 +313,8 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         "tracing_state_restored": saved,
     }
     rec["boundary_attempt"] = attempt
+    if left_behind:
+        rec["restored_left_behind"] = left_behind
     if any(overlap.values()):
         rec["boundary_overlap_events"] = {str(c): n for c, n in overlap.items() if n}
     return snap, trace, counts, rec

@@ -9,15 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model._atomic import write_atomic
 
 
 def write_json(path: Path, obj: Any, compresslevel: int = 6) -> None:
-    """Write *obj* as JSON: gzip'd, unless *path* ends in ``.json``."""
+    """Write *obj* as JSON: gzip'd, unless *path* ends in ``.json``; under a
+    temporary name, renamed into place (:func:`write_atomic`)."""
     data = json.dumps(obj, separators=(",", ":")).encode()
     path = Path(path)
     if path.suffix != ".json":
         data = gzip.compress(data, compresslevel=compresslevel, mtime=0)
-    path.write_bytes(data)
+    write_atomic(path, data)
 
 
 def read_json(path: Path, error: type[BuddyscopeError], what: str) -> Any:

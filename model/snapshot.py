@@ -76,6 +76,11 @@ class KernelInfo:
     #: written before the fields existed).
     vmemmap: Optional[int] = None
     sizeof_page: Optional[int] = None
+    #: What is on in the kernel that makes exact prediction impossible
+    #: (``page_alloc.shuffle``, ``page_reporting``, ``debug_guardpage``; see
+    #: ``buddyscope.model.unpredictable``). Empty when none is, and when
+    #: unknown (procfs, files written before the field existed).
+    unpredictable: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def max_page_order(self) -> int:

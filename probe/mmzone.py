@@ -30,6 +30,7 @@ from buddyscope.model.snapshot import (
 )
 from buddyscope.probe.layout import Layout, get_layout
 from buddyscope.probe.pagemap import PageMap, walk_list
+from buddyscope.probe.unpredictable import read_unpredictable
 
 __all__ = (
     "for_each_populated_zone",
@@ -72,6 +73,7 @@ def read_kernel_info(prog: drgn.Program) -> KernelInfo:
         features=list(layout.features),
         vmemmap=layout.vmemmap,
         sizeof_page=layout.sizeof_page,
+        unpredictable=read_unpredictable(prog),
     )
 
 

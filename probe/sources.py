@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import logging
 import os
 import struct
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -136,16 +138,29 @@ def _load_debug_info(prog, vmlinux: Optional[Path], what: str, find_vmlinux=None
         paths = [str(vmlinux)]
     else:
         paths = [str(p) for p in find_vmlinux(release, want)] if find_vmlinux else []
+    # drgn logs its own "missing debugging symbols" warning: ours says more.
+    drgn_log = logging.getLogger("drgn")
+    level = drgn_log.level
+    drgn_log.setLevel(logging.ERROR)
     try:
-        if paths:
+        if vmlinux is not None:
             prog.load_debug_info(paths)
         else:
-            prog.load_default_debug_info()
+            # Only vmlinux is needed: the cached lab one, else drgn's enabled
+            # finders (standard paths; debuginfod when DEBUGINFOD_URLS is set).
+            from buddyscope.probe.debuginfo import enable_debuginfod
+
+            enable_debuginfod(prog)
+            prog.load_debug_info(paths, main=True)
     except drgn.MissingDebugInfoError:
-        hint = "pass --vmlinux FILE" if vmlinux is None else "pass the right --vmlinux"
-        raise BuddyscopeError(
-            f"no debug info for {what} (release {release}): install its -dbg package or {hint}"
-        ) from None
+        pass
+    finally:
+        drgn_log.setLevel(level)
+    if prog.main_module().wants_debug_file():
+        from buddyscope.probe.debuginfo import missing_debug_info_hint
+
+        raise BuddyscopeError(f"no debug info for {what} (release {release}): "
+                              + missing_debug_info_hint(release, vmlinux is not None))
 
 
 def _read(prog, source: str, target: str, paused: bool) -> Snapshot:
@@ -263,9 +278,7 @@ def _check_vmcore(path: Path) -> None:
         with open(path, "rb") as f:
             head = f.read(64)
             if head[:4] != b"\x7fELF":
-                if head[:8] in (b"KDUMP   ", b"DISKDUMP"):
-                    return
-                raise BuddyscopeError(f"{path} is not a vmcore (neither ELF nor kdump)")
+                return
             phoff, = struct.unpack_from("<Q", head, 0x20)
             phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
             f.seek(phoff)
@@ -291,10 +304,22 @@ class VmcoreSource(Source):
         self.path = Path(path)
         if not self.path.is_file():
             raise BuddyscopeError(f"no such vmcore: {path}")
-        _check_vmcore(self.path)
-        self.prog = drgn.Program()
+        from buddyscope.probe import dumpfile
+
+        self.format = dumpfile.dump_format(self.path)
+        self._tmpdir: Optional[tempfile.TemporaryDirectory] = None
+        core = self.path
+        if self.format == dumpfile.FLATTENED:
+            # drgn reads kdump files only whole: reassemble a copy.
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="buddyscope-vmcore-")
+            core = dumpfile.unflatten(self.path, Path(self._tmpdir.name))
+        _check_vmcore(core)
+        # QEMU's kdump headers name only the machine: libkdumpfile needs the
+        # architecture given (see probe/dumpfile.py).
+        platform = dumpfile.kdump_platform(core) if self.format != dumpfile.ELF else None
+        self.prog = drgn.Program(platform) if platform is not None else drgn.Program()
         try:
-            self.prog.set_core_dump(str(self.path))
+            self.prog.set_core_dump(str(core))
         except Exception as e:
             raise BuddyscopeError(f"{path} is not a vmcore drgn can open ({e})") from None
         if not self.prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL:
@@ -303,6 +328,13 @@ class VmcoreSource(Source):
 
     def snapshot(self) -> Snapshot:
         return _read(self.prog, "vmcore", str(self.path), paused=True)
+
+    def close(self) -> None:
+        self.prog = None
+        if self._tmpdir is not None:
+            gc.collect()  # drgn's Program holds the reassembled file open
+            self._tmpdir.cleanup()
+            self._tmpdir = None
 
 
 class LiveSource(Source):

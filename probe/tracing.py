@@ -29,7 +29,7 @@ from buddyscope.model.ftrace import EVENTS
 if TYPE_CHECKING:
     import drgn
 
-__all__ = ("KMEM_EVENTS", "TRACEFS", "RingBufferCounters", "add_kprobes", "bulk_alloc_kprobes",
+__all__ = ("KMEM_EVENTS", "KPROBE_GROUP", "TRACEFS", "RingBufferCounters", "add_kprobes", "bulk_alloc_kprobes",
            "find_tracefs", "remove_kprobes", "restore_tracing", "ring_buffer_counters",
            "save_tracing", "start_tracing", "tracefs_of")
 
@@ -130,7 +130,7 @@ KMEM_EVENTS = EVENTS
 # enable is saved, not only the six: start_tracing turns the others off.
 _STATE_FILES = ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer")
 # The kprobe events recording adds (and always deletes again).
-_KPROBE_GROUP = "buddyscope"
+KPROBE_GROUP = "buddyscope"
 
 
 def tracefs_of(host) -> str:
@@ -203,17 +203,17 @@ def add_kprobes(host, kprobes: list[str]) -> bool:
         return False
     remove_kprobes(host)  # left over from a recorder that was killed
     lines = [f"cd {tracefs}"] + [f"echo '{d}' >> kprobe_events" for d in kprobes]
-    lines.append(f"echo 1 > events/{_KPROBE_GROUP}/enable")
+    lines.append(f"echo 1 > events/{KPROBE_GROUP}/enable")
     return host.run("\n".join(lines)).status == 0
 
 
 def remove_kprobes(host) -> None:
     """Disable and delete every kprobe event of group ``buddyscope``."""
     tracefs = tracefs_of(host)
-    host.run(f"cd {tracefs} && [ -d events/{_KPROBE_GROUP} ] || exit 0; "
-             f"echo 0 > events/{_KPROBE_GROUP}/enable; "
-             f"for e in events/{_KPROBE_GROUP}/*/; do e=${{e%/}}; "
-             f"echo \"-:{_KPROBE_GROUP}/${{e##*/}}\" >> kprobe_events; done")
+    host.run(f"cd {tracefs} && [ -d events/{KPROBE_GROUP} ] || exit 0; "
+             f"echo 0 > events/{KPROBE_GROUP}/enable; "
+             f"for e in events/{KPROBE_GROUP}/*/; do e=${{e%/}}; "
+             f"echo \"-:{KPROBE_GROUP}/${{e##*/}}\" >> kprobe_events; done")
 
 
 def find_tracefs() -> str:

@@ -23,6 +23,7 @@ from buddyscope.model.fragmentation import (  # noqa: F401  (re-exported)
     ContigPageInfo, FragRow, contig_page_info, fragmentation_index, fragmentation_rows,
     unusable_free_index,
 )
+from buddyscope.model.unpredictable import unpredictable_short
 from buddyscope.model.snapshot import (
     Capture, FreeArea, Pcp, Snapshot, Zone,
 )
@@ -79,6 +80,8 @@ class HeaderView:
     consistent: bool
     #: When and how fast it was read.
     read: str
+    #: ``exact prediction off: ...`` when the kernel makes it impossible, else "".
+    unpredictable: str = ""
 
 
 def header_view(kind: str, snap: Snapshot) -> HeaderView:
@@ -91,7 +94,8 @@ def header_view(kind: str, snap: Snapshot) -> HeaderView:
     else:
         state = "running: not consistent"
     return HeaderView(source_label(kind, c), snap.kernel.release, state, c.consistent,
-                      f"{c.time} in {c.read_seconds:.3f} s")
+                      f"{c.time} in {c.read_seconds:.3f} s",
+                      unpredictable_short(snap.kernel.unpredictable))
 
 
 # -- free area --------------------------------------------------------------------

@@ -69,6 +69,9 @@ class HeaderBar(Static):
         if v is not None:
             t.append(v.state, style="green" if v.consistent else "yellow")
             t.append(" · ")
+            if v.unpredictable:
+                t.append(v.unpredictable, style="bold red")
+                t.append(" · ")
         t.append(self.status, style="bold red" if self.error else "dim")
         return t
 

@@ -1,0 +1,74 @@
+"""Default tier: a writer killed (SIGKILL) mid-write leaves the old good
+file, for snapshots and fixtures alike (both go through write_json)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from buddyscope.model._atomic import write_atomic
+from buddyscope.model.snapshot import Snapshot
+from buddyscope.probe.sources import bundled_snapshot
+
+# The child saves the bundled (recorded) snapshot, stalling once half its
+# bytes are written, where the test kills it.
+CHILD = textwrap.dedent("""
+    import os, sys, time
+    from buddyscope.model.snapshot import Snapshot
+    real_write = os.write
+    written = [0]
+    def slow_write(fd, data):
+        if written[0] > 0:
+            print("half", flush=True)
+            time.sleep(600)
+        n = real_write(fd, data[: max(1, len(data) // 2)])
+        written[0] += n
+        return n
+    os.write = slow_write
+    Snapshot.load(sys.argv[1]).save(sys.argv[2])
+""")
+
+
+@pytest.mark.parametrize("name", ["snap.json", "snap.json.gz"])
+def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path, name):
+    out = tmp_path / name
+    Snapshot.load(bundled_snapshot()).save(out)
+    before = out.read_bytes()
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(bundled_snapshot()), str(out)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "half"
+        leftovers = [p.name for p in tmp_path.iterdir() if p.name != name]
+        assert leftovers == [f".{name}.{child.pid}.tmp"]
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.kill()
+        child.wait()
+    assert out.read_bytes() == before
+    assert Snapshot.load(out).kernel.release
+    # The next write clears what the killed writer left.
+    Snapshot.load(bundled_snapshot()).save(out)
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_new_file_gets_the_usual_mode_and_an_old_one_keeps_its_own(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "new", b"x")
+        assert (tmp_path / "new").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "old").write_bytes(b"a")
+        os.chmod(tmp_path / "old", 0o600)
+        write_atomic(tmp_path / "old", b"b")
+        assert (tmp_path / "old").stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "old").read_bytes() == b"b"
+    finally:
+        os.umask(umask)
+
+
+def test_an_unwritable_directory_leaves_nothing(tmp_path):
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "no" / "such" / "dir" / "f", b"x")
+    assert list(tmp_path.iterdir()) == []
