@@ -177,7 +177,8 @@ class _Zone:
     __slots__ = ("index", "name", "node", "zone_idx", "start_pfn", "end_pfn", "managed",
                  "watermarks", "boost", "lowmem_reserve", "nr_reserved_highatomic",
                  "nr_free_highatomic", "free_pages", "cma_free", "nr_free", "pb_base",
-                 "pageblocks", "pcp", "below_high", "boosted", "nr_isolate_pageblock")
+                 "pageblocks", "pcp", "below_high", "boosted", "nr_isolate_pageblock",
+                 "reclaim_active")
 
     def contains(self, pfn: int) -> bool:
         return self.start_pfn <= pfn < self.end_pfn
@@ -264,7 +265,10 @@ class Allocator:
         zs.nr_free = [0] * self.nr_orders
         zs.free_pages = 0
         zs.cma_free = 0
-        zs.below_high = False
+        # zone->flags as the snapshot read them (older snapshots: clear).
+        zs.below_high = bool(z.fields.get("ZONE_BELOW_HIGH", 0))
+        #: ZONE_RECLAIM_ACTIVE: kswapd's balance_pgdat runs (set_reclaim_active).
+        zs.reclaim_active = bool(z.fields.get("ZONE_RECLAIM_ACTIVE", 0))
         zs.boosted = False
         zs.pb_base = z.start_pfn >> self.pageblock_order
         zs.pageblocks = list(z.pageblock_migratetypes or [])
@@ -396,6 +400,14 @@ class Allocator:
         return order
 
     # -- reading -------------------------------------------------------------
+    def set_reclaim_active(self, highest_zoneidx: int, active: bool) -> None:
+        """``set_reclaim_active`` / ``clear_reclaim_active`` of kswapd's
+        ``balance_pgdat`` (vmscan.c 6.1 L6984 ``update_reclaim_active``):
+        ZONE_RECLAIM_ACTIVE on every zone up to *highest_zoneidx*."""
+        for z in self.zones:
+            if z.zone_idx <= highest_zoneidx and z.managed and z.reclaim_active != active:
+                self._set(z, "reclaim_active", active)
+
     def zone_of(self, pfn: int) -> Optional[_Zone]:
         for z in self.zones:
             if z.start_pfn <= pfn < z.end_pfn:
@@ -1183,6 +1195,10 @@ class Allocator:
         if p == "6.1":
             free_high = bool(pcp.free_factor and order and order <= 3)
             high = 0 if (not pcp.high or free_high) else pcp.high
+            if high and z.reclaim_active and self.profile.pcp_high_reclaim_active:
+                # 6.1 nr_pcp_high (L3451): while kswapd reclaims, at most
+                # batch << 2 pages stay on the pcp.
+                high = min(pcp.batch << 2, high)
             if pcp.count < high:
                 return []
             batch = pcp.batch
@@ -1293,6 +1309,12 @@ class Allocator:
         if free_high:
             self._set(pcp, "high", max(high - (batch << self.pcp_batch_scale_max), pcp.high_min))
             return 0
+        if z.reclaim_active and self.profile.pcp_high_reclaim_active:
+            # While kswapd reclaims (6.12 L2650, 7.2 nr_pcp_high): high
+            # shrinks by the freed run, and at most batch << 2 pages stay.
+            fc = max(pcp.free_count, batch)
+            self._set(pcp, "high", max(high - fc, pcp.high_min))
+            return min(batch << 2, pcp.high)
         if pcp.high_min == pcp.high_max:
             return high
         if z.below_high:

@@ -44,6 +44,7 @@ __all__ = (
     "BULK_EVENTS",
     "EVENTS",
     "PageEvent",
+    "RECLAIM_EVENTS",
     "ParsedTrace",
     "TraceError",
     "merge_by_timestamp",
@@ -269,6 +270,11 @@ def _bulk_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
                  None, lineno, int(g[0]), flags)
 
 
+def _reclaim_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    return _make(name, cpu, ts, pid, comm, None, 0, None, None, None, None, None, None, None,
+                 None, lineno, None, flags)
+
+
 def _extfrag(name, cpu, ts, pid, comm, g, lineno, flags=None):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
@@ -327,12 +333,25 @@ _EVENTS: Dict[str, tuple] = {
         r"\(\S+ <- \S+\) nr_populated=" + _INT + _END,
         _bulk_ret, ("nr_populated",), (),
     ),
+    # kswapd's reclaim window, kprobe events on balance_pgdat (record sets
+    # them up): "(balance_pgdat+0x0/0xb9c) highest_zoneidx=%d" and
+    # "(kswapd+0x1d1/0x3a0 <- balance_pgdat)". ZONE_RECLAIM_ACTIVE is set in
+    # between; count is highest_zoneidx.
+    "balance_pgdat": (
+        r"\(\S+\) highest_zoneidx=" + _INT + _END,
+        _bulk_ret, ("highest_zoneidx",), (),
+    ),
+    "balance_pgdat_ret": (
+        r"\(\S+ <- \S+\)" + _END, _reclaim_ret, (), (),
+    ),
 }
 
 #: The kmem page tracepoints this module reads.
 EVENTS = tuple(n for n in _EVENTS if n.startswith("mm_page_"))
 #: The bulk allocator's kprobe events it reads too.
 BULK_EVENTS = ("alloc_pages_bulk", "alloc_pages_bulk_ret")
+#: And kswapd's reclaim window (kprobe events on balance_pgdat).
+RECLAIM_EVENTS = ("balance_pgdat", "balance_pgdat_ret")
 
 _PARSERS: Dict[str, tuple] = {
     name: (re.compile(rx).match, build, keys, optional)

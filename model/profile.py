@@ -115,6 +115,11 @@ class Profile:
     #: run PREEMPT_VOLUNTARY), so another task's allocations can be traced
     #: in between.
     preemptible_alloc_window: bool = False
+    #: ``nr_pcp_high`` keeps at most ``batch << 2`` pages on a pcp while
+    #: kswapd reclaims the zone (ZONE_RECLAIM_ACTIVE, since 5.14's "mm/page_alloc:
+    #: limit the number of pages on PCP lists when reclaim is active"); 6.7+
+    #: also lower pcp->high by the freed run.
+    pcp_high_reclaim_active: bool = False
 
 
 PROFILES = {
@@ -133,14 +138,15 @@ PROFILES = {
                 bulk_allocator=True, highatomic_term_free=False, below_high_flag=False,
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=True,
                 highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
-                cached_pcp_migratetype=True),
+                cached_pcp_migratetype=True, pcp_high_reclaim_active=True),
         Profile("6.12", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
                 pcp_free="6.12", merge="retype", split_large_free=True,
                 bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=False,
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=False,
-                cached_pcp_migratetype=False, claim_skips_highatomic_block=True),
+                cached_pcp_migratetype=False, claim_skips_highatomic_block=True,
+                pcp_high_reclaim_active=True),
         Profile("7.2", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
                 pcp_free="7.2", merge="retype", split_large_free=True,
@@ -149,7 +155,7 @@ PROFILES = {
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=True,
                 cached_pcp_migratetype=False,
                 contig_free_runs=True, pcp_trylock_free=True,
-                preemptible_alloc_window=True),
+                preemptible_alloc_window=True, pcp_high_reclaim_active=True),
     )
 }
 

@@ -37,6 +37,7 @@ __all__ = ("AllocRecord", "ReplayError", "ReplayReport", "Replayer", "replay")
 ALLOC, ZONE_LOCKED, EXTFRAG = "mm_page_alloc", "mm_page_alloc_zone_locked", "mm_page_alloc_extfrag"
 FREE, FREE_BATCHED, DRAIN = "mm_page_free", "mm_page_free_batched", "mm_page_pcpu_drain"
 BULK, BULK_RET = "alloc_pages_bulk", "alloc_pages_bulk_ret"
+RECLAIM, RECLAIM_RET = "balance_pgdat", "balance_pgdat_ret"
 
 
 @dataclasses.dataclass
@@ -152,11 +153,21 @@ class ReplayReport:
     def misses(self) -> List[AllocRecord]:
         return [r for r in self.records if not r.hit]
 
+    @property
+    def longest_miss_run(self) -> int:
+        """The most allocations missed one after another: a cascade shows
+        here, whatever the misses' labels."""
+        run = best = 0
+        for r in self.records:
+            run = 0 if r.hit else run + 1
+            best = max(best, run)
+        return best
+
     def to_dict(self, records: bool = True) -> Dict[str, Any]:
         d = {
             "kernel": self.kernel, "profile": self.profile, "events": self.events,
             "allocations": self.allocations, "hits": self.hits,
-            "accuracy": round(self.accuracy, 6),
+            "accuracy": round(self.accuracy, 6), "longest_miss_run": self.longest_miss_run,
             "naive_hits": self.naive_hits, "naive_accuracy": round(self.naive_accuracy, 6),
             "failed_allocations": self.failed_allocations,
             "refills": self.refills, "refills_exact": self.refills_exact,
@@ -344,6 +355,8 @@ class Replayer:
         self._last_alloc: Dict[int, int] = {}
         #: cpu -> the bulk allocator call under way there
         self._bulk: Dict[int, _BulkCall] = {}
+        #: kswapd pid -> highest_zoneidx of its balance_pgdat under way.
+        self._reclaim: Dict[int, int] = {}
         #: cpu -> pid of the last event traced on it (the task running there).
         self._last_pid: Dict[int, int] = {}
         #: cpu -> pid of the task traced there before the current one.
@@ -420,6 +433,8 @@ class Replayer:
                 self._bulk[e.cpu] = _BulkCall(e)
             elif n == BULK_RET:
                 self._on_bulk_return(e)
+            elif n == RECLAIM or n == RECLAIM_RET:
+                self._on_reclaim(e)
             self._traced_tasks.add((e.cpu, e.pid))
             if e.pfn is not None:
                 self._named.add(e.pfn)
@@ -441,6 +456,20 @@ class Replayer:
         rep.events = len(events)
         rep.seconds = time.perf_counter() - t0
         return rep
+
+    # -- kswapd's reclaim window (balance_pgdat kprobe events) ------------------
+    def _on_reclaim(self, e: PageEvent) -> None:
+        """``balance_pgdat`` entry sets ZONE_RECLAIM_ACTIVE on the zones up
+        to its ``highest_zoneidx`` (``set_reclaim_active``), its return
+        clears them (``clear_reclaim_active``): the pcp free path keeps
+        fewer pages meanwhile (``nr_pcp_high``)."""
+        if e.name == RECLAIM:
+            self._reclaim[e.pid] = e.count
+            self.alloc.set_reclaim_active(e.count, True)
+        else:
+            # An entry before the snapshot: every zone it could have set.
+            zoneidx = self._reclaim.pop(e.pid, max(z.zone_idx for z in self.alloc.zones))
+            self.alloc.set_reclaim_active(zoneidx, False)
 
     def _contradiction(self, kind: str, e: PageEvent, what: str) -> None:
         if self.strict:
@@ -1120,7 +1149,7 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
         f"kernel {rep.kernel}  profile {rep.profile}  {rep.events} events  "
         f"replayed in {rep.seconds:.2f} s",
         f"allocations      {rep.allocations:7}   exact PFN hits {rep.hits:7}   "
-        f"accuracy {pct(rep.hits, rep.allocations)}",
+        f"accuracy {pct(rep.hits, rep.allocations)}   longest miss run {rep.longest_miss_run}",
         f"naive predictor  {'':7}   exact PFN hits {rep.naive_hits:7}   "
         f"accuracy {pct(rep.naive_hits, rep.allocations)}   (snapshot list heads, popping only)",
         f"pcp refills      {rep.refills:7}   exact sets     {rep.refills_exact:7}   "

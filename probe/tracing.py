@@ -18,7 +18,7 @@ from typing import Optional
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 
-__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "ring_buffer_counters")
+__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "reclaim_kprobes", "ring_buffer_counters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,3 +101,26 @@ def bulk_alloc_kprobes(prog: drgn.Program) -> Optional[list[str]]:
         return [f"p:buddyscope/alloc_pages_bulk {name} gfp={gfp}:x32 nr_pages={nr_pages}:s32",
                 f"r:buddyscope/alloc_pages_bulk_ret {name} nr_populated=$retval:s32"]
     return None
+
+
+def reclaim_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """``kprobe_events`` definitions of kswapd's reclaim window: entry to
+    ``balance_pgdat`` (``balance_pgdat``, with ``highest_zoneidx``) and its
+    return (``balance_pgdat_ret``). In between, ``set_reclaim_active`` has
+    set ``ZONE_RECLAIM_ACTIVE`` on the node's zones up to ``highest_zoneidx``
+    and the pcp free path drains at a lower mark (``nr_pcp_high``); no
+    tracepoint shows it. ``None`` when the function is not in the debug info
+    (inlined) or the architecture is not x86-64.
+    """
+    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+        return None
+    try:
+        fn = prog.function("balance_pgdat")
+    except (LookupError, ValueError):
+        return None
+    params = [p.name for p in fn.type_.parameters]
+    if "highest_zoneidx" not in params or params.index("highest_zoneidx") >= len(_X86_64_ARG_REGS):
+        return None
+    reg = _X86_64_ARG_REGS[params.index("highest_zoneidx")]
+    return [f"p:buddyscope/balance_pgdat balance_pgdat highest_zoneidx={reg}:s32",
+            "r:buddyscope/balance_pgdat_ret balance_pgdat"]

@@ -1,0 +1,122 @@
+"""The free path under memory pressure: what the pcp free commit does while
+kswapd reclaims (ZONE_RECLAIM_ACTIVE), the zone flags a snapshot carries,
+the balance_pgdat kprobe events that show kswapd's window, and the longest
+run of consecutive misses in replay's report.
+
+Expectations are worked out by hand from the Debian source of each series
+(``mm/page_alloc.c`` and ``mm/vmscan.c`` of ``linux-source-X.Y``); each test
+names the function and line. States are built as in ``test_paths.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from buddyscope.model.ftrace import parse_text
+from buddyscope.model.replay import ReplayReport, AllocRecord
+
+from test_paths import M, R, U, build, build_snapshot, freed, pcp_lists, replayed
+
+# Seven MOVABLE order-0 pages on cpu 0's pcp, oldest (the list's tail) last.
+M7 = [0x1010, 0x1012, 0x1014, 0x1016, 0x1018, 0x101a, 0x101c]
+F = 0x1020
+
+
+def test_reclaim_active_6_1_keeps_at_most_four_batches():
+    # 6.1 nr_pcp_high (L3451-3467): ZONE_RECLAIM_ACTIVE -> min(batch << 2,
+    # pcp->high) = min(8, 9) = 8; count 8 >= 8 drains. nr_pcp_free (L3422)
+    # with that high: max 8 - 2 = 6, batch << free_factor 0 = 2 < 6 so
+    # free_factor becomes 1, clamp(2, 2, 6) = 2: the two oldest pages.
+    a = build("6.1", [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    a.set_reclaim_active(1, True)
+    drain = a.free(0, F, 0)
+    assert drain == [(M7[6], 0, M), (M7[5], 0, M)]
+    assert a.zones[0].pcp[0].free_factor == 1
+
+
+def test_no_reclaim_6_1_keeps_pcp_high():
+    # The same free without kswapd: count 8 < pcp->high 9, no drain.
+    a = build("6.1", [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    assert a.free(0, F, 0) == []
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_reclaim_active_6_12_lowers_high_by_the_freed_run(series):
+    # 6.12 nr_pcp_high (L2628; 7.2 L2777): high = clamp(20, 10, 40) = 20;
+    # ZONE_RECLAIM_ACTIVE comes before the high_min == high_max and
+    # ZONE_BELOW_HIGH tests (L2650): free_count 5 + 1 = 6 (free_unref_page_commit
+    # L2701), pcp->high = max(20 - 6, 10) = 14, return min(2 << 2, 14) = 8;
+    # count 8 >= 8. nr_pcp_free (L2603): clamp(free_count 6, 2, 8 - 2) = 6
+    # pages, the list's six oldest (7.2: three chunks of batch 2, each from
+    # the freed list again).
+    a = build(series, [M, U, R], pcp={(0, M): M7}, batch=2, high=20,
+              pcp_fields={"high_min": 10, "high_max": 40, "free_count": 5})
+    a.set_reclaim_active(1, True)
+    drain = a.free(0, F, 0)
+    assert [p for p, _, _ in drain] == M7[::-1][:6]
+    pcp = a.zones[0].pcp[0]
+    assert (pcp.high, pcp.count) == (14, 2)
+    assert pcp_lists(a) == {(0, M): [F, M7[0]]}
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_reclaim_only_on_zones_up_to_highest_zoneidx(series):
+    # update_reclaim_active (6.12 vmscan.c L6828): zones 0..highest_zoneidx.
+    # DMA32 is zone 1: balance_pgdat for ZONE_DMA (0) leaves it alone.
+    a = build(series, [M, U, R], pcp={(0, M): M7}, batch=2, high=20,
+              pcp_fields={"high_min": 10, "high_max": 40, "free_count": 5})
+    a.set_reclaim_active(0, True)
+    assert not a.zones[0].reclaim_active
+    assert a.free(0, F, 0) == []
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
+def test_snapshot_zone_flags_load(series):
+    # The probe reads zone->flags (enum zone_flags): a snapshot taken while
+    # kswapd ran, or below the high watermark, starts the model there.
+    snap = build_snapshot(series, [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    snap.zones[0].fields.update({"ZONE_RECLAIM_ACTIVE": 1, "ZONE_BELOW_HIGH": 1})
+    from buddyscope.model.allocator import Allocator
+
+    z = Allocator(snap).zones[0]
+    assert (z.reclaim_active, z.below_high) == (True, True)
+
+
+def balance_pgdat(zoneidx):
+    return f"balance_pgdat: (balance_pgdat+0x0/0xb9c) highest_zoneidx={zoneidx}"
+
+
+BALANCE_RET = "balance_pgdat_ret: (kswapd+0x1d1/0x3a0 <- balance_pgdat)"
+
+
+def test_balance_pgdat_events_parse():
+    text = (f"  kswapd0-36 [000] d.... 1: {balance_pgdat(3)}\n"
+            f"  kswapd0-36 [000] d.... 2: {BALANCE_RET}\n")
+    ev = parse_text(text).events
+    assert [(e.name, e.count) for e in ev] == [("balance_pgdat", 3), ("balance_pgdat_ret", None)]
+
+
+def test_replay_follows_kswapd_window_6_1():
+    # kswapd's balance_pgdat (vmscan.c 6.1 L7066 set_reclaim_active, L7199
+    # clear_reclaim_active) around a free: inside, count 8 >= min(8, 9)
+    # drains the two oldest pages (as above); after its return the next free
+    # (count 7) keeps everything.
+    snap = build_snapshot("6.1", [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    r = replayed(snap, ("kswapd0-36", balance_pgdat(3)),
+                 ("rm-10", freed(F)),
+                 ("rm-10", f"mm_page_pcpu_drain: page=(____ptrval____) pfn={M7[6]:#x} order=0 migratetype=1"),
+                 ("rm-10", f"mm_page_pcpu_drain: page=(____ptrval____) pfn={M7[5]:#x} order=0 migratetype=1"),
+                 ("kswapd0-36", BALANCE_RET),
+                 ("rm-10", freed(0x1022)))
+    rep = r.report
+    assert (rep.drains, rep.drains_exact) == (1, 1)
+    assert not r.alloc.zones[0].reclaim_active
+    assert r.alloc.zones[0].pcp[0].count == 7
+
+
+def test_longest_miss_run_counts_consecutive_misses():
+    rep = ReplayReport("k", "6.1")
+    for hit in (True, False, False, True, False, False, False, True):
+        rep.records.append(AllocRecord(0, 0, 0, 0, "", 1, 1 if hit else 2, hit, "pcp", "pcp"))
+    assert rep.longest_miss_run == 3
+    assert rep.to_dict(records=False)["longest_miss_run"] == 3
