@@ -270,6 +270,11 @@ def _bulk_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
                  None, lineno, int(g[0]), flags)
 
 
+def _decay(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    return _make(name, cpu, ts, pid, comm, None, 0, None, None, None, None, None, None, None,
+                 None, lineno, int(g[0], 0), flags)
+
+
 def _reclaim_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
     return _make(name, cpu, ts, pid, comm, None, 0, None, None, None, None, None, None, None,
                  None, lineno, None, flags)
@@ -344,6 +349,12 @@ _EVENTS: Dict[str, tuple] = {
     "balance_pgdat_ret": (
         r"\(\S+ <- \S+\)" + _END, _reclaim_ret, (), (),
     ),
+    # vmstat's decay of pcp->high (6.7+), a kprobe event on decay_pcp_high:
+    # "(decay_pcp_high+0x0/0xc0) zone_start_pfn=0x1000"; count is the
+    # zone's zone_start_pfn, the event's CPU the pcp's.
+    "decay_pcp_high": (
+        r"\(\S+\) zone_start_pfn=(0x[0-9a-fA-F]+|\d+)" + _END, _decay, ("zone_start_pfn",), (),
+    ),
 }
 
 #: The kmem page tracepoints this module reads.
@@ -352,6 +363,8 @@ EVENTS = tuple(n for n in _EVENTS if n.startswith("mm_page_"))
 BULK_EVENTS = ("alloc_pages_bulk", "alloc_pages_bulk_ret")
 #: And kswapd's reclaim window (kprobe events on balance_pgdat).
 RECLAIM_EVENTS = ("balance_pgdat", "balance_pgdat_ret")
+#: And vmstat's pcp->high decay (a kprobe event on decay_pcp_high).
+DECAY_EVENTS = ("decay_pcp_high",)
 
 _PARSERS: Dict[str, tuple] = {
     name: (re.compile(rx).match, build, keys, optional)

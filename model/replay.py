@@ -38,6 +38,7 @@ ALLOC, ZONE_LOCKED, EXTFRAG = "mm_page_alloc", "mm_page_alloc_zone_locked", "mm_
 FREE, FREE_BATCHED, DRAIN = "mm_page_free", "mm_page_free_batched", "mm_page_pcpu_drain"
 BULK, BULK_RET = "alloc_pages_bulk", "alloc_pages_bulk_ret"
 RECLAIM, RECLAIM_RET = "balance_pgdat", "balance_pgdat_ret"
+DECAY = "decay_pcp_high"
 
 
 @dataclasses.dataclass
@@ -395,6 +396,8 @@ class Replayer:
                   if self.alloc.profile.pcp_trylock_free else set())
         nr_cpus = self.alloc.nr_cpus
         rep = self.report
+        # With decay_pcp_high traced, no decay is silent.
+        self._decay_traced = any(e.name == DECAY for e in events)
         for i, e in enumerate(events):
             if e.cpu >= nr_cpus:
                 raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
@@ -435,6 +438,8 @@ class Replayer:
                 self._on_bulk_return(e)
             elif n == RECLAIM or n == RECLAIM_RET:
                 self._on_reclaim(e)
+            elif n == DECAY:
+                self._on_decay(e)
             self._traced_tasks.add((e.cpu, e.pid))
             if e.pfn is not None:
                 self._named.add(e.pfn)
@@ -470,6 +475,19 @@ class Replayer:
             # An entry before the snapshot: every zone it could have set.
             zoneidx = self._reclaim.pop(e.pid, max(z.zone_idx for z in self.alloc.zones))
             self.alloc.set_reclaim_active(zoneidx, False)
+
+    def _on_decay(self, e: PageEvent) -> None:
+        """vmstat's ``decay_pcp_high`` of this CPU's pcp in the zone that
+        starts at ``count`` (6.12 L2412, 7.2 L2564): lower pcp->high now,
+        and expect the drain it makes, if any, from the same task next."""
+        a = self.alloc
+        z = a.zone_of(e.count) if e.count is not None else None
+        pcp = z.pcp.get(e.cpu) if z is not None else None
+        if pcp is None:
+            return
+        w = _DrainWindow("vmstat", e.pid, a.decay_pcp_high(z, pcp))
+        w.pcp, w.count, w.high = (z.index, e.cpu), pcp.count, pcp.high
+        self._pending_drain[e.cpu] = w
 
     def _contradiction(self, kind: str, e: PageEvent, what: str) -> None:
         if self.strict:
@@ -1076,6 +1094,8 @@ class Replayer:
         rep = self.report
         exact = [p[:2] for p in w.predicted] == [x[:2] for x in w.actual]
         if w.kind == "vmstat":
+            if not (w.predicted or w.actual):
+                return   # a traced decay_pcp_high that drained nothing
             rep.vmstat_drains += 1
             rep.vmstat_drains_exact += exact
             self._vmstat_resync(w, exact)
@@ -1083,7 +1103,7 @@ class Replayer:
         if w.predicted or w.actual:
             rep.drains += 1
             rep.drains_exact += exact
-        if w.actual and not w.predicted and w.pcp is not None \
+        if w.actual and not w.predicted and w.pcp is not None and not self._decay_traced \
                 and self.alloc.profile.pcp_free in ("6.12", "7.2"):
             # The kernel found count >= high where the model had room: its
             # pcp->high had decayed with no event (vmstat decay_pcp_high,

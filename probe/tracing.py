@@ -18,7 +18,8 @@ from typing import Optional
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 
-__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "reclaim_kprobes", "ring_buffer_counters")
+__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "pcp_decay_kprobes", "reclaim_kprobes",
+           "ring_buffer_counters")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,3 +125,25 @@ def reclaim_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     reg = _X86_64_ARG_REGS[params.index("highest_zoneidx")]
     return [f"p:buddyscope/balance_pgdat balance_pgdat highest_zoneidx={reg}:s32",
             "r:buddyscope/balance_pgdat_ret balance_pgdat"]
+
+
+def pcp_decay_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """The ``kprobe_events`` definition of an event on ``decay_pcp_high``
+    (6.7+), with the zone's ``zone_start_pfn``: vmstat's refresh on each
+    CPU lowers that CPU's pcp->high about once a second, with no event
+    unless it drains, and the pcp free path then drains at a lower count.
+    ``None`` when the kernel has no such function (before 6.7) or the
+    architecture is not x86-64.
+    """
+    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+        return None
+    try:
+        fn = prog.function("decay_pcp_high")
+    except (LookupError, ValueError):
+        return None
+    params = [p.name for p in fn.type_.parameters]
+    if "zone" not in params or params.index("zone") >= len(_X86_64_ARG_REGS):
+        return None
+    reg = _X86_64_ARG_REGS[params.index("zone")]
+    off = prog.type("struct zone").member("zone_start_pfn").offset
+    return [f"p:buddyscope/decay_pcp_high decay_pcp_high zone_start_pfn=+{off}({reg}):x64"]

@@ -120,3 +120,37 @@ def test_longest_miss_run_counts_consecutive_misses():
         rep.records.append(AllocRecord(0, 0, 0, 0, "", 1, 1 if hit else 2, hit, "pcp", "pcp"))
     assert rep.longest_miss_run == 3
     assert rep.to_dict(records=False)["longest_miss_run"] == 3
+
+
+def decay(zone_start=0x1000):
+    return f"decay_pcp_high: (decay_pcp_high+0x0/0xc0) zone_start_pfn={zone_start:#x}"
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_traced_decay_lowers_high(series):
+    # vmstat's decay_pcp_high (6.12 L2412, 7.2 L2564): high = max(count -
+    # (batch << 5), high - high / 8, high_min) = max(7 - 64, 20 - 2, 4) = 18,
+    # then 18 - 2 = 16; count 7 <= high: nothing drained, so only the
+    # kprobe event shows it.
+    snap = build_snapshot(series, [M, U, R], pcp={(0, M): M7}, batch=2, high=20,
+                          pcp_fields={"high_min": 4, "high_max": 40})
+    r = replayed(snap, ("kworker/0:1-20", decay()), ("kworker/0:1-20", decay()))
+    assert r.alloc.zones[0].pcp[0].high == 16
+    assert r.report.vmstat_drains == 0
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_traced_decay_predicts_its_drain(series):
+    # count 8, high 8: decay to max(8 - 64, 8 - 1, 2) = 7, to_drain 1;
+    # free_pcppages_bulk(min(1, batch), pindex 0) (6.12 L2425): lists[0]
+    # is empty, lists[1]'s tail goes. Foreseen exactly, and no silent decay
+    # is assumed when the trace shows them.
+    m8 = M7 + [0x101e]
+    snap = build_snapshot(series, [M, U, R], pcp={(0, M): m8}, batch=2, high=8,
+                          pcp_fields={"high_min": 2, "high_max": 40})
+    who = "kworker/0:1-20"
+    r = replayed(snap, (who, decay()),
+                 (who, f"mm_page_pcpu_drain: page=(____ptrval____) pfn={m8[-1]:#x} order=0 migratetype=1"))
+    rep = r.report
+    assert (rep.vmstat_drains, rep.vmstat_drains_exact) == (1, 1)
+    assert r.alloc.zones[0].pcp[0].high == 7
