@@ -1201,17 +1201,7 @@ class Allocator:
                 high = min(pcp.batch << 2, high)
             if pcp.count < high:
                 return []
-            batch = pcp.batch
-            if free_high:
-                n = pcp.count
-            elif high < batch:
-                n = 1
-            else:
-                lo, hi = batch, high - batch
-                b = batch << pcp.free_factor
-                if b < hi and pcp.free_factor < self.pcp_batch_scale_max:
-                    self._set(pcp, "free_factor", pcp.free_factor + 1)
-                n = max(lo, min(b, hi))
+            n = pcp.count if free_high else self.nr_pcp_free_factor(pcp, high)
             return self._bulk_selection(z, pcp, n, pindex)
         # 6.12 free_unref_page_commit (L2676) / 7.2 free_frozen_page_commit (L2832)
         self._set(pcp, "alloc_factor", pcp.alloc_factor >> 1)
@@ -1246,6 +1236,19 @@ class Allocator:
                                        ZONE_INDEX["Movable"], 0, z.free_pages + freed):
                 self._set(z, "below_high", False)
         return drain
+
+    def nr_pcp_free_factor(self, pcp: _Pcp, high: int) -> int:
+        """6.1 ``nr_pcp_free`` (L3422) but for free_high: how many pages a
+        drain at *high* sends back, batch << free_factor within [batch,
+        high - batch], and free_factor grows while that is below the top."""
+        batch = pcp.batch
+        if high < batch:
+            return 1
+        lo, hi = batch, high - batch
+        b = batch << pcp.free_factor
+        if b < hi and pcp.free_factor < self.pcp_batch_scale_max:
+            self._set(pcp, "free_factor", pcp.free_factor + 1)
+        return max(lo, min(b, hi))
 
     # -- vmstat: pcp->high decay and drains with no free (6.12+) ----------------
     def _decay_high(self, pcp: _Pcp) -> None:

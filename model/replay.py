@@ -133,6 +133,9 @@ class ReplayReport:
     #: with no event (vmstat ``decay_pcp_high`` that drained nothing): pcp->high
     #: was brought down to the count the kernel drained at.
     silent_decays: int = 0
+    #: Free drains below what the model's pcp->high allowed, explained by
+    #: kswapd's reclaim window in a trace without its kprobe events.
+    inferred_reclaim: int = 0
     naive_hits: int = 0
     #: Bulk allocator calls seen through its kprobe events, and the pcp
     #: pages they took.
@@ -175,7 +178,7 @@ class ReplayReport:
             "drains": self.drains, "drains_exact": self.drains_exact,
             "unprompted_drains": self.unprompted_drains,
             "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
-            "silent_decays": self.silent_decays,
+            "silent_decays": self.silent_decays, "inferred_reclaim": self.inferred_reclaim,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
         }
@@ -396,8 +399,13 @@ class Replayer:
                   if self.alloc.profile.pcp_trylock_free else set())
         nr_cpus = self.alloc.nr_cpus
         rep = self.report
-        # With decay_pcp_high traced, no decay is silent.
+        # With decay_pcp_high traced, no decay is silent; with balance_pgdat
+        # traced, kswapd's reclaim window is known.
         self._decay_traced = any(e.name == DECAY for e in events)
+        self._reclaim_traced = any(e.name == RECLAIM or e.name == RECLAIM_RET for e in events)
+        self._reclaim_inferred = False
+        #: (zone index, cpu) -> pcp->high before a decay assumed at a drain.
+        self._assumed_decay: Dict[Tuple[int, int], int] = {}
         for i, e in enumerate(events):
             if e.cpu >= nr_cpus:
                 raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
@@ -1103,15 +1111,59 @@ class Replayer:
         if w.predicted or w.actual:
             rep.drains += 1
             rep.drains_exact += exact
-        if w.actual and not w.predicted and w.pcp is not None and not self._decay_traced \
-                and self.alloc.profile.pcp_free in ("6.12", "7.2"):
-            # The kernel found count >= high where the model had room: its
-            # pcp->high had decayed with no event (vmstat decay_pcp_high,
-            # count <= high then). Bring it down as those decays would have.
-            a = self.alloc
-            zi, c = w.pcp
-            if a.untraced_decays(a.zones[zi], a.zones[zi].pcp[c], w.count):
-                rep.silent_decays += 1
+        if w.pcp is not None and bool(w.actual) != bool(w.predicted):
+            self._resync_free_drain(w)
+
+    # -- what a free's drain, or its absence, tells of untraced state ------------
+    #
+    # Traces without the balance_pgdat and decay_pcp_high kprobe events (a
+    # user's own trace-cmd recording) do not show kswapd's reclaim window nor
+    # vmstat's pcp->high decay. Whether the kernel drained at a free, and at
+    # which count, is evidence of both: the model takes the one explanation
+    # the kernel's nr_pcp_high allows, and drops it when a later free refutes
+    # it. With the kprobe events in the trace, nothing is guessed.
+
+    def _resync_free_drain(self, w: _DrainWindow) -> None:
+        a = self.alloc
+        zi, c = w.pcp
+        z = a.zones[zi]
+        pcp = z.pcp[c]
+        p = a.profile
+        if w.actual:
+            # The kernel drained where the model had room.
+            if p.pcp_high_reclaim_active and not self._reclaim_traced and not z.reclaim_active \
+                    and w.count < (pcp.high if p.pcp_free == "6.1" else pcp.high_min):
+                # Below pcp->high (6.1: no decay) or high_min (6.7+: neither
+                # a decay nor ZONE_BELOW_HIGH drains there): only kswapd's
+                # ZONE_RECLAIM_ACTIVE (nr_pcp_high) does.
+                a.set_reclaim_active(z.zone_idx, True)
+                if p.pcp_free == "6.1":
+                    # The drain's own nr_pcp_free grew free_factor.
+                    a.nr_pcp_free_factor(pcp, min(pcp.batch << 2, pcp.high))
+                self._reclaim_inferred = True
+                self.report.inferred_reclaim += 1
+                return
+            if not self._decay_traced and p.pcp_free in ("6.12", "7.2"):
+                # The kernel found count >= high: its pcp->high had decayed
+                # with no event (vmstat decay_pcp_high, count <= high then).
+                # Bring it down as those decays would have.
+                before = pcp.high
+                if a.untraced_decays(z, pcp, w.count):
+                    self.report.silent_decays += 1
+                    self._assumed_decay[w.pcp] = before
+            return
+        # The model foresaw a drain the kernel did not make.
+        if z.reclaim_active and self._reclaim_inferred:
+            a.set_reclaim_active(max(x.zone_idx for x in a.zones), False)
+            self._reclaim_inferred = False
+        elif w.pcp in self._assumed_decay:
+            # The decay assumed at an earlier drain did not happen (the
+            # model's count was short, not the kernel's high): undo it.
+            a._set(pcp, "high", max(pcp.high, self._assumed_decay.pop(w.pcp)))
+        elif z.below_high and p.below_high_flag and w.count >= pcp.high_min:
+            # With ZONE_BELOW_HIGH the kernel drains whenever count >=
+            # high_min (nr_pcp_high): its flag was clear.
+            a._set(z, "below_high", False)
 
     def _vmstat_resync(self, w: _DrainWindow, exact: bool) -> None:
         """After a vmstat drain the kernel's pcp->high is known: the model's
@@ -1176,7 +1228,7 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
         f"{pct(rep.refills_exact, rep.refills)}",
         f"pcp drains       {rep.drains:7}   exact sets     {rep.drains_exact:7}   "
         f"{pct(rep.drains_exact, rep.drains)}   ({rep.silent_decays} after a pcp->high decay "
-        f"no event shows)",
+        f"no event shows, {rep.inferred_reclaim} in a kswapd reclaim window no event shows)",
         f"vmstat drains    {rep.vmstat_drains:7}   exact sets     {rep.vmstat_drains_exact:7}   "
         f"{pct(rep.vmstat_drains_exact, rep.vmstat_drains)}   ({rep.unprompted_drains} drain "
         f"events with no free of their task before them: decay_pcp_high, drain_all_pages)",

@@ -154,3 +154,30 @@ def test_replay_traced_decay_predicts_its_drain(series):
     rep = r.report
     assert (rep.vmstat_drains, rep.vmstat_drains_exact) == (1, 1)
     assert r.alloc.zones[0].pcp[0].high == 7
+
+
+def drain_line(pfn, mt=M):
+    return f"mm_page_pcpu_drain: page=(____ptrval____) pfn={pfn:#x} order=0 migratetype={mt}"
+
+
+def test_replay_infers_reclaim_from_an_early_drain_6_1_and_drops_it_when_refuted():
+    # No balance_pgdat events. The kernel drains 2 at count 8 < pcp->high 9:
+    # 6.1 nr_pcp_high (L3451) allows that only with ZONE_RECLAIM_ACTIVE
+    # (min(batch << 2, high) = 8), whose nr_pcp_free (L3422) grew
+    # free_factor to 1. Then count 6 + 1 = 7 < 8: nothing; 8 >= 8: batch <<
+    # 1 = 4 pages (clamp(4, 2, 6)), foreseen, free_factor 2.
+    snap = build_snapshot("6.1", [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    who = "rm-10"
+    early = [(who, freed(F)), (who, drain_line(M7[6])), (who, drain_line(M7[5]))]
+    r = replayed(snap, *early, (who, freed(0x1022)), (who, freed(0x1024)),
+                 (who, drain_line(M7[4])), (who, drain_line(M7[3])),
+                 (who, drain_line(M7[2])), (who, drain_line(M7[1])))
+    rep = r.report
+    assert (rep.drains, rep.drains_exact, rep.inferred_reclaim) == (2, 1, 1)
+    assert r.alloc.zones[0].reclaim_active
+    assert r.alloc.zones[0].pcp[0].free_factor == 2
+    # The same, but the kernel keeps all 8 pages: kswapd's window is over.
+    r = replayed(snap, *early, (who, freed(0x1022)))
+    assert r.alloc.zones[0].reclaim_active
+    r = replayed(snap, *early, (who, freed(0x1022)), (who, freed(0x1024)))
+    assert not r.alloc.zones[0].reclaim_active
