@@ -717,6 +717,23 @@ class Allocator:
         self._pcp_take(pfn)
         return pfn
 
+    def pcplist_effects(self, z: _Zone, cpu: int, order: int, refill: bool) -> None:
+        """What ``rmqueue_pcplist`` changes on *cpu*'s pcp whichever page it
+        then finds: free_factor (6.1 L3855) or free_count (6.12 L3126, 7.2
+        L3379) halved, and for an empty list ``nr_pcp_alloc``'s pcp->high
+        and alloc_factor (6.12 L3021, 7.2 L3264). For replay after a miss,
+        whose own attempt was rolled back."""
+        pcp = z.pcp.get(cpu)
+        if pcp is None:
+            return
+        p = self.profile
+        if p.pcp_free == "6.1":
+            self._set(pcp, "free_factor", pcp.free_factor >> 1)
+        elif p.pcp_free in ("6.12", "7.2"):
+            self._set(pcp, "free_count", pcp.free_count >> 1)
+        if refill:
+            self._refill_count(z, pcp, order)
+
     def _refill_count(self, z: _Zone, pcp: _Pcp, order: int) -> int:
         """How many blocks ``rmqueue_bulk`` is asked for."""
         kind = self.profile.refill

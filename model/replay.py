@@ -537,6 +537,8 @@ class Replayer:
             # Not this task's page after all: a bulk allocation took it.
             self._late.pop(late, None)
         if not same:
+            if late is None:
+                self._pcplist_effects(group, e)
             self._apply_removals(group, e.cpu, e)
         actual_path = self._actual_path(group, e, predicted)
         if e.pfn is None:
@@ -558,6 +560,20 @@ class Replayer:
             rec.reason = self._why(predicted, e, group)
             rep.reasons[rec.reason] += 1
         rep.records.append(rec)
+
+    def _pcplist_effects(self, group: List[PageEvent], e: PageEvent) -> None:
+        """After a miss: the pcp changes the kernel's ``rmqueue_pcplist``
+        made whichever page it found (a pcp order and type: every such
+        allocation goes there first; a refill when blocks were taken). The
+        model's own attempt, which made them too, was rolled back."""
+        a = self.alloc
+        if e.pfn is None or (e.order, e.migratetype) not in a.pindex:
+            return
+        z = a.zone_of(e.pfn)
+        if z is None:
+            return
+        refill = any(g.name == ZONE_LOCKED or g.name == EXTFRAG for g in group)
+        a.pcplist_effects(z, e.cpu, e.order, refill)
 
     def _late_page_for(self, e: PageEvent) -> Optional[int]:
         pindex = self.alloc.pindex.get((e.order, e.migratetype))
@@ -750,12 +766,20 @@ class Replayer:
                     prev_pid = self._last_pid.get(e.cpu)
                     if prev_pid == e.pid:
                         prev_pid = self._prev_pid.get(e.cpu)
+                    taken = 0
                     for stale in list(lst)[:pos]:
+                        if self._pushed.get(stale, -1) > since:
+                            # Freed after this CPU's last traced allocation:
+                            # maybe after this one's take too (traced before
+                            # its mm_page_alloc). No event shows it taken:
+                            # it stays where it is.
+                            continue
                         a._pcp_take(stale)
+                        taken += 1
                         if (a.profile.preemptible_alloc_window and prev_pid is not None
                                 and prev_pid != e.pid):
                             self._late[stale] = (e.cpu, pi, prev_pid, self.report.allocations)
-                    self.report.contradictions["pcp_pages_taken_untraced"] += pos
+                    self.report.contradictions["pcp_pages_taken_untraced"] += taken
                     self._last_note = "bulk_allocator"
                 else:
                     self._last_note = "pcp_list_order"
@@ -1055,6 +1079,13 @@ class Replayer:
             # not that free's. Its own window is over.
             self._close_drain(e.cpu)
             pd = None
+        elif pd is not None and pd.kind == "vmstat" and self._decay_traced and not pd.predicted \
+                and not pd.actual and pd.high is not None:
+            # A traced decay_pcp_high that drains nothing, then a drain by
+            # the same kworker: drain_all_pages' work (drain_local_pages),
+            # not the decay's. The decay's window is over.
+            self._pending_drain.pop(e.cpu)
+            pd = None
         if pd is None:
             pd = self._pending_drain[e.cpu] = self._vmstat_window(e)
         if pd.kind == "vmstat":
@@ -1090,7 +1121,7 @@ class Replayer:
         pcp = z.pcp[cpu]
         window.pcp, window.count = (zi, cpu), pcp.count
         with a.trial():
-            if cpu == e.cpu:
+            if cpu == e.cpu and not self._decay_traced:
                 window.predicted = a.vmstat_drain(z, pcp)
                 window.high = pcp.high
             else:
@@ -1169,7 +1200,8 @@ class Replayer:
         """After a vmstat drain the kernel's pcp->high is known: the model's
         decay when it foresaw the drain; else decay_pcp_high left count at
         high (to_drain = count - high), and drain_pages_zone left it alone."""
-        if w.pcp is None or w.high is None or not w.actual:
+        if w.pcp is None or w.high is None or not w.actual or (self._decay_traced and not exact):
+            # (A traced decay's change of pcp->high is applied at its event.)
             return
         a = self.alloc
         zi, c = w.pcp

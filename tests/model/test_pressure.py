@@ -181,3 +181,17 @@ def test_replay_infers_reclaim_from_an_early_drain_6_1_and_drops_it_when_refuted
     assert r.alloc.zones[0].reclaim_active
     r = replayed(snap, *early, (who, freed(0x1022)), (who, freed(0x1024)))
     assert not r.alloc.zones[0].reclaim_active
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_miss_keeps_rmqueue_pcplist_free_count_halving(series):
+    # rmqueue_pcplist halves free_count before it looks at the list (6.12
+    # L3126, 7.2 L3379), whichever page it then finds. The kernel hands out
+    # the list's second page (the model foresaw the head): a miss, whose
+    # trial is rolled back; free_count is still 8 >> 1 = 4, as the kernel's.
+    snap = build_snapshot(series, [M, U, R], pcp={(0, M): M7[:2]}, batch=2, high=20,
+                          pcp_fields={"high_min": 4, "high_max": 40, "free_count": 8})
+    r = replayed(snap, ("sh-7", f"mm_page_alloc: page=(____ptrval____) pfn={M7[1]:#x} order=0 "
+                                "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE"))
+    assert (r.report.allocations, r.report.hits) == (1, 0)
+    assert r.alloc.zones[0].pcp[0].free_count == 4
