@@ -189,9 +189,32 @@ def test_replay_miss_keeps_rmqueue_pcplist_free_count_halving(series):
     # L3126, 7.2 L3379), whichever page it then finds. The kernel hands out
     # the list's second page (the model foresaw the head): a miss, whose
     # trial is rolled back; free_count is still 8 >> 1 = 4, as the kernel's.
-    snap = build_snapshot(series, [M, U, R], pcp={(0, M): M7[:2]}, batch=2, high=20,
-                          pcp_fields={"high_min": 4, "high_max": 40, "free_count": 8})
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 9, U)], pcp={(0, M): M7[:2]},
+                          batch=2, high=20, pcp_fields={"high_min": 4, "high_max": 40,
+                                                        "free_count": 8})
     r = replayed(snap, ("sh-7", f"mm_page_alloc: page=(____ptrval____) pfn={M7[1]:#x} order=0 "
                                 "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE"))
     assert (r.report.allocations, r.report.hits) == (1, 0)
     assert r.alloc.zones[0].pcp[0].free_count == 4
+
+
+def alloc_line(pfn, mt=M):
+    return (f"mm_page_alloc: page=(____ptrval____) pfn={pfn:#x} order=0 migratetype={mt} "
+            "gfp_flags=GFP_HIGHUSER_MOVABLE")
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_recovery_keeps_pages_freed_since_the_last_traced_allocation(series):
+    # The pcp list is H Z Y. sh takes H (a hit), then frees F: F Z Y. cat is
+    # then traced taking Y. Z was on the list at sh's allocation and nothing
+    # traced took it: gone untraced (the bulk allocator; on 7.2 also a task
+    # preempted before its mm_page_alloc). F was freed after that
+    # allocation, maybe after cat's take too (traced before its
+    # mm_page_alloc): no event shows it taken, so it stays on the list.
+    H, Z, Y = M7[0], M7[1], M7[2]
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 9, U)], pcp={(0, M): [H, Z, Y]},
+                          batch=2, high=20, pcp_fields={"high_min": 4, "high_max": 40})
+    r = replayed(snap, ("sh-7", alloc_line(H)), ("sh-7", freed(F)), ("cat-8", alloc_line(Y)))
+    assert r.report.hits == 1
+    assert pcp_lists(r.alloc) == {(0, M): [F]}
+    assert r.report.contradictions["pcp_pages_taken_untraced"] == 1
