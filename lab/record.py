@@ -322,6 +322,8 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         kprobes = (kprobes or []) + (tracing.reclaim_kprobes(src.prog) or []) or None
         # vmstat's silent pcp->high decay (6.7+).
         kprobes = (kprobes or []) + (tracing.pcp_decay_kprobes(src.prog) or []) or None
+        # Compaction's free page isolation.
+        kprobes = (kprobes or []) + (tracing.compaction_kprobes(src.prog) or []) or None
         events = _start_tracing(host, buffer_kb, kprobes)
         best = None
         for attempt in range(1, attempts + 1):

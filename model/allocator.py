@@ -1079,6 +1079,20 @@ class Allocator:
             pfn += 1
         return free, movable
 
+    def isolate_free_page_retype(self, z: _Zone, pfn: int, order: int) -> None:
+        """The end of ``__isolate_free_page`` (5.10 L3312, 6.12 L2916, 7.2
+        L3147) for the pageblock at *pfn* of an isolated block of *order*:
+        at least half a pageblock makes a mergeable pageblock MOVABLE; 6.12+
+        with ``move_freepages_block``, which moves its other free pages."""
+        if order < self.pageblock_order - 1:
+            return
+        mt = self.pageblock_mt_of(z, pfn)
+        if mt >= MIGRATE_PCPTYPES or mt == MIGRATE_MOVABLE:
+            return
+        if self.profile.isolate_moves_free_pages:
+            self._move_freepages_block(z, pfn, MIGRATE_MOVABLE)
+        self._set_pageblock(z, pfn, MIGRATE_MOVABLE)
+
     def _move_freepages_block(self, z: _Zone, pfn: int, mt: int) -> Tuple[int, int]:
         """5.10/6.1 ``move_freepages_block``: clipped to the zone at the
         start; nothing if the block ends outside it."""

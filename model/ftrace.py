@@ -270,6 +270,11 @@ def _bulk_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
                  None, lineno, int(g[0]), flags)
 
 
+def _isolate(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    return _make(name, cpu, ts, pid, comm, None, int(g[1]), None, None, None, None, None, None,
+                 None, None, lineno, int(g[0], 16), flags)
+
+
 def _decay(name, cpu, ts, pid, comm, g, lineno, flags=None):
     return _make(name, cpu, ts, pid, comm, None, 0, None, None, None, None, None, None, None,
                  None, lineno, int(g[0], 0), flags)
@@ -352,6 +357,16 @@ _EVENTS: Dict[str, tuple] = {
     # vmstat's decay of pcp->high (6.7+), a kprobe event on decay_pcp_high:
     # "(decay_pcp_high+0x0/0xc0) zone_start_pfn=0x1000"; count is the
     # zone's zone_start_pfn, the event's CPU the pcp's.
+    # Compaction's free page isolation, kprobe events on __isolate_free_page:
+    # "(__isolate_free_page+0x0/0x315) page=0xffffea0000123400 order=3"
+    # (count is the struct page pointer) and "(isolate_freepages_block+0x1a3/
+    # 0x454 <- __isolate_free_page) nr=8" (count: pages taken, 0 if refused).
+    "isolate_free_page": (
+        r"\(\S+\) page=(0x[0-9a-fA-F]+) order=(\d+)" + _END, _isolate, ("page", "order"), (),
+    ),
+    "isolate_free_page_ret": (
+        r"\(\S+ <- \S+\) nr=" + _INT + _END, _bulk_ret, ("nr",), (),
+    ),
     "decay_pcp_high": (
         r"\(\S+\) zone_start_pfn=(0x[0-9a-fA-F]+|\d+)" + _END, _decay, ("zone_start_pfn",), (),
     ),
@@ -365,6 +380,8 @@ BULK_EVENTS = ("alloc_pages_bulk", "alloc_pages_bulk_ret")
 RECLAIM_EVENTS = ("balance_pgdat", "balance_pgdat_ret")
 #: And vmstat's pcp->high decay (a kprobe event on decay_pcp_high).
 DECAY_EVENTS = ("decay_pcp_high",)
+#: And compaction's free page isolation (kprobe events on __isolate_free_page).
+ISOLATE_EVENTS = ("isolate_free_page", "isolate_free_page_ret")
 
 _PARSERS: Dict[str, tuple] = {
     name: (re.compile(rx).match, build, keys, optional)

@@ -120,6 +120,10 @@ class Profile:
     #: limit the number of pages on PCP lists when reclaim is active"); 6.7+
     #: also lower pcp->high by the freed run.
     pcp_high_reclaim_active: bool = False
+    #: ``__isolate_free_page`` retypes a pageblock with
+    #: ``move_freepages_block`` (6.12+), moving its other free pages to
+    #: MOVABLE too; 5.10/6.1 only set the pageblock's type.
+    isolate_moves_free_pages: bool = False
 
 
 PROFILES = {
@@ -146,7 +150,7 @@ PROFILES = {
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=False,
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=False,
                 cached_pcp_migratetype=False, claim_skips_highatomic_block=True,
-                pcp_high_reclaim_active=True),
+                pcp_high_reclaim_active=True, isolate_moves_free_pages=True),
         Profile("7.2", refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
                 pcp_free="7.2", merge="retype", split_large_free=True,
@@ -155,7 +159,8 @@ PROFILES = {
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=True,
                 cached_pcp_migratetype=False,
                 contig_free_runs=True, pcp_trylock_free=True,
-                preemptible_alloc_window=True, pcp_high_reclaim_active=True),
+                preemptible_alloc_window=True, pcp_high_reclaim_active=True,
+                isolate_moves_free_pages=True),
     )
 }
 

@@ -24,7 +24,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.allocator import (
-    ALLOC_CMA, ALLOC_WMARK_LOW, Allocator, ModelError, Outcome, Step,
+    ALLOC_CMA, ALLOC_WMARK_LOW, MIGRATE_MOVABLE, Allocator, ModelError, Outcome, Step,
 )
 from buddyscope.model.ftrace import PageEvent
 from buddyscope.model.profile import Profile
@@ -39,6 +39,7 @@ FREE, FREE_BATCHED, DRAIN = "mm_page_free", "mm_page_free_batched", "mm_page_pcp
 BULK, BULK_RET = "alloc_pages_bulk", "alloc_pages_bulk_ret"
 RECLAIM, RECLAIM_RET = "balance_pgdat", "balance_pgdat_ret"
 DECAY = "decay_pcp_high"
+ISOLATE, ISOLATE_RET = "isolate_free_page", "isolate_free_page_ret"
 
 
 @dataclasses.dataclass
@@ -136,6 +137,8 @@ class ReplayReport:
     #: Free drains below what the model's pcp->high allowed, explained by
     #: kswapd's reclaim window in a trace without its kprobe events.
     inferred_reclaim: int = 0
+    #: Free pages compaction took off the lists (__isolate_free_page events).
+    isolated_pages: int = 0
     naive_hits: int = 0
     #: Bulk allocator calls seen through its kprobe events, and the pcp
     #: pages they took.
@@ -179,6 +182,7 @@ class ReplayReport:
             "unprompted_drains": self.unprompted_drains,
             "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
             "silent_decays": self.silent_decays, "inferred_reclaim": self.inferred_reclaim,
+            "isolated_pages": self.isolated_pages,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
         }
@@ -361,6 +365,8 @@ class Replayer:
         self._bulk: Dict[int, _BulkCall] = {}
         #: kswapd pid -> highest_zoneidx of its balance_pgdat under way.
         self._reclaim: Dict[int, int] = {}
+        #: cpu -> the __isolate_free_page entry event under way there.
+        self._isolating: Dict[int, PageEvent] = {}
         #: cpu -> pid of the last event traced on it (the task running there).
         self._last_pid: Dict[int, int] = {}
         #: cpu -> pid of the task traced there before the current one.
@@ -448,6 +454,10 @@ class Replayer:
                 self._on_reclaim(e)
             elif n == DECAY:
                 self._on_decay(e)
+            elif n == ISOLATE:
+                self._isolating[e.cpu] = e
+            elif n == ISOLATE_RET:
+                self._on_isolated(e)
             self._traced_tasks.add((e.cpu, e.pid))
             if e.pfn is not None:
                 self._named.add(e.pfn)
@@ -496,6 +506,30 @@ class Replayer:
         w = _DrainWindow("vmstat", e.pid, a.decay_pcp_high(z, pcp))
         w.pcp, w.count, w.high = (z.index, e.cpu), pcp.count, pcp.high
         self._pending_drain[e.cpu] = w
+
+    # -- compaction's free page isolation (__isolate_free_page kprobe events) -----
+    def _on_isolated(self, e: PageEvent) -> None:
+        """``__isolate_free_page`` returned: unless its watermark check
+        refused (0), the free block left its list with no kmem event
+        (compaction's free scanner, ``isolate_freepages_block``), and one of
+        at least half a pageblock made its blocks MOVABLE. The block comes
+        back as migration targets (freed later as the pages they hold) or
+        through ``release_free_list``, whose frees are traced."""
+        entry = self._isolating.pop(e.cpu, None)
+        a = self.alloc
+        k = a.snapshot_kernel
+        if entry is None or not e.count or k.vmemmap is None or not k.sizeof_page:
+            return
+        pfn, rem = divmod(entry.count - k.vmemmap, k.sizeof_page)
+        if rem or not a.is_free(pfn):
+            self.report.contradictions["isolated_page_not_free"] += 1
+            return
+        z = a.zone_of(pfn)
+        self._take_block(entry, pfn, entry.order)
+        for p in range(pfn, pfn + (1 << entry.order), a.pageblock_nr_pages):
+            a.isolate_free_page_retype(z, p, entry.order)
+        a._mark_allocated(pfn, entry.order, MIGRATE_MOVABLE)
+        self.report.isolated_pages += 1 << entry.order
 
     def _contradiction(self, kind: str, e: PageEvent, what: str) -> None:
         if self.strict:

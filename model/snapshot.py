@@ -70,6 +70,11 @@ class KernelInfo:
     #: ``buddyscope.probe.layout.detect_features``). Empty when unknown (procfs,
     #: files written before the field existed).
     features: list[str] = dataclasses.field(default_factory=list)
+    #: ``vmemmap`` (the address of PFN 0's ``struct page``) and
+    #: ``sizeof(struct page)``: turn a page pointer a kprobe event fetched
+    #: into a PFN. ``None`` when unknown (procfs, older files).
+    vmemmap: Optional[int] = None
+    sizeof_page: Optional[int] = None
 
     @property
     def max_page_order(self) -> int:

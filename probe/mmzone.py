@@ -70,6 +70,8 @@ def read_kernel_info(prog: drgn.Program) -> KernelInfo:
         nr_cpus=len(list(for_each_possible_cpu(prog))),
         build_id=build_id,
         features=list(layout.features),
+        vmemmap=layout.vmemmap,
+        sizeof_page=layout.sizeof_page,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Optional
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 
-__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "pcp_decay_kprobes", "reclaim_kprobes",
+__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "compaction_kprobes", "pcp_decay_kprobes", "reclaim_kprobes",
            "ring_buffer_counters")
 
 
@@ -147,3 +147,28 @@ def pcp_decay_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     reg = _X86_64_ARG_REGS[params.index("zone")]
     off = prog.type("struct zone").member("zone_start_pfn").offset
     return [f"p:buddyscope/decay_pcp_high decay_pcp_high zone_start_pfn=+{off}({reg}):x64"]
+
+
+def compaction_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """``kprobe_events`` definitions of ``__isolate_free_page`` (the page
+    pointer and order) and its return (the pages taken, 0 when the
+    watermark check refused): compaction's free scanner takes free blocks
+    off the lists with it, and no tracepoint names the pages
+    (``mm_compaction_isolate_freepages`` prints a range and a count). The
+    snapshot's ``vmemmap`` and ``sizeof_page`` turn the pointer into a PFN.
+    ``None`` when the function is not in the debug info or the architecture
+    is not x86-64."""
+    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+        return None
+    try:
+        fn = prog.function("__isolate_free_page")
+    except (LookupError, ValueError):
+        return None
+    params = [p.name for p in fn.type_.parameters]
+    try:
+        page = _X86_64_ARG_REGS[params.index("page")]
+        order = _X86_64_ARG_REGS[params.index("order")]
+    except (ValueError, IndexError):
+        return None
+    return [f"p:buddyscope/isolate_free_page __isolate_free_page page={page}:x64 order={order}:u32",
+            "r:buddyscope/isolate_free_page_ret __isolate_free_page nr=$retval:s32"]

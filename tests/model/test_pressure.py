@@ -218,3 +218,34 @@ def test_replay_recovery_keeps_pages_freed_since_the_last_traced_allocation(seri
     assert r.report.hits == 1
     assert pcp_lists(r.alloc) == {(0, M): [F]}
     assert r.report.contradictions["pcp_pages_taken_untraced"] == 1
+
+
+VMEMMAP, SIZEOF_PAGE = 0xffffea0000000000, 64
+
+
+def isolate(pfn, order):
+    return (f"isolate_free_page: (__isolate_free_page+0x0/0x315) "
+            f"page={VMEMMAP + pfn * SIZEOF_PAGE:#x} order={order}")
+
+
+def isolated(nr):
+    return f"isolate_free_page_ret: (isolate_freepages_block+0x1a3/0x454 <- __isolate_free_page) nr={nr}"
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1", "6.12", "7.2"])
+def test_replay_applies_compaction_free_page_isolation(series):
+    # __isolate_free_page (5.10 L3300, 6.12 L2896, 7.2 L3123) takes a free
+    # block off its list with no kmem event; the kprobe events give its
+    # struct page (the snapshot's vmemmap turns it into a PFN) and what it
+    # returned. An order-9 block is at least half a pageblock: its
+    # UNMOVABLE pageblock becomes MOVABLE. A refused isolation (0: the
+    # watermark check) changes nothing.
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 9, U), (0x1400, 3, R)])
+    snap.kernel.vmemmap, snap.kernel.sizeof_page = VMEMMAP, SIZEOF_PAGE
+    who = "kcompactd0-30"
+    r = replayed(snap, (who, isolate(0x1200, 9)), (who, isolated(512)),
+                 (who, isolate(0x1400, 3)), (who, isolated(0)))
+    a = r.alloc
+    assert not a.is_free(0x1200) and a.is_free(0x1400)
+    assert a.zones[0].pageblocks == [M, M, R]
+    assert r.report.isolated_pages == 512
