@@ -324,6 +324,8 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         kprobes = (kprobes or []) + (tracing.pcp_decay_kprobes(src.prog) or []) or None
         # Compaction's free page isolation.
         kprobes = (kprobes or []) + (tracing.compaction_kprobes(src.prog) or []) or None
+        # Watermark changes (min_free_kbytes; THP turned on).
+        kprobes = (kprobes or []) + (tracing.watermark_kprobes(src.prog) or []) or None
         events = _start_tracing(host, buffer_kb, kprobes)
         best = None
         for attempt in range(1, attempts + 1):

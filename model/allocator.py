@@ -408,6 +408,30 @@ class Allocator:
             if z.zone_idx <= highest_zoneidx and z.managed and z.reclaim_active != active:
                 self._set(z, "reclaim_active", active)
 
+    def setup_zone_wmarks(self, zone_idx: int, marks: List[int], reserve: List[int],
+                          pageset: Dict[str, int]) -> None:
+        """``setup_per_zone_wmarks`` as its kprobe event read it back: the
+        zone's watermarks (min, low, high[, promo]) and lowmem reserves, and
+        what ``zone_pcp_update`` then gave every CPU's pcp (6.1
+        ``pageset_high``; 6.7+ ``pageset_high_min``/``_max``; batch)."""
+        for z in self.zones:
+            if z.zone_idx != zone_idx:
+                continue
+            names = ("min", "low", "high", "promo")
+            wm = dict(z.watermarks)
+            wm.update({n: v for n, v in zip(names, marks)})
+            self._set(z, "watermarks", wm)
+            if reserve:
+                self._set(z, "lowmem_reserve", list(reserve))
+            for pcp in z.pcp.values():
+                if "pageset_batch" in pageset:
+                    self._set(pcp, "batch", pageset["pageset_batch"])
+                if "pageset_high_min" in pageset:
+                    self._set(pcp, "high_min", pageset["pageset_high_min"])
+                    self._set(pcp, "high_max", pageset["pageset_high_max"])
+                elif "pageset_high" in pageset:
+                    self._set(pcp, "high", pageset["pageset_high"])
+
     def zone_of(self, pfn: int) -> Optional[_Zone]:
         for z in self.zones:
             if z.start_pfn <= pfn < z.end_pfn:
@@ -1314,6 +1338,17 @@ class Allocator:
                 break
             n += 1
         return n
+
+    def set_pcp_high_drained_at(self, pcp: _Pcp, count: int) -> None:
+        """pcp->high when the kernel drained a pcp free at *count* and the
+        free before, one block fewer, did not: *count*, which
+        ``nr_pcp_high`` then raised to hold free_count + batch (6.12 L2666,
+        7.2 L2815)."""
+        high = max(count, pcp.high_min)
+        need = pcp.free_count + pcp.batch
+        if high < need:
+            high = max(min(need, pcp.high_max), pcp.high_min)
+        self._set(pcp, "high", high)
 
     def vmstat_drain(self, z: _Zone, pcp: _Pcp) -> List[Tuple[int, int, int]]:
         """The drain a vmstat refresh makes of its own CPU's *pcp*, known to

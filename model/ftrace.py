@@ -275,6 +275,11 @@ def _isolate(name, cpu, ts, pid, comm, g, lineno, flags=None):
                  None, None, lineno, int(g[0], 16), flags)
 
 
+def _fields(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    return _make(name, cpu, ts, pid, comm, None, 0, None, g[0], None, None, None, None, None,
+                 None, lineno, None, flags)
+
+
 def _decay(name, cpu, ts, pid, comm, g, lineno, flags=None):
     return _make(name, cpu, ts, pid, comm, None, 0, None, None, None, None, None, None, None,
                  None, lineno, int(g[0], 0), flags)
@@ -367,6 +372,13 @@ _EVENTS: Dict[str, tuple] = {
     "isolate_free_page_ret": (
         r"\(\S+ <- \S+\) nr=" + _INT + _END, _bulk_ret, ("nr",), (),
     ),
+    # Watermarks set anew (min_free_kbytes changed), a kprobe event at the
+    # return of setup_per_zone_wmarks: "(caller+0x../0x.. <-
+    # setup_per_zone_wmarks) z1w0=658 z1w1=822 ... z1_pageset_batch=31";
+    # gfp holds the fields' text.
+    "setup_wmarks": (
+        r"\(\S+ <- \S+\) (\S.*?)" + _END, _fields, ("fields",), (),
+    ),
     "decay_pcp_high": (
         r"\(\S+\) zone_start_pfn=(0x[0-9a-fA-F]+|\d+)" + _END, _decay, ("zone_start_pfn",), (),
     ),
@@ -382,6 +394,8 @@ RECLAIM_EVENTS = ("balance_pgdat", "balance_pgdat_ret")
 DECAY_EVENTS = ("decay_pcp_high",)
 #: And compaction's free page isolation (kprobe events on __isolate_free_page).
 ISOLATE_EVENTS = ("isolate_free_page", "isolate_free_page_ret")
+#: And watermark changes (a kretprobe event on setup_per_zone_wmarks).
+WATERMARK_EVENTS = ("setup_wmarks",)
 
 _PARSERS: Dict[str, tuple] = {
     name: (re.compile(rx).match, build, keys, optional)

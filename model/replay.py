@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -40,6 +41,7 @@ BULK, BULK_RET = "alloc_pages_bulk", "alloc_pages_bulk_ret"
 RECLAIM, RECLAIM_RET = "balance_pgdat", "balance_pgdat_ret"
 DECAY = "decay_pcp_high"
 ISOLATE, ISOLATE_RET = "isolate_free_page", "isolate_free_page_ret"
+WMARKS = "setup_wmarks"
 
 
 @dataclasses.dataclass
@@ -139,6 +141,8 @@ class ReplayReport:
     inferred_reclaim: int = 0
     #: Free pages compaction took off the lists (__isolate_free_page events).
     isolated_pages: int = 0
+    #: setup_per_zone_wmarks events applied (watermarks set anew).
+    watermark_changes: int = 0
     naive_hits: int = 0
     #: Bulk allocator calls seen through its kprobe events, and the pcp
     #: pages they took.
@@ -182,7 +186,7 @@ class ReplayReport:
             "unprompted_drains": self.unprompted_drains,
             "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
             "silent_decays": self.silent_decays, "inferred_reclaim": self.inferred_reclaim,
-            "isolated_pages": self.isolated_pages,
+            "isolated_pages": self.isolated_pages, "watermark_changes": self.watermark_changes,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
         }
@@ -412,6 +416,9 @@ class Replayer:
         self._reclaim_inferred = False
         #: (zone index, cpu) -> pcp->high before a decay assumed at a drain.
         self._assumed_decay: Dict[Tuple[int, int], int] = {}
+        #: (zone index, cpu) -> the last pcp free there: its count, whether
+        #: the model foresaw no drain, whether the kernel drained.
+        self._last_free: Dict[Tuple[int, int], Tuple[int, bool, bool]] = {}
         for i, e in enumerate(events):
             if e.cpu >= nr_cpus:
                 raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
@@ -458,6 +465,8 @@ class Replayer:
                 self._isolating[e.cpu] = e
             elif n == ISOLATE_RET:
                 self._on_isolated(e)
+            elif n == WMARKS:
+                self._on_wmarks(e)
             self._traced_tasks.add((e.cpu, e.pid))
             if e.pfn is not None:
                 self._named.add(e.pfn)
@@ -530,6 +539,24 @@ class Replayer:
             a.isolate_free_page_retype(z, p, entry.order)
         a._mark_allocated(pfn, entry.order, MIGRATE_MOVABLE)
         self.report.isolated_pages += 1 << entry.order
+
+    # -- watermarks set anew (setup_per_zone_wmarks kprobe event) ---------------
+    def _on_wmarks(self, e: PageEvent) -> None:
+        """New watermarks, lowmem reserves and pcp sizes of every zone with
+        pages, as the kernel had them when ``setup_per_zone_wmarks``
+        returned (``min_free_kbytes`` changed: turning THP on raises it)."""
+        per_zone: Dict[int, Dict[str, int]] = collections.defaultdict(dict)
+        for word in (e.gfp or "").split():
+            key, _, value = word.partition("=")
+            m = re.match(r"z(\d+)(.+)$", key)
+            if m and value:
+                per_zone[int(m.group(1))][m.group(2)] = int(value, 0)
+        for zi, f in per_zone.items():
+            marks = [f[f"w{i}"] for i in range(4) if f"w{i}" in f]
+            reserve = [f[f"r{i}"] for i in range(8) if f"r{i}" in f]
+            pageset = {k[1:]: v for k, v in f.items() if k.startswith("_")}
+            self.alloc.setup_zone_wmarks(zi, marks, reserve, pageset)
+        self.report.watermark_changes += 1
 
     def _contradiction(self, kind: str, e: PageEvent, what: str) -> None:
         if self.strict:
@@ -1158,7 +1185,11 @@ class Replayer:
             if cpu == e.cpu and not self._decay_traced:
                 window.predicted = a.vmstat_drain(z, pcp)
                 window.high = pcp.high
-            else:
+            if not window.predicted:
+                # Another CPU's pcp, or a decay that cannot drain (pcp->high
+                # at high_min): drain_pages_zone (drain_all_pages, or
+                # compaction's drain_local_pages).
+                window.high = None
                 window.predicted = a.drain_pages_zone(z, pcp)
         return window
 
@@ -1178,6 +1209,9 @@ class Replayer:
             rep.drains_exact += exact
         if w.pcp is not None and bool(w.actual) != bool(w.predicted):
             self._resync_free_drain(w)
+        if w.pcp is not None:
+            # (count after the free, the model's high fits it, the kernel drained)
+            self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.actual))
 
     # -- what a free's drain, or its absence, tells of untraced state ------------
     #
@@ -1211,9 +1245,18 @@ class Replayer:
             if not self._decay_traced and p.pcp_free in ("6.12", "7.2"):
                 # The kernel found count >= high: its pcp->high had decayed
                 # with no event (vmstat decay_pcp_high, count <= high then).
-                # Bring it down as those decays would have.
                 before = pcp.high
-                if a.untraced_decays(z, pcp, w.count):
+                prev = self._last_free.get(w.pcp)
+                if prev is not None and prev[1] and not prev[2] and prev[0] < w.count <= pcp.high:
+                    # The free before, at a lower count, kept its pages: the
+                    # kernel's high lay above that count and at most this
+                    # one; nr_pcp_high then raised it to hold free_count +
+                    # batch (6.12 L2666, 7.2 L2815).
+                    a.set_pcp_high_drained_at(pcp, w.count)
+                    self.report.silent_decays += 1
+                    self._assumed_decay[w.pcp] = before
+                elif a.untraced_decays(z, pcp, w.count):
+                    # Bring it down as those decays would have.
                     self.report.silent_decays += 1
                     self._assumed_decay[w.pcp] = before
             return

@@ -18,7 +18,7 @@ from typing import Optional
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
 
-__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "compaction_kprobes", "pcp_decay_kprobes", "reclaim_kprobes",
+__all__ = ("RingBufferCounters", "bulk_alloc_kprobes", "compaction_kprobes", "watermark_kprobes", "pcp_decay_kprobes", "reclaim_kprobes",
            "ring_buffer_counters")
 
 
@@ -172,3 +172,54 @@ def compaction_kprobes(prog: drgn.Program) -> Optional[list[str]]:
         return None
     return [f"p:buddyscope/isolate_free_page __isolate_free_page page={page}:x64 order={order}:u32",
             "r:buddyscope/isolate_free_page_ret __isolate_free_page nr=$retval:s32"]
+
+
+# zone members a watermark change rewrites: the watermarks, the lowmem
+# reserves, and the pcp sizes zone_pcp_update derives from them (6.1
+# pageset_high; 6.7+ pageset_high_min/max; pageset_batch).
+_ZONE_SETUP_MEMBERS = ("pageset_high", "pageset_high_min", "pageset_high_max", "pageset_batch")
+
+
+def watermark_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """The ``kprobe_events`` definition of an event at the return of
+    ``setup_per_zone_wmarks``, fetching from node 0's ``struct pglist_data``
+    (``node_data[0]``, ``@node_data``) each zone's ``_watermark[]``,
+    ``lowmem_reserve[]`` and the pcp sizes ``zone_pcp_update`` set from them.
+    Watermarks change with no event when ``min_free_kbytes`` does (enabling
+    transparent huge pages raises it: ``set_recommended_min_free_kbytes``).
+    Fields are ``z<zone>w<i>``, ``z<zone>r<i>`` and ``z<zone>_<member>``.
+    ``None`` on a kernel without ``node_data`` or off x86-64."""
+    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+        return None
+    try:
+        prog.function("setup_per_zone_wmarks")
+        prog.object("node_data")
+        pgdat = prog.type("struct pglist_data")
+        zone_t = prog.type("struct zone")
+    except (LookupError, ValueError):
+        return None
+    zones = pgdat.member("node_zones")
+    base = zones.offset
+    nr_zones = zones.type.length
+    wm = zone_t.member("_watermark")
+    reserve = zone_t.member("lowmem_reserve")
+    try:
+        node0 = prog["node_data"][0]
+        populated = [z for z in range(nr_zones)
+                     if node0.node_zones[z].managed_pages.counter.value_()]
+    except (LookupError, drgn.FaultError):
+        return None
+    args = []
+    for z in populated:  # kprobe_events lines are bounded: only zones with pages
+        zoff = base + z * zone_t.size
+        for i in range(wm.type.length):
+            args.append(f"z{z}w{i}=+{zoff + wm.offset + 8 * i}(@node_data):u64")
+        for i in range(reserve.type.length):
+            args.append(f"z{z}r{i}=+{zoff + reserve.offset + 8 * i}(@node_data):s64")
+        for name in _ZONE_SETUP_MEMBERS:
+            try:
+                m = zone_t.member(name)
+            except LookupError:
+                continue
+            args.append(f"z{z}_{name}=+{zoff + m.offset}(@node_data):s{8 * m.type.size}")
+    return ["r:buddyscope/setup_wmarks setup_per_zone_wmarks " + " ".join(args)]

@@ -249,3 +249,23 @@ def test_replay_applies_compaction_free_page_isolation(series):
     assert not a.is_free(0x1200) and a.is_free(0x1400)
     assert a.zones[0].pageblocks == [M, M, R]
     assert r.report.isolated_pages == 512
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_applies_new_watermarks_and_pcp_sizes(series):
+    # setup_per_zone_wmarks (6.12 L6090) then zone_pcp_update ->
+    # zone_set_pageset_high_and_batch (L5793) -> pageset_update (L5746):
+    # every CPU's high_min, high_max and batch. The kretprobe event reads
+    # them back from node_data[0]; DMA32 is zone 1.
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 9, U)], pcp={(0, M): M7}, batch=2,
+                          high=20, pcp_fields={"high_min": 4, "high_max": 40})
+    line = ("setup_wmarks: (min_free_kbytes_sysctl_handler+0x4c/0x60 <- setup_per_zone_wmarks) "
+            "z1w0=0x100 z1w1=0x140 z1w2=0x180 z1w3=0x1c0 z1r0=0 z1r1=0 z1r2=7 z1r3=7 z1r4=7 "
+            "z1_pageset_high_min=80 z1_pageset_high_max=400 z1_pageset_batch=8")
+    r = replayed(snap, ("sysctl-9", line))
+    z = r.alloc.zones[0]
+    assert (z.watermarks["min"], z.watermarks["low"], z.watermarks["high"]) == (256, 320, 384)
+    assert z.lowmem_reserve == [0, 0, 7, 7, 7]
+    pcp = z.pcp[0]
+    assert (pcp.high_min, pcp.high_max, pcp.batch) == (80, 400, 8)
+    assert r.report.watermark_changes == 1
