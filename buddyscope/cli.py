@@ -269,12 +269,14 @@ def _replay(args) -> int:
             raise BuddyscopeError(f"{args.fixture}: no such file")
         fx = Fixture.load(args.fixture)
         snap, events = fx.snapshot, _load_trace(args.fixture)
+        enabled = fx.provenance.get("events_enabled")
     elif args.snapshot and args.trace:
         snap = Snapshot.load(args.snapshot)
         events = _load_trace(args.trace, snap)
+        enabled = None
     else:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
-    rep = replay(snap, events, _profile(args), strict=args.strict)
+    rep = replay(snap, events, _profile(args), strict=args.strict, events_enabled=enabled)
     if args.json:
         json.dump(rep.to_dict(), sys.stdout)
         print()

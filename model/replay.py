@@ -348,8 +348,12 @@ class Replayer:
     """Steps a model through a kmem event stream, scoring each allocation."""
 
     def __init__(self, snapshot: Snapshot, profile: Optional[Profile] = None,
-                 strict: bool = False, keep_steps: bool = False):
+                 strict: bool = False, keep_steps: bool = False,
+                 events_enabled: Optional[Iterable[str]] = None):
         self.alloc = Allocator(snapshot, profile)
+        #: The recording traced the bulk allocator (its provenance's
+        #: events_enabled): pcp pages cannot leave through it untraced.
+        self._bulk_traced = "alloc_pages_bulk" in set(events_enabled or ())
         self._naive_lists = self._naive_state(snapshot)
         self.strict = strict
         self.keep_steps = keep_steps
@@ -841,7 +845,7 @@ class Replayer:
                                 and prev_pid != e.pid):
                             self._late[stale] = (e.cpu, pi, prev_pid, self.report.allocations)
                     self.report.contradictions["pcp_pages_taken_untraced"] += taken
-                    self._last_note = "bulk_allocator"
+                    self._last_note = "pcp_taken_untraced" if self._bulk_traced else "bulk_allocator"
                 else:
                     self._last_note = "pcp_list_order"
             a._pcp_take(pfn)
@@ -1290,16 +1294,21 @@ class Replayer:
 
 
 def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Profile] = None,
-           strict: bool = False, keep_steps: bool = False) -> ReplayReport:
+           strict: bool = False, keep_steps: bool = False,
+           events_enabled: Optional[Iterable[str]] = None) -> ReplayReport:
     """Score the model against *events* (kmem page events after *snapshot*,
-    in total order). See the module docstring."""
-    return Replayer(snapshot, profile, strict, keep_steps).run(list(events))
+    in total order). See the module docstring. *events_enabled*: what the
+    recording traced (a fixture's provenance), when known."""
+    return Replayer(snapshot, profile, strict, keep_steps, events_enabled).run(list(events))
 
 
 #: What each miss reason means, for the report.
 REASONS = {
     "bulk_allocator": "pcp pages ahead of it left with no mm_page_alloc (alloc_pages_bulk, "
                       "e.g. vmalloc'd kernel stacks at fork): a state change no event shows",
+    "pcp_taken_untraced": "pcp pages ahead of it left with no event although the bulk allocator "
+                          "was traced: a task preempted between its take and its mm_page_alloc "
+                          "(7.2), or the model's list order",
     "alloc_traced_late": "another task took the page ahead and was preempted before its "
                          "mm_page_alloc (7.2 is PREEMPT_LAZY): traced after this one",
     "free_traced_before_alloc": "frees traced between its take and its mm_page_alloc "
