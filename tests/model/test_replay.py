@@ -46,6 +46,8 @@ PRESSURE = {
     "6.12-1cpu-pressure-tmpfs": (100.0, 100.0, 100.0, 0),
     "7.2-1cpu-pressure-tmpfs": (99.9, 66.6, 100.0, 1),
     "7.2-1cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
+    "6.1-1cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
+    "6.12-2cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
 }
 FLOORS.update({name: v[0] for name, v in PRESSURE.items()})
 
