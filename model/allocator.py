@@ -432,6 +432,19 @@ class Allocator:
                 elif "pageset_high" in pageset:
                     self._set(pcp, "high", pageset["pageset_high"])
 
+    def zone_pcp_update(self, z: _Zone) -> None:
+        """``zone_pcp_update`` after new watermarks, without
+        ``percpu_pagelist_high_fraction``: ``zone_highsize`` (6.12 L5680)
+        is the low watermark split over the node's CPUs, at least batch << 2;
+        6.1 sets it as every pcp->high, 6.7+ as high_min (high_max comes from
+        the managed pages and does not move). 5.10's pcp->high is 6 * batch."""
+        p = self.profile.pcp_free
+        if p not in ("6.1", "6.12", "7.2") or not z.pcp:
+            return
+        for pcp in z.pcp.values():
+            high = max(z.watermarks["low"] // max(len(z.pcp), 1), pcp.batch << 2)
+            self._set(pcp, "high" if p == "6.1" else "high_min", high)
+
     def zone_of(self, pfn: int) -> Optional[_Zone]:
         for z in self.zones:
             if z.start_pfn <= pfn < z.end_pfn:

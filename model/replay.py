@@ -143,6 +143,9 @@ class ReplayReport:
     isolated_pages: int = 0
     #: setup_per_zone_wmarks events applied (watermarks set anew).
     watermark_changes: int = 0
+    #: Zones the kernel found below a watermark the model had them above,
+    #: in a trace without setup_wmarks events: watermarks raised to match.
+    inferred_watermarks: int = 0
     naive_hits: int = 0
     #: Bulk allocator calls seen through its kprobe events, and the pcp
     #: pages they took.
@@ -187,6 +190,7 @@ class ReplayReport:
             "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
             "silent_decays": self.silent_decays, "inferred_reclaim": self.inferred_reclaim,
             "isolated_pages": self.isolated_pages, "watermark_changes": self.watermark_changes,
+            "inferred_watermarks": self.inferred_watermarks,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
         }
@@ -418,6 +422,7 @@ class Replayer:
         self._decay_traced = any(e.name == DECAY for e in events)
         self._reclaim_traced = any(e.name == RECLAIM or e.name == RECLAIM_RET for e in events)
         self._reclaim_inferred = False
+        self._wmarks_traced = any(e.name == WMARKS for e in events)
         #: (zone index, cpu) -> pcp->high before a decay assumed at a drain.
         self._assumed_decay: Dict[Tuple[int, int], int] = {}
         #: (zone index, cpu) -> the last pcp free there: its count, whether
@@ -624,6 +629,8 @@ class Replayer:
         if not hit:
             rec.reason = self._why(predicted, e, group)
             rep.reasons[rec.reason] += 1
+            if rec.reason == "zone":
+                self._zone_skipped(req, predicted, e)
         rep.records.append(rec)
 
     def _pcplist_effects(self, group: List[PageEvent], e: PageEvent) -> None:
@@ -639,6 +646,31 @@ class Replayer:
             return
         refill = any(g.name == ZONE_LOCKED or g.name == EXTFRAG for g in group)
         a.pcplist_effects(z, e.cpu, e.order, refill)
+
+    def _zone_skipped(self, req: Request, predicted: Outcome, e: PageEvent) -> None:
+        """The kernel served from a zone after the one the model chose in
+        the zonelist: it found that zone below its watermark. Without the
+        setup_wmarks events, its watermarks were raised with no event
+        (min_free_kbytes: turning THP on): raise the model's, all marks
+        alike, just enough for the check that passed to fail
+        (``__zone_watermark_ok``: free <= mark + lowmem_reserve)."""
+        if self._wmarks_traced:
+            return
+        a = self.alloc
+        actual = a.zone_of(e.pfn)
+        zl = a.zonelist(req.highest_zoneidx)
+        if actual not in zl:
+            return
+        for z in zl[:zl.index(actual)]:
+            if z.name != predicted.zone:
+                continue
+            low = z.watermarks["low"] + z.boost
+            need = z.free_pages - z.lowmem_reserve[min(req.highest_zoneidx, len(z.lowmem_reserve) - 1)]
+            if need > low:
+                delta = need - low
+                a._set(z, "watermarks", {k: v + delta for k, v in z.watermarks.items()})
+                a.zone_pcp_update(z)
+                self.report.inferred_watermarks += 1
 
     def _late_page_for(self, e: PageEvent) -> Optional[int]:
         pindex = self.alloc.pindex.get((e.order, e.migratetype))

@@ -269,3 +269,42 @@ def test_replay_applies_new_watermarks_and_pcp_sizes(series):
     pcp = z.pcp[0]
     assert (pcp.high_min, pcp.high_max, pcp.batch) == (80, 400, 8)
     assert r.report.watermark_changes == 1
+
+
+def _replay_without_kprobes(name):
+    """A committed pressure recording replayed as a trace-cmd recording of
+    the kmem events alone would be: every kprobe event dropped."""
+    from pathlib import Path
+
+    from buddyscope.model.fixture import Fixture
+    from buddyscope.model.ftrace import parse_lines
+    from buddyscope.model.replay import replay
+
+    fx = Fixture.load(Path(__file__).resolve().parents[2] / "fixtures" / "recordings" / f"{name}.json.gz")
+    events = parse_lines(fx.trace).events
+    kmem = [e for e in events if e.name.startswith("mm_")]
+    return events, replay(fx.snapshot, kmem)
+
+
+def test_new_watermarks_inferred_without_the_kprobe_event():
+    # 7.2 pressure-compact turns THP on: start_stop_khugepaged ->
+    # set_recommended_min_free_kbytes -> setup_per_zone_wmarks raised
+    # DMA32's min from 660 to 5645 pages (its setup_wmarks event). Without
+    # that event the kernel's next allocations from ZONE_DMA show DMA32
+    # below its new watermark: one miss, then the model's marks follow.
+    events, rep = _replay_without_kprobes("7.2-1cpu-pressure-compact")
+    assert any(e.name == "setup_wmarks" and "z1w0=5645" in (e.gfp or "") for e in events)
+    assert rep.inferred_watermarks >= 1
+    assert rep.reasons["zone"] == 1
+    assert rep.longest_miss_run <= 1
+    assert rep.hits >= rep.allocations - 1
+
+
+def test_silent_decay_pinned_by_the_free_before_without_the_kprobe_event():
+    # 7.2 pressure-tmpfs without its decay_pcp_high events: the kernel
+    # drains at count c where the free before, at c - 1, kept its pages, so
+    # pcp->high was c (then raised to free_count + batch, nr_pcp_high).
+    _, rep = _replay_without_kprobes("7.2-1cpu-pressure-tmpfs")
+    assert rep.silent_decays >= 1
+    assert 100.0 * rep.drains_exact / rep.drains >= 60.0
+    assert rep.longest_miss_run <= 1
