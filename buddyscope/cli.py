@@ -293,12 +293,14 @@ def _replay(args) -> int:
     if args.fixture:
         rec = load_recording(args.fixture)
         snap, events = rec.snapshot, rec.events
+        enabled = rec.fixture.provenance.get("events_enabled")
     elif args.snapshot and args.trace:
         snap = load_snapshot(args.snapshot)
         events = load_trace(args.trace, snap)
+        enabled = None
     else:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
-    rep = _replay_with_progress(snap, events, args)
+    rep = _replay_with_progress(snap, events, args, enabled)
     if args.json:
         json.dump({**rep.to_dict(), **_unpredictable_json(snap)}, sys.stdout)
         print()
@@ -373,15 +375,16 @@ def _metrics(args) -> int:
     return 0
 
 
-def _replay_with_progress(snap, events, args):
+def _replay_with_progress(snap, events, args, events_enabled=None):
     """``replay``, with a progress bar on a terminal for a long trace."""
     from buddyscope.model.replay import Replayer, replay
     from buddyscope.progress import replay_progress
 
     with replay_progress(len(events)) as after_event:
         if after_event is None:
-            return replay(snap, events, _profile(args), strict=args.strict)
-        r = Replayer(snap, _profile(args), strict=args.strict)
+            return replay(snap, events, _profile(args), strict=args.strict,
+                          events_enabled=events_enabled)
+        r = Replayer(snap, _profile(args), strict=args.strict, events_enabled=events_enabled)
         r.after_event = after_event
         return r.run(list(events))
 

@@ -246,6 +246,14 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
     kprobes = None
     try:
         kprobes = tracing.bulk_alloc_kprobes(src.prog)
+        # kswapd's reclaim window (ZONE_RECLAIM_ACTIVE), which no tracepoint shows.
+        kprobes = (kprobes or []) + (tracing.reclaim_kprobes(src.prog) or []) or None
+        # vmstat's silent pcp->high decay (6.7+).
+        kprobes = (kprobes or []) + (tracing.pcp_decay_kprobes(src.prog) or []) or None
+        # Compaction's free page isolation.
+        kprobes = (kprobes or []) + (tracing.compaction_kprobes(src.prog) or []) or None
+        # Watermark changes (min_free_kbytes; THP turned on).
+        kprobes = (kprobes or []) + (tracing.watermark_kprobes(src.prog) or []) or None
         events = tracing.start_tracing(host, buffer_kb, kprobes)
         best = None
         for attempt in range(1, attempts + 1):

@@ -181,7 +181,8 @@ class _Zone:
     __slots__ = ("index", "name", "node", "zone_idx", "start_pfn", "end_pfn", "managed",
                  "watermarks", "boost", "lowmem_reserve", "nr_reserved_highatomic",
                  "nr_free_highatomic", "free_pages", "cma_free", "nr_free", "pb_base",
-                 "pageblocks", "pcp", "below_high", "boosted", "nr_isolate_pageblock")
+                 "pageblocks", "pcp", "below_high", "boosted", "nr_isolate_pageblock",
+                 "reclaim_active")
 
     def contains(self, pfn: int) -> bool:
         return self.start_pfn <= pfn < self.end_pfn
@@ -268,7 +269,10 @@ class Allocator:
         zs.nr_free = [0] * self.nr_orders
         zs.free_pages = 0
         zs.cma_free = 0
-        zs.below_high = False
+        # zone->flags as the snapshot read them (older snapshots: clear).
+        zs.below_high = bool(z.fields.get("ZONE_BELOW_HIGH", 0))
+        #: ZONE_RECLAIM_ACTIVE: kswapd's balance_pgdat runs (set_reclaim_active).
+        zs.reclaim_active = bool(z.fields.get("ZONE_RECLAIM_ACTIVE", 0))
         zs.boosted = False
         zs.pb_base = z.start_pfn >> self.pageblock_order
         zs.pageblocks = list(z.pageblock_migratetypes or [])
@@ -400,6 +404,52 @@ class Allocator:
         return order
 
     # -- reading -------------------------------------------------------------
+    def set_reclaim_active(self, highest_zoneidx: int, active: bool) -> None:
+        """``set_reclaim_active`` / ``clear_reclaim_active`` of kswapd's
+        ``balance_pgdat`` (vmscan.c 6.1 L6984 ``update_reclaim_active``):
+        ZONE_RECLAIM_ACTIVE on every zone up to *highest_zoneidx*."""
+        for z in self.zones:
+            if z.zone_idx <= highest_zoneidx and z.managed and z.reclaim_active != active:
+                self._set(z, "reclaim_active", active)
+
+    def setup_zone_wmarks(self, zone_idx: int, marks: List[int], reserve: List[int],
+                          pageset: Dict[str, int]) -> None:
+        """``setup_per_zone_wmarks`` as its kprobe event read it back: the
+        zone's watermarks (min, low, high[, promo]) and lowmem reserves, and
+        what ``zone_pcp_update`` then gave every CPU's pcp (6.1
+        ``pageset_high``; 6.7+ ``pageset_high_min``/``_max``; batch)."""
+        for z in self.zones:
+            if z.zone_idx != zone_idx:
+                continue
+            names = ("min", "low", "high", "promo")
+            wm = dict(z.watermarks)
+            wm.update({n: v for n, v in zip(names, marks)})
+            self._set(z, "watermarks", wm)
+            if reserve:
+                self._set(z, "lowmem_reserve", list(reserve))
+            for pcp in z.pcp.values():
+                if "pageset_batch" in pageset:
+                    self._set(pcp, "batch", pageset["pageset_batch"])
+                if "pageset_high_min" in pageset:
+                    self._set(pcp, "high_min", pageset["pageset_high_min"])
+                    self._set(pcp, "high_max", pageset["pageset_high_max"])
+                elif "pageset_high" in pageset:
+                    self._set(pcp, "high", pageset["pageset_high"])
+
+    def zone_pcp_update(self, z: _Zone) -> None:
+        """``zone_pcp_update`` after new watermarks, without
+        ``percpu_pagelist_high_fraction``: ``zone_highsize`` (6.12 L5680)
+        is the low watermark split over the node's CPUs, at least batch << 2;
+        6.1 sets it as every pcp->high, 6.7+ as high_min (high_max comes from
+        the managed pages and does not move). 5.10's pcp->high is 6 * batch."""
+        p = self.profile
+        if p.pcp_free_batch == "batch" or not z.pcp:
+            return
+        for pcp in z.pcp.values():
+            high = max(z.watermarks["low"] // max(len(z.pcp), 1), pcp.batch << 2)
+            # 6.7+'s auto-tuned high moves between high_min and high_max.
+            self._set(pcp, "high_min" if p.pcp_high_decays else "high", high)
+
     def zone_of(self, pfn: int) -> Optional[_Zone]:
         for z in self.zones:
             if z.start_pfn <= pfn < z.end_pfn:
@@ -708,6 +758,23 @@ class Allocator:
         pfn = lst[0]
         self._pcp_take(pfn)
         return pfn
+
+    def pcplist_effects(self, z: _Zone, cpu: int, order: int, refill: bool) -> None:
+        """What ``rmqueue_pcplist`` changes on *cpu*'s pcp whichever page it
+        then finds: free_factor (6.1 L3855) or free_count (6.12 L3126, 7.2
+        L3379) halved, and for an empty list ``nr_pcp_alloc``'s pcp->high
+        and alloc_factor (6.12 L3021, 7.2 L3264). For replay after a miss,
+        whose own attempt was rolled back."""
+        pcp = z.pcp.get(cpu)
+        if pcp is None:
+            return
+        p = self.profile
+        if p.pcp_free_batch == "free_factor":
+            self._set(pcp, "free_factor", pcp.free_factor >> 1)
+        elif p.pcp_free_batch == "free_count":
+            self._set(pcp, "free_count", pcp.free_count >> 1)
+        if refill:
+            self._refill_count(z, pcp, order)
 
     def _refill_count(self, z: _Zone, pcp: _Pcp, order: int) -> int:
         """How many blocks ``rmqueue_bulk`` is asked for."""
@@ -1054,6 +1121,20 @@ class Allocator:
             pfn += 1
         return free, movable
 
+    def isolate_free_page_retype(self, z: _Zone, pfn: int, order: int) -> None:
+        """The end of ``__isolate_free_page`` (5.10 L3312, 6.12 L2916, 7.2
+        L3147) for the pageblock at *pfn* of an isolated block of *order*:
+        at least half a pageblock makes a mergeable pageblock MOVABLE; 6.12+
+        with ``move_freepages_block``, which moves its other free pages."""
+        if order < self.pageblock_order - 1:
+            return
+        mt = self.pageblock_mt_of(z, pfn)
+        if mt >= MIGRATE_PCPTYPES or mt == MIGRATE_MOVABLE:
+            return
+        if self.profile.isolate_moves_free_pages:
+            self._move_freepages_block(z, pfn, MIGRATE_MOVABLE)
+        self._set_pageblock(z, pfn, MIGRATE_MOVABLE)
+
     def _move_freepages_block(self, z: _Zone, pfn: int, mt: int) -> Tuple[int, int]:
         """5.10/6.1 ``move_freepages_block``: clipped to the zone at the
         start; nothing if the block ends outside it."""
@@ -1187,19 +1268,13 @@ class Allocator:
         if p.pcp_free_batch == "free_factor":
             free_high = bool(pcp.free_factor and order and order <= 3)
             high = 0 if (not pcp.high or free_high) else pcp.high
+            if high and z.reclaim_active and self.profile.pcp_high_reclaim_active:
+                # 6.1 nr_pcp_high (L3451): while kswapd reclaims, at most
+                # batch << 2 pages stay on the pcp.
+                high = min(pcp.batch << 2, high)
             if pcp.count < high:
                 return []
-            batch = pcp.batch
-            if free_high:
-                n = pcp.count
-            elif high < batch:
-                n = 1
-            else:
-                lo, hi = batch, high - batch
-                b = batch << pcp.free_factor
-                if b < hi and pcp.free_factor < self.pcp_batch_scale_max:
-                    self._set(pcp, "free_factor", pcp.free_factor + 1)
-                n = max(lo, min(b, hi))
+            n = pcp.count if free_high else self.nr_pcp_free_factor(pcp, high)
             return self._bulk_selection(z, pcp, n, pindex)
         # 6.12 free_unref_page_commit (L2676) / 7.2 free_frozen_page_commit (L2832)
         self._set(pcp, "alloc_factor", pcp.alloc_factor >> 1)
@@ -1236,6 +1311,19 @@ class Allocator:
                 self._set(z, "below_high", False)
         return drain
 
+    def nr_pcp_free_factor(self, pcp: _Pcp, high: int) -> int:
+        """6.1 ``nr_pcp_free`` (L3422) but for free_high: how many pages a
+        drain at *high* sends back, batch << free_factor within [batch,
+        high - batch], and free_factor grows while that is below the top."""
+        batch = pcp.batch
+        if high < batch:
+            return 1
+        lo, hi = batch, high - batch
+        b = batch << pcp.free_factor
+        if b < hi and pcp.free_factor < self.pcp_batch_scale_max:
+            self._set(pcp, "free_factor", pcp.free_factor + 1)
+        return max(lo, min(b, hi))
+
     # -- vmstat: pcp->high decay and drains with no free (6.12+) ----------------
     def _decay_high(self, pcp: _Pcp) -> None:
         """The first half of ``decay_pcp_high`` (6.12 L2412, 7.2 L2564):
@@ -1270,6 +1358,17 @@ class Allocator:
             n += 1
         return n
 
+    def set_pcp_high_drained_at(self, pcp: _Pcp, count: int) -> None:
+        """pcp->high when the kernel drained a pcp free at *count* and the
+        free before, one block fewer, did not: *count*, which
+        ``nr_pcp_high`` then raised to hold free_count + batch (6.12 L2666,
+        7.2 L2815)."""
+        high = max(count, pcp.high_min)
+        need = pcp.free_count + pcp.batch
+        if high < need:
+            high = max(min(need, pcp.high_max), pcp.high_min)
+        self._set(pcp, "high", high)
+
     def vmstat_drain(self, z: _Zone, pcp: _Pcp) -> List[Tuple[int, int, int]]:
         """The drain a vmstat refresh makes of its own CPU's *pcp*, known to
         have drained: ``decay_pcp_high`` after as many silent decays as it
@@ -1298,6 +1397,12 @@ class Allocator:
         if free_high:
             self._set(pcp, "high", max(high - (batch << self.pcp_batch_scale_max), pcp.high_min))
             return 0
+        if z.reclaim_active and self.profile.pcp_high_reclaim_active:
+            # While kswapd reclaims (6.12 L2650, 7.2 nr_pcp_high): high
+            # shrinks by the freed run, and at most batch << 2 pages stay.
+            fc = max(pcp.free_count, batch)
+            self._set(pcp, "high", max(high - fc, pcp.high_min))
+            return min(batch << 2, pcp.high)
         if pcp.high_min == pcp.high_max:
             return high
         if z.below_high:
@@ -1606,3 +1711,14 @@ class Allocator:
         """pcp->high as the kernel's events show it (after a vmstat
         ``decay_pcp_high`` drain)."""
         self._set(pcp, "high", high)
+
+    def set_below_high(self, z: _Zone, below: bool) -> None:
+        """ZONE_BELOW_HIGH as a free's drain, or its absence, shows it
+        (``free_unref_page_commit`` sets it, ``free_pcppages_bulk``'s caller
+        clears it once the zone is above its high watermark)."""
+        self._set(z, "below_high", below)
+
+    def set_watermarks(self, z: _Zone, watermarks: dict) -> None:
+        """The zone's watermarks as ``setup_per_zone_wmarks`` set them anew
+        (``min_free_kbytes`` changed, e.g. when THP is turned on)."""
+        self._set(z, "watermarks", watermarks)

@@ -24,6 +24,10 @@ __all__ = (
     "MM_PAGE_PCPU_DRAIN",
     "ALLOC_PAGES_BULK",
     "ALLOC_PAGES_BULK_RET",
+    "RECLAIM_EVENTS",
+    "DECAY_EVENTS",
+    "ISOLATE_EVENTS",
+    "WATERMARK_EVENTS",
 )
 
 #: A block handed out (``__alloc_pages``, after ``get_page_from_freelist``).
@@ -52,3 +56,11 @@ EVENTS = (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_B
           MM_PAGE_PCPU_DRAIN, MM_PAGE_ALLOC_EXTFRAG)
 #: The bulk allocator's kprobe events.
 BULK_EVENTS = (ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET)
+#: kswapd's reclaim window: kprobe events on ``balance_pgdat`` and its return.
+RECLAIM_EVENTS = ("balance_pgdat", "balance_pgdat_ret")
+#: vmstat's pcp->high decay: a kprobe event on ``decay_pcp_high`` (6.7+).
+DECAY_EVENTS = ("decay_pcp_high",)
+#: Compaction's free page isolation: kprobe events on ``__isolate_free_page``.
+ISOLATE_EVENTS = ("isolate_free_page", "isolate_free_page_ret")
+#: Watermark changes: a kretprobe event on ``setup_per_zone_wmarks``.
+WATERMARK_EVENTS = ("setup_wmarks",)

@@ -40,15 +40,16 @@ from typing import Callable, Dict, Iterable, List, Optional, Union
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.events import (
-    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, BULK_EVENTS, EVENTS, MM_PAGE_ALLOC,
-    MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
-    MM_PAGE_PCPU_DRAIN,
+    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, BULK_EVENTS, DECAY_EVENTS, EVENTS, ISOLATE_EVENTS,
+    MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE,
+    MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
 
 __all__ = (
     "BULK_EVENTS",
     "EVENTS",
     "PageEvent",
+    "RECLAIM_EVENTS",
     "ParsedTrace",
     "TraceError",
     "merge_by_timestamp",
@@ -274,6 +275,26 @@ def _bulk_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
                  None, lineno, int(g[0]), flags)
 
 
+def _isolate(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    return _make(name, cpu, ts, pid, comm, None, int(g[1]), None, None, None, None, None, None,
+                 None, None, lineno, int(g[0], 16), flags)
+
+
+def _fields(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    return _make(name, cpu, ts, pid, comm, None, 0, None, g[0], None, None, None, None, None,
+                 None, lineno, None, flags)
+
+
+def _decay(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    return _make(name, cpu, ts, pid, comm, None, 0, None, None, None, None, None, None, None,
+                 None, lineno, int(g[0], 0), flags)
+
+
+def _reclaim_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    return _make(name, cpu, ts, pid, comm, None, 0, None, None, None, None, None, None, None,
+                 None, lineno, None, flags)
+
+
 def _extfrag(name, cpu, ts, pid, comm, g, lineno, flags=None):
     s = g[0]
     pfn = int(s, 16) if s[:2] == "0x" else int(s) & _NULL_PFN
@@ -332,11 +353,46 @@ _EVENTS: Dict[str, tuple] = {
         r"\(\S+ <- \S+\) nr_populated=" + _INT + _END,
         _bulk_ret, ("nr_populated",), (),
     ),
+    # kswapd's reclaim window, kprobe events on balance_pgdat (record sets
+    # them up): "(balance_pgdat+0x0/0xb9c) highest_zoneidx=%d" and
+    # "(kswapd+0x1d1/0x3a0 <- balance_pgdat)". ZONE_RECLAIM_ACTIVE is set in
+    # between; count is highest_zoneidx.
+    "balance_pgdat": (
+        r"\(\S+\) highest_zoneidx=" + _INT + _END,
+        _bulk_ret, ("highest_zoneidx",), (),
+    ),
+    "balance_pgdat_ret": (
+        r"\(\S+ <- \S+\)" + _END, _reclaim_ret, (), (),
+    ),
+    # vmstat's decay of pcp->high (6.7+), a kprobe event on decay_pcp_high:
+    # "(decay_pcp_high+0x0/0xc0) zone_start_pfn=0x1000"; count is the
+    # zone's zone_start_pfn, the event's CPU the pcp's.
+    # Compaction's free page isolation, kprobe events on __isolate_free_page:
+    # "(__isolate_free_page+0x0/0x315) page=0xffffea0000123400 order=3"
+    # (count is the struct page pointer) and "(isolate_freepages_block+0x1a3/
+    # 0x454 <- __isolate_free_page) nr=8" (count: pages taken, 0 if refused).
+    "isolate_free_page": (
+        r"\(\S+\) page=(0x[0-9a-fA-F]+) order=(\d+)" + _END, _isolate, ("page", "order"), (),
+    ),
+    "isolate_free_page_ret": (
+        r"\(\S+ <- \S+\) nr=" + _INT + _END, _bulk_ret, ("nr",), (),
+    ),
+    # Watermarks set anew (min_free_kbytes changed), a kprobe event at the
+    # return of setup_per_zone_wmarks: "(caller+0x../0x.. <-
+    # setup_per_zone_wmarks) z1w0=658 z1w1=822 ... z1_pageset_batch=31";
+    # gfp holds the fields' text.
+    "setup_wmarks": (
+        r"\(\S+ <- \S+\) (\S.*?)" + _END, _fields, ("fields",), (),
+    ),
+    "decay_pcp_high": (
+        r"\(\S+\) zone_start_pfn=(0x[0-9a-fA-F]+|\d+)" + _END, _decay, ("zone_start_pfn",), (),
+    ),
 }
 
 # EVENTS (the kmem page tracepoints) and BULK_EVENTS (the bulk allocator's
 # kprobe events) come from buddyscope.model.events: every one has a parser.
-assert set(_EVENTS) == set(EVENTS + BULK_EVENTS)
+assert set(_EVENTS) == set(EVENTS + BULK_EVENTS + RECLAIM_EVENTS + DECAY_EVENTS
+                          + ISOLATE_EVENTS + WATERMARK_EVENTS)
 
 _PARSERS: Dict[str, tuple] = {
     name: (re.compile(rx).match, build, keys, optional)

@@ -141,6 +141,15 @@ class Profile:
     #: run PREEMPT_VOLUNTARY), so another task's allocations can be traced
     #: in between.
     preemptible_alloc_window: bool = False
+    #: ``nr_pcp_high`` keeps at most ``batch << 2`` pages on a pcp while
+    #: kswapd reclaims the zone (ZONE_RECLAIM_ACTIVE, since 5.14's "mm/page_alloc:
+    #: limit the number of pages on PCP lists when reclaim is active"); 6.7+
+    #: also lower pcp->high by the freed run.
+    pcp_high_reclaim_active: bool = False
+    #: ``__isolate_free_page`` retypes a pageblock with
+    #: ``move_freepages_block`` (6.12+), moving its other free pages to
+    #: MOVABLE too; 5.10/6.1 only set the pageblock's type.
+    isolate_moves_free_pages: bool = False
 
 
 PROFILES = {
@@ -161,7 +170,7 @@ PROFILES = {
                 bulk_allocator=True, highatomic_term_free=False, below_high_flag=False,
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=True,
                 highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
-                cached_pcp_migratetype=True),
+                cached_pcp_migratetype=True, pcp_high_reclaim_active=True),
         Profile("6.12", gfp_table="6.12",
                 refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
@@ -170,7 +179,8 @@ PROFILES = {
                 bulk_allocator=True, highatomic_term_free=True, below_high_flag=True,
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=False,
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=False,
-                cached_pcp_migratetype=False, claim_skips_highatomic_block=True),
+                cached_pcp_migratetype=False, claim_skips_highatomic_block=True,
+                pcp_high_reclaim_active=True, isolate_moves_free_pages=True),
         Profile("7.2", gfp_table="7.2",
                 refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
@@ -182,7 +192,8 @@ PROFILES = {
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=True,
                 cached_pcp_migratetype=False,
                 contig_free_runs=True, pcp_trylock_free=True,
-                preemptible_alloc_window=True),
+                preemptible_alloc_window=True, pcp_high_reclaim_active=True,
+                isolate_moves_free_pages=True),
     )
 }
 

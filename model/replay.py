@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import re
 import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
-from buddyscope.model.allocator import ALLOC_CMA, Allocator, ModelError, Outcome, Step
+from buddyscope.model.allocator import (
+    ALLOC_CMA, ALLOC_WMARK_LOW, MIGRATE_MOVABLE, Allocator, ModelError, Outcome, Step,
+)
 from buddyscope.model.events import (
-    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG,
-    MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN,
+    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC,
+    MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
+    MM_PAGE_PCPU_DRAIN, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import PageEvent
 from buddyscope.model.gfp import GfpError, gfp_names
@@ -50,6 +54,10 @@ __all__ = ("REASONS", "AllocRecord", "ReplayError", "ReplayReport", "Replayer", 
 ALLOC, ZONE_LOCKED, EXTFRAG = MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_ALLOC_EXTFRAG
 FREE, FREE_BATCHED, DRAIN = MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN
 BULK, BULK_RET = ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET
+RECLAIM, RECLAIM_RET = RECLAIM_EVENTS
+(DECAY,) = DECAY_EVENTS
+ISOLATE, ISOLATE_RET = ISOLATE_EVENTS
+(WMARKS,) = WATERMARK_EVENTS
 
 
 @dataclasses.dataclass
@@ -96,8 +104,12 @@ class Replayer:
     """Steps a model through a kmem event stream, scoring each allocation."""
 
     def __init__(self, snapshot: Snapshot, profile: Optional[Profile] = None,
-                 strict: bool = False, keep_steps: bool = False):
+                 strict: bool = False, keep_steps: bool = False,
+                 events_enabled: Optional[Iterable[str]] = None):
         self.alloc = Allocator(snapshot, profile)
+        #: The recording traced the bulk allocator (its provenance's
+        #: events_enabled): pcp pages cannot leave through it untraced.
+        self._bulk_traced = BULK in set(events_enabled or ())
         self._naive = NaivePredictor(snapshot)
         self.strict = strict
         self.keep_steps = keep_steps
@@ -115,6 +127,10 @@ class Replayer:
         self._last_alloc: Dict[int, int] = {}
         #: cpu -> the bulk allocator call under way there
         self._bulk: Dict[int, _BulkCall] = {}
+        #: kswapd pid -> highest_zoneidx of its balance_pgdat under way.
+        self._reclaim: Dict[int, int] = {}
+        #: cpu -> the __isolate_free_page entry event under way there.
+        self._isolating: Dict[int, PageEvent] = {}
         #: cpu -> pid of the last event traced on it (the task running there).
         self._last_pid: Dict[int, int] = {}
         #: cpu -> pid of the task traced there before the current one.
@@ -153,6 +169,17 @@ class Replayer:
                   if self.alloc.profile.pcp_trylock_free else set())
         nr_cpus = self.alloc.nr_cpus
         rep = self.report
+        # With decay_pcp_high traced, no decay is silent; with balance_pgdat
+        # traced, kswapd's reclaim window is known.
+        self._decay_traced = any(e.name == DECAY for e in events)
+        self._reclaim_traced = any(e.name == RECLAIM or e.name == RECLAIM_RET for e in events)
+        self._reclaim_inferred = False
+        self._wmarks_traced = any(e.name == WMARKS for e in events)
+        #: (zone index, cpu) -> pcp->high before a decay assumed at a drain.
+        self._assumed_decay: Dict[Tuple[int, int], int] = {}
+        #: (zone index, cpu) -> the last pcp free there: its count, whether
+        #: the model foresaw no drain, whether the kernel drained.
+        self._last_free: Dict[Tuple[int, int], Tuple[int, bool, bool]] = {}
         for i, e in enumerate(events):
             if e.cpu >= nr_cpus:
                 raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
@@ -191,6 +218,16 @@ class Replayer:
                 self._bulk[e.cpu] = _BulkCall(e)
             elif n == BULK_RET:
                 self._on_bulk_return(e)
+            elif n == RECLAIM or n == RECLAIM_RET:
+                self._on_reclaim(e)
+            elif n == DECAY:
+                self._on_decay(e)
+            elif n == ISOLATE:
+                self._isolating[e.cpu] = e
+            elif n == ISOLATE_RET:
+                self._on_isolated(e)
+            elif n == WMARKS:
+                self._on_wmarks(e)
             self._traced_tasks.add((e.cpu, e.pid))
             if e.pfn is not None:
                 self._named.add(e.pfn)
@@ -212,6 +249,75 @@ class Replayer:
         rep.events = len(events)
         rep.seconds = time.perf_counter() - t0
         return rep
+
+    # -- kswapd's reclaim window (balance_pgdat kprobe events) ------------------
+    def _on_reclaim(self, e: PageEvent) -> None:
+        """``balance_pgdat`` entry sets ZONE_RECLAIM_ACTIVE on the zones up
+        to its ``highest_zoneidx`` (``set_reclaim_active``), its return
+        clears them (``clear_reclaim_active``): the pcp free path keeps
+        fewer pages meanwhile (``nr_pcp_high``)."""
+        if e.name == RECLAIM:
+            self._reclaim[e.pid] = e.count
+            self.alloc.set_reclaim_active(e.count, True)
+        else:
+            # An entry before the snapshot: every zone it could have set.
+            zoneidx = self._reclaim.pop(e.pid, max(z.zone_idx for z in self.alloc.zones))
+            self.alloc.set_reclaim_active(zoneidx, False)
+
+    def _on_decay(self, e: PageEvent) -> None:
+        """vmstat's ``decay_pcp_high`` of this CPU's pcp in the zone that
+        starts at ``count`` (6.12 L2412, 7.2 L2564): lower pcp->high now,
+        and expect the drain it makes, if any, from the same task next."""
+        a = self.alloc
+        z = a.zone_of(e.count) if e.count is not None else None
+        pcp = z.pcp.get(e.cpu) if z is not None else None
+        if pcp is None:
+            return
+        w = _DrainWindow("vmstat", e.pid, a.decay_pcp_high(z, pcp))
+        w.pcp, w.count, w.high = (z.index, e.cpu), pcp.count, pcp.high
+        self._pending_drain[e.cpu] = w
+
+    # -- compaction's free page isolation (__isolate_free_page kprobe events) -----
+    def _on_isolated(self, e: PageEvent) -> None:
+        """``__isolate_free_page`` returned: unless its watermark check
+        refused (0), the free block left its list with no kmem event
+        (compaction's free scanner, ``isolate_freepages_block``), and one of
+        at least half a pageblock made its blocks MOVABLE. The block comes
+        back as migration targets (freed later as the pages they hold) or
+        through ``release_free_list``, whose frees are traced."""
+        entry = self._isolating.pop(e.cpu, None)
+        a = self.alloc
+        k = a.snapshot_kernel
+        if entry is None or not e.count or k.vmemmap is None or not k.sizeof_page:
+            return
+        pfn, rem = divmod(entry.count - k.vmemmap, k.sizeof_page)
+        if rem or not a.is_free(pfn):
+            self.report.contradictions["isolated_page_not_free"] += 1
+            return
+        z = a.zone_of(pfn)
+        self._take_block(entry, pfn, entry.order)
+        for p in range(pfn, pfn + (1 << entry.order), a.pageblock_nr_pages):
+            a.isolate_free_page_retype(z, p, entry.order)
+        a.mark_allocated(pfn, entry.order, MIGRATE_MOVABLE)
+        self.report.isolated_pages += 1 << entry.order
+
+    # -- watermarks set anew (setup_per_zone_wmarks kprobe event) ---------------
+    def _on_wmarks(self, e: PageEvent) -> None:
+        """New watermarks, lowmem reserves and pcp sizes of every zone with
+        pages, as the kernel had them when ``setup_per_zone_wmarks``
+        returned (``min_free_kbytes`` changed: turning THP on raises it)."""
+        per_zone: Dict[int, Dict[str, int]] = collections.defaultdict(dict)
+        for word in (e.gfp or "").split():
+            key, _, value = word.partition("=")
+            m = re.match(r"z(\d+)(.+)$", key)
+            if m and value:
+                per_zone[int(m.group(1))][m.group(2)] = int(value, 0)
+        for zi, f in per_zone.items():
+            marks = [f[f"w{i}"] for i in range(4) if f"w{i}" in f]
+            reserve = [f[f"r{i}"] for i in range(8) if f"r{i}" in f]
+            pageset = {k[1:]: v for k, v in f.items() if k.startswith("_")}
+            self.alloc.setup_zone_wmarks(zi, marks, reserve, pageset)
+        self.report.watermark_changes += 1
 
     def _contradiction(self, kind: str, e: PageEvent, what: str) -> None:
         if self.strict:
@@ -253,6 +359,8 @@ class Replayer:
             # Not this task's page after all: a bulk allocation took it.
             self._late.pop(late, None)
         if not same:
+            if late is None:
+                self._pcplist_effects(group, e)
             self._apply_removals(group, e.cpu, e)
         actual_path = self._actual_path(group, e, predicted)
         if e.pfn is None:
@@ -273,7 +381,48 @@ class Replayer:
         if not hit:
             rec.reason = self._why(predicted, e, group)
             rep.reasons[rec.reason] += 1
+            if rec.reason == "zone":
+                self._zone_skipped(req, predicted, e)
         rep.records.append(rec)
+
+    def _pcplist_effects(self, group: List[PageEvent], e: PageEvent) -> None:
+        """After a miss: the pcp changes the kernel's ``rmqueue_pcplist``
+        made whichever page it found (a pcp order and type: every such
+        allocation goes there first; a refill when blocks were taken). The
+        model's own attempt, which made them too, was rolled back."""
+        a = self.alloc
+        if e.pfn is None or (e.order, e.migratetype) not in a.pindex:
+            return
+        z = a.zone_of(e.pfn)
+        if z is None:
+            return
+        refill = any(g.name == ZONE_LOCKED or g.name == EXTFRAG for g in group)
+        a.pcplist_effects(z, e.cpu, e.order, refill)
+
+    def _zone_skipped(self, req: Request, predicted: Outcome, e: PageEvent) -> None:
+        """The kernel served from a zone after the one the model chose in
+        the zonelist: it found that zone below its watermark. Without the
+        setup_wmarks events, its watermarks were raised with no event
+        (min_free_kbytes: turning THP on): raise the model's, all marks
+        alike, just enough for the check that passed to fail
+        (``__zone_watermark_ok``: free <= mark + lowmem_reserve)."""
+        if self._wmarks_traced:
+            return
+        a = self.alloc
+        actual = a.zone_of(e.pfn)
+        zl = a.zonelist(req.highest_zoneidx)
+        if actual not in zl:
+            return
+        for z in zl[:zl.index(actual)]:
+            if z.name != predicted.zone:
+                continue
+            low = z.watermarks["low"] + z.boost
+            need = z.free_pages - z.lowmem_reserve[min(req.highest_zoneidx, len(z.lowmem_reserve) - 1)]
+            if need > low:
+                delta = need - low
+                a.set_watermarks(z, {k: v + delta for k, v in z.watermarks.items()})
+                a.zone_pcp_update(z)
+                self.report.inferred_watermarks += 1
 
     def _late_page_for(self, e: PageEvent) -> Optional[int]:
         pindex = self.alloc.pindex.get((e.order, e.migratetype))
@@ -437,13 +586,21 @@ class Replayer:
                     prev_pid = self._last_pid.get(e.cpu)
                     if prev_pid == e.pid:
                         prev_pid = self._prev_pid.get(e.cpu)
+                    taken = 0
                     for stale in list(lst)[:pos]:
+                        if self._pushed.get(stale, -1) > since:
+                            # Freed after this CPU's last traced allocation:
+                            # maybe after this one's take too (traced before
+                            # its mm_page_alloc). No event shows it taken:
+                            # it stays where it is.
+                            continue
                         a.pcp_take(stale)
+                        taken += 1
                         if (a.profile.preemptible_alloc_window and prev_pid is not None
                                 and prev_pid != e.pid):
                             self._late[stale] = (e.cpu, pi, prev_pid, self.report.allocations)
-                    self.report.contradictions["pcp_pages_taken_untraced"] += pos
-                    self._last_note = "bulk_allocator"
+                    self.report.contradictions["pcp_pages_taken_untraced"] += taken
+                    self._last_note = "pcp_taken_untraced" if self._bulk_traced else "bulk_allocator"
                 else:
                     self._last_note = "pcp_list_order"
             a.pcp_take(pfn)
@@ -704,6 +861,13 @@ class Replayer:
             # not that free's. Its own window is over.
             self._close_drain(e.cpu)
             pd = None
+        elif pd is not None and pd.kind == "vmstat" and self._decay_traced and not pd.predicted \
+                and not pd.actual and pd.high is not None:
+            # A traced decay_pcp_high that drains nothing, then a drain by
+            # the same kworker: drain_all_pages' work (drain_local_pages),
+            # not the decay's. The decay's window is over.
+            self._pending_drain.pop(e.cpu)
+            pd = None
         if pd is None:
             pd = self._pending_drain[e.cpu] = self._vmstat_window(e)
         if pd.kind == "vmstat":
@@ -739,10 +903,14 @@ class Replayer:
         pcp = z.pcp[cpu]
         window.pcp, window.count = (zi, cpu), pcp.count
         with a.trial():
-            if cpu == e.cpu:
+            if cpu == e.cpu and not self._decay_traced:
                 window.predicted = a.vmstat_drain(z, pcp)
                 window.high = pcp.high
-            else:
+            if not window.predicted:
+                # Another CPU's pcp, or a decay that cannot drain (pcp->high
+                # at high_min): drain_pages_zone (drain_all_pages, or
+                # compaction's drain_local_pages).
+                window.high = None
                 window.predicted = a.drain_pages_zone(z, pcp)
         return window
 
@@ -751,6 +919,8 @@ class Replayer:
         rep = self.report
         exact = [p[:2] for p in w.predicted] == [x[:2] for x in w.actual]
         if w.kind == "vmstat":
+            if not (w.predicted or w.actual):
+                return   # a traced decay_pcp_high that drained nothing
             rep.vmstat_drains += 1
             rep.vmstat_drains_exact += exact
             self._vmstat_resync(w, exact)
@@ -758,21 +928,78 @@ class Replayer:
         if w.predicted or w.actual:
             rep.drains += 1
             rep.drains_exact += exact
-        if w.actual and not w.predicted and w.pcp is not None \
-                and self.alloc.profile.pcp_high_decays:
-            # The kernel found count >= high where the model had room: its
-            # pcp->high had decayed with no event (vmstat decay_pcp_high,
-            # count <= high then). Bring it down as those decays would have.
-            a = self.alloc
-            zi, c = w.pcp
-            if a.untraced_decays(a.zones[zi], a.zones[zi].pcp[c], w.count):
-                rep.silent_decays += 1
+        if w.pcp is not None and bool(w.actual) != bool(w.predicted):
+            self._resync_free_drain(w)
+        if w.pcp is not None:
+            # (count after the free, the model's high fits it, the kernel drained)
+            self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.actual))
+
+    # -- what a free's drain, or its absence, tells of untraced state ------------
+    #
+    # Traces without the balance_pgdat and decay_pcp_high kprobe events (a
+    # user's own trace-cmd recording) do not show kswapd's reclaim window nor
+    # vmstat's pcp->high decay. Whether the kernel drained at a free, and at
+    # which count, is evidence of both: the model takes the one explanation
+    # the kernel's nr_pcp_high allows, and drops it when a later free refutes
+    # it. With the kprobe events in the trace, nothing is guessed.
+
+    def _resync_free_drain(self, w: _DrainWindow) -> None:
+        a = self.alloc
+        zi, c = w.pcp
+        z = a.zones[zi]
+        pcp = z.pcp[c]
+        p = a.profile
+        if w.actual:
+            # The kernel drained where the model had room.
+            if p.pcp_high_reclaim_active and not self._reclaim_traced and not z.reclaim_active \
+                    and w.count < (pcp.high_min if p.pcp_high_decays else pcp.high):
+                # Below pcp->high (6.1: no decay) or high_min (6.7+: neither
+                # a decay nor ZONE_BELOW_HIGH drains there): only kswapd's
+                # ZONE_RECLAIM_ACTIVE (nr_pcp_high) does.
+                a.set_reclaim_active(z.zone_idx, True)
+                if p.pcp_free_batch == "free_factor":
+                    # The drain's own nr_pcp_free grew free_factor.
+                    a.nr_pcp_free_factor(pcp, min(pcp.batch << 2, pcp.high))
+                self._reclaim_inferred = True
+                self.report.inferred_reclaim += 1
+                return
+            if not self._decay_traced and p.pcp_high_decays:
+                # The kernel found count >= high: its pcp->high had decayed
+                # with no event (vmstat decay_pcp_high, count <= high then).
+                before = pcp.high
+                prev = self._last_free.get(w.pcp)
+                if prev is not None and prev[1] and not prev[2] and prev[0] < w.count <= pcp.high:
+                    # The free before, at a lower count, kept its pages: the
+                    # kernel's high lay above that count and at most this
+                    # one; nr_pcp_high then raised it to hold free_count +
+                    # batch (6.12 L2666, 7.2 L2815).
+                    a.set_pcp_high_drained_at(pcp, w.count)
+                    self.report.silent_decays += 1
+                    self._assumed_decay[w.pcp] = before
+                elif a.untraced_decays(z, pcp, w.count):
+                    # Bring it down as those decays would have.
+                    self.report.silent_decays += 1
+                    self._assumed_decay[w.pcp] = before
+            return
+        # The model foresaw a drain the kernel did not make.
+        if z.reclaim_active and self._reclaim_inferred:
+            a.set_reclaim_active(max(x.zone_idx for x in a.zones), False)
+            self._reclaim_inferred = False
+        elif w.pcp in self._assumed_decay:
+            # The decay assumed at an earlier drain did not happen (the
+            # model's count was short, not the kernel's high): undo it.
+            a.set_pcp_high(pcp, max(pcp.high, self._assumed_decay.pop(w.pcp)))
+        elif z.below_high and p.below_high_flag and w.count >= pcp.high_min:
+            # With ZONE_BELOW_HIGH the kernel drains whenever count >=
+            # high_min (nr_pcp_high): its flag was clear.
+            a.set_below_high(z, False)
 
     def _vmstat_resync(self, w: _DrainWindow, exact: bool) -> None:
         """After a vmstat drain the kernel's pcp->high is known: the model's
         decay when it foresaw the drain; else decay_pcp_high left count at
         high (to_drain = count - high), and drain_pages_zone left it alone."""
-        if w.pcp is None or w.high is None or not w.actual:
+        if w.pcp is None or w.high is None or not w.actual or (self._decay_traced and not exact):
+            # (A traced decay's change of pcp->high is applied at its event.)
             return
         a = self.alloc
         zi, c = w.pcp
@@ -784,7 +1011,9 @@ class Replayer:
 
 
 def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Profile] = None,
-           strict: bool = False, keep_steps: bool = False) -> ReplayReport:
+           strict: bool = False, keep_steps: bool = False,
+           events_enabled: Optional[Iterable[str]] = None) -> ReplayReport:
     """Score the model against *events* (kmem page events after *snapshot*,
-    in total order). See the module docstring."""
-    return Replayer(snapshot, profile, strict, keep_steps).run(list(events))
+    in total order). See the module docstring. *events_enabled*: what the
+    recording traced (a fixture's provenance), when known."""
+    return Replayer(snapshot, profile, strict, keep_steps, events_enabled).run(list(events))

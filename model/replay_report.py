@@ -76,6 +76,16 @@ class ReplayReport:
     #: with no event (vmstat ``decay_pcp_high`` that drained nothing): pcp->high
     #: was brought down to the count the kernel drained at.
     silent_decays: int = 0
+    #: Free drains below what the model's pcp->high allowed, explained by
+    #: kswapd's reclaim window in a trace without its kprobe events.
+    inferred_reclaim: int = 0
+    #: Free pages compaction took off the lists (__isolate_free_page events).
+    isolated_pages: int = 0
+    #: setup_per_zone_wmarks events applied (watermarks set anew).
+    watermark_changes: int = 0
+    #: Zones the kernel found below a watermark the model had them above,
+    #: in a trace without setup_wmarks events: watermarks raised to match.
+    inferred_watermarks: int = 0
     naive_hits: int = 0
     #: Bulk allocator calls seen through its kprobe events, and the pcp
     #: pages they took.
@@ -97,18 +107,30 @@ class ReplayReport:
     def misses(self) -> List[AllocRecord]:
         return [r for r in self.records if not r.hit]
 
+    @property
+    def longest_miss_run(self) -> int:
+        """The most allocations missed one after another: a cascade shows
+        here, whatever the misses' labels."""
+        run = best = 0
+        for r in self.records:
+            run = 0 if r.hit else run + 1
+            best = max(best, run)
+        return best
+
     def to_dict(self, records: bool = True) -> Dict[str, Any]:
         d = {
             "kernel": self.kernel, "profile": self.profile, "events": self.events,
             "allocations": self.allocations, "hits": self.hits,
-            "accuracy": round(self.accuracy, 6),
+            "accuracy": round(self.accuracy, 6), "longest_miss_run": self.longest_miss_run,
             "naive_hits": self.naive_hits, "naive_accuracy": round(self.naive_accuracy, 6),
             "failed_allocations": self.failed_allocations,
             "refills": self.refills, "refills_exact": self.refills_exact,
             "drains": self.drains, "drains_exact": self.drains_exact,
             "unprompted_drains": self.unprompted_drains,
             "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
-            "silent_decays": self.silent_decays,
+            "silent_decays": self.silent_decays, "inferred_reclaim": self.inferred_reclaim,
+            "isolated_pages": self.isolated_pages, "watermark_changes": self.watermark_changes,
+            "inferred_watermarks": self.inferred_watermarks,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
         }
@@ -153,6 +175,9 @@ class NaivePredictor:
 REASONS = {
     "bulk_allocator": "pcp pages ahead of it left with no mm_page_alloc (alloc_pages_bulk, "
                       "e.g. vmalloc'd kernel stacks at fork): a state change no event shows",
+    "pcp_taken_untraced": "pcp pages ahead of it left with no event although the bulk allocator "
+                          "was traced: a task preempted between its take and its mm_page_alloc "
+                          "(7.2), or the model's list order",
     "alloc_traced_late": "another task took the page ahead and was preempted before its "
                          "mm_page_alloc (7.2 is PREEMPT_LAZY): traced after this one",
     "free_traced_before_alloc": "frees traced between its take and its mm_page_alloc "
@@ -183,14 +208,14 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
         f"kernel {rep.kernel}  profile {rep.profile}  {rep.events} events  "
         f"replayed in {rep.seconds:.2f} s",
         f"allocations      {rep.allocations:7}   exact PFN hits {rep.hits:7}   "
-        f"accuracy {pct(rep.hits, rep.allocations)}",
+        f"accuracy {pct(rep.hits, rep.allocations)}   longest miss run {rep.longest_miss_run}",
         f"naive predictor  {'':7}   exact PFN hits {rep.naive_hits:7}   "
         f"accuracy {pct(rep.naive_hits, rep.allocations)}   (snapshot list heads, popping only)",
         f"pcp refills      {rep.refills:7}   exact sets     {rep.refills_exact:7}   "
         f"{pct(rep.refills_exact, rep.refills)}",
         f"pcp drains       {rep.drains:7}   exact sets     {rep.drains_exact:7}   "
         f"{pct(rep.drains_exact, rep.drains)}   ({rep.silent_decays} after a pcp->high decay "
-        f"no event shows)",
+        f"no event shows, {rep.inferred_reclaim} in a kswapd reclaim window no event shows)",
         f"vmstat drains    {rep.vmstat_drains:7}   exact sets     {rep.vmstat_drains_exact:7}   "
         f"{pct(rep.vmstat_drains_exact, rep.vmstat_drains)}   ({rep.unprompted_drains} drain "
         f"events with no free of their task before them: decay_pcp_high, drain_all_pages)",

@@ -206,6 +206,22 @@ def _nr_free_pages(prog: drgn.Program, zone: drgn.Object) -> tuple[int, int]:
     return total, value
 
 
+# The zone->flags bits the model follows: kswapd's reclaim window (pcp->high
+# lowered while it runs) and 6.7+'s below-high mark.
+_ZONE_FLAGS = ("ZONE_RECLAIM_ACTIVE", "ZONE_BELOW_HIGH")
+
+
+def _zone_flag_bits(prog: drgn.Program, zone: drgn.Object) -> dict[str, int]:
+    """``zone->flags`` bits of ``enum zone_flags`` named in :data:`_ZONE_FLAGS`
+    (0 or 1 each); only those the kernel's enum has."""
+    try:
+        enumerators = prog.type("enum zone_flags").enumerators or ()
+    except LookupError:
+        return {}
+    value = zone.flags.value_()
+    return {name: (value >> bit) & 1 for name, bit in enumerators if name in _ZONE_FLAGS}
+
+
 def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly]) -> Zone:
     """One :class:`Zone` with every list in list order.
 
@@ -246,6 +262,7 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
     nr_free_pages, vm_stat_free = _nr_free_pages(prog, zone)
     fields = _int_members(zone, layout.zone_fields)
     fields["vm_stat_nr_free_pages"] = vm_stat_free
+    fields.update(_zone_flag_bits(prog, zone))
     return Zone(
         node=zone.node.value_() if hasattr(zone, "node") else 0,
         name=name,

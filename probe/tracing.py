@@ -29,9 +29,10 @@ from buddyscope.model.ftrace import EVENTS
 if TYPE_CHECKING:
     import drgn
 
-__all__ = ("KMEM_EVENTS", "KPROBE_GROUP", "TRACEFS", "RingBufferCounters", "add_kprobes", "bulk_alloc_kprobes",
-           "find_tracefs", "remove_kprobes", "restore_tracing", "ring_buffer_counters",
-           "save_tracing", "start_tracing", "tracefs_of")
+__all__ = ("KMEM_EVENTS", "KPROBE_GROUP", "TRACEFS", "RingBufferCounters", "add_kprobes",
+           "bulk_alloc_kprobes", "compaction_kprobes", "find_tracefs", "pcp_decay_kprobes",
+           "reclaim_kprobes", "remove_kprobes", "restore_tracing", "ring_buffer_counters",
+           "save_tracing", "start_tracing", "tracefs_of", "watermark_kprobes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +120,135 @@ def bulk_alloc_kprobes(prog: drgn.Program) -> Optional[list[str]]:
         return [f"p:buddyscope/{ALLOC_PAGES_BULK} {name} gfp={gfp}:x32 nr_pages={nr_pages}:s32",
                 f"r:buddyscope/{ALLOC_PAGES_BULK_RET} {name} nr_populated=$retval:s32"]
     return None
+
+
+def reclaim_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """``kprobe_events`` definitions of kswapd's reclaim window: entry to
+    ``balance_pgdat`` (``balance_pgdat``, with ``highest_zoneidx``) and its
+    return (``balance_pgdat_ret``). In between, ``set_reclaim_active`` has
+    set ``ZONE_RECLAIM_ACTIVE`` on the node's zones up to ``highest_zoneidx``
+    and the pcp free path drains at a lower mark (``nr_pcp_high``); no
+    tracepoint shows it. ``None`` when the function is not in the debug info
+    (inlined) or the architecture is not x86-64.
+    """
+    import drgn
+
+    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+        return None
+    try:
+        fn = prog.function("balance_pgdat")
+    except (LookupError, ValueError):
+        return None
+    params = [p.name for p in fn.type_.parameters]
+    if "highest_zoneidx" not in params or params.index("highest_zoneidx") >= len(_X86_64_ARG_REGS):
+        return None
+    reg = _X86_64_ARG_REGS[params.index("highest_zoneidx")]
+    return [f"p:buddyscope/balance_pgdat balance_pgdat highest_zoneidx={reg}:s32",
+            "r:buddyscope/balance_pgdat_ret balance_pgdat"]
+
+
+def pcp_decay_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """The ``kprobe_events`` definition of an event on ``decay_pcp_high``
+    (6.7+), with the zone's ``zone_start_pfn``: vmstat's refresh on each
+    CPU lowers that CPU's pcp->high about once a second, with no event
+    unless it drains, and the pcp free path then drains at a lower count.
+    ``None`` when the kernel has no such function (before 6.7) or the
+    architecture is not x86-64.
+    """
+    import drgn
+
+    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+        return None
+    try:
+        fn = prog.function("decay_pcp_high")
+    except (LookupError, ValueError):
+        return None
+    params = [p.name for p in fn.type_.parameters]
+    if "zone" not in params or params.index("zone") >= len(_X86_64_ARG_REGS):
+        return None
+    reg = _X86_64_ARG_REGS[params.index("zone")]
+    off = prog.type("struct zone").member("zone_start_pfn").offset
+    return [f"p:buddyscope/decay_pcp_high decay_pcp_high zone_start_pfn=+{off}({reg}):x64"]
+
+
+def compaction_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """``kprobe_events`` definitions of ``__isolate_free_page`` (the page
+    pointer and order) and its return (the pages taken, 0 when the
+    watermark check refused): compaction's free scanner takes free blocks
+    off the lists with it, and no tracepoint names the pages
+    (``mm_compaction_isolate_freepages`` prints a range and a count). The
+    snapshot's ``vmemmap`` and ``sizeof_page`` turn the pointer into a PFN.
+    ``None`` when the function is not in the debug info or the architecture
+    is not x86-64."""
+    import drgn
+
+    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+        return None
+    try:
+        fn = prog.function("__isolate_free_page")
+    except (LookupError, ValueError):
+        return None
+    params = [p.name for p in fn.type_.parameters]
+    try:
+        page = _X86_64_ARG_REGS[params.index("page")]
+        order = _X86_64_ARG_REGS[params.index("order")]
+    except (ValueError, IndexError):
+        return None
+    return [f"p:buddyscope/isolate_free_page __isolate_free_page page={page}:x64 order={order}:u32",
+            "r:buddyscope/isolate_free_page_ret __isolate_free_page nr=$retval:s32"]
+
+
+# zone members a watermark change rewrites: the watermarks, the lowmem
+# reserves, and the pcp sizes zone_pcp_update derives from them (6.1
+# pageset_high; 6.7+ pageset_high_min/max; pageset_batch).
+_ZONE_SETUP_MEMBERS = ("pageset_high", "pageset_high_min", "pageset_high_max", "pageset_batch")
+
+
+def watermark_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """The ``kprobe_events`` definition of an event at the return of
+    ``setup_per_zone_wmarks``, fetching from node 0's ``struct pglist_data``
+    (``node_data[0]``, ``@node_data``) each zone's ``_watermark[]``,
+    ``lowmem_reserve[]`` and the pcp sizes ``zone_pcp_update`` set from them.
+    Watermarks change with no event when ``min_free_kbytes`` does (enabling
+    transparent huge pages raises it: ``set_recommended_min_free_kbytes``).
+    Fields are ``z<zone>w<i>``, ``z<zone>r<i>`` and ``z<zone>_<member>``.
+    ``None`` on a kernel without ``node_data`` or off x86-64."""
+    import drgn
+
+    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+        return None
+    try:
+        prog.function("setup_per_zone_wmarks")
+        prog.object("node_data")
+        pgdat = prog.type("struct pglist_data")
+        zone_t = prog.type("struct zone")
+    except (LookupError, ValueError):
+        return None
+    zones = pgdat.member("node_zones")
+    base = zones.offset
+    nr_zones = zones.type.length
+    wm = zone_t.member("_watermark")
+    reserve = zone_t.member("lowmem_reserve")
+    try:
+        node0 = prog["node_data"][0]
+        populated = [z for z in range(nr_zones)
+                     if node0.node_zones[z].managed_pages.counter.value_()]
+    except (LookupError, drgn.FaultError):
+        return None
+    args = []
+    for z in populated:  # kprobe_events lines are bounded: only zones with pages
+        zoff = base + z * zone_t.size
+        for i in range(wm.type.length):
+            args.append(f"z{z}w{i}=+{zoff + wm.offset + 8 * i}(@node_data):u64")
+        for i in range(reserve.type.length):
+            args.append(f"z{z}r{i}=+{zoff + reserve.offset + 8 * i}(@node_data):s64")
+        for name in _ZONE_SETUP_MEMBERS:
+            try:
+                m = zone_t.member(name)
+            except LookupError:
+                continue
+            args.append(f"z{z}_{name}=+{zoff + m.offset}(@node_data):s{8 * m.type.size}")
+    return ["r:buddyscope/setup_wmarks setup_per_zone_wmarks " + " ".join(args)]
 
 
 # -- tracefs set-up and restore --------------------------------------------------

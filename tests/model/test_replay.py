@@ -41,6 +41,25 @@ FLOORS = {
 }
 DEFAULT_FLOOR = 100.0  # a new fixture must be given its own floor
 
+# The recordings under memory pressure (issue 12; fixtures/README.md), as
+# measured when committed, rounded down: accuracy %, refill sets %, drain
+# sets % (free drains), and the longest run of consecutive misses allowed.
+PRESSURE = {
+    "5.10-1cpu-pressure-tmpfs": (99.9, 99.9, 100.0, 1),
+    "6.12-1cpu-pressure-tmpfs": (100.0, 100.0, 100.0, 0),
+    "7.2-1cpu-pressure-tmpfs": (99.9, 66.6, 100.0, 1),
+    "7.2-1cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
+    "6.1-1cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
+    "6.12-2cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
+    "5.10-2cpu-pressure-compact": (99.9, 100.0, 100.0, 1),
+    "6.1-2cpu-pressure-tmpfs": (100.0, 100.0, 100.0, 0),
+    # 20 softirq frees taken as "under the pcp lock" (between two
+    # mm_page_free_batched of their CPU) went to the pcp in the kernel: 9
+    # misses, 8 in a row (issue 12, not solved).
+    "7.2-2cpu-pressure-tmpfs": (99.7, 100.0, 88.2, 8),
+}
+FLOORS.update({name: v[0] for name, v in PRESSURE.items()})
+
 
 def _fixture_names():
     return sorted(p.name[: -len(".json.gz")] for p in RECORDINGS.glob("*.json.gz"))
@@ -58,7 +77,8 @@ def _replayed(name):
 
 
 def test_there_are_fixtures():
-    assert len(_fixture_names()) == 40
+    assert len(_fixture_names()) == 40 + len(PRESSURE)
+    assert set(PRESSURE) <= set(_fixture_names())
 
 
 @pytest.mark.parametrize("name", _fixture_names())
@@ -99,7 +119,7 @@ def test_refills_and_drains_are_scored():
     assert rep.drains > 10 and rep.drains_exact == rep.drains
 
 
-@pytest.mark.parametrize("name", _fixture_names())
+@pytest.mark.parametrize("name", [n for n in _fixture_names() if n not in PRESSURE])
 def test_refill_and_drain_sets_are_exact(name):
     # Every pcp refill's blocks (zone_locked, and 6.12+ extfrag-only claims
     # and steals) and every drain's pages, in order, as predicted before they
@@ -112,6 +132,22 @@ def test_refill_and_drain_sets_are_exact(name):
     assert rep.drains_exact + rep.silent_decays == rep.drains, rep.to_dict(records=False)
     assert rep.vmstat_drains_exact == rep.vmstat_drains, rep.to_dict(records=False)
     assert rep.silent_decays <= 1
+    assert rep.longest_miss_run <= 1, rep.to_dict(records=False)
+
+
+@pytest.mark.parametrize("name", sorted(PRESSURE))
+def test_pressure_recordings_sets_and_miss_runs(name):
+    # Under pressure the kernel's reclaim window, pcp->high decays,
+    # compaction's isolation and new watermarks come from record's kprobe
+    # events (docs/ftrace-format.md); each recording is held to what it
+    # measured, and no miss cascades beyond its run.
+    _, _, rep = _replayed(name)
+    _, refills, drains, run = PRESSURE[name]
+    pct = lambda n, d: 100.0 * n / d if d else 100.0  # noqa: E731
+    assert pct(rep.refills_exact, rep.refills) >= refills, rep.to_dict(records=False)
+    assert pct(rep.drains_exact, rep.drains) >= drains, rep.to_dict(records=False)
+    assert rep.vmstat_drains_exact == rep.vmstat_drains, rep.to_dict(records=False)
+    assert rep.longest_miss_run <= run, rep.to_dict(records=False)
 
 
 def test_vmstat_decay_drains_are_told_apart():

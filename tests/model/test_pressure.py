@@ -1,0 +1,310 @@
+"""The free path under memory pressure: what the pcp free commit does while
+kswapd reclaims (ZONE_RECLAIM_ACTIVE), the zone flags a snapshot carries,
+the balance_pgdat kprobe events that show kswapd's window, and the longest
+run of consecutive misses in replay's report.
+
+Expectations are worked out by hand from the Debian source of each series
+(``mm/page_alloc.c`` and ``mm/vmscan.c`` of ``linux-source-X.Y``); each test
+names the function and line. States are built as in ``test_paths.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from buddyscope.model.ftrace import parse_text
+from buddyscope.model.replay import ReplayReport, AllocRecord
+
+from test_paths import M, R, U, build, build_snapshot, freed, pcp_lists, replayed
+
+# Seven MOVABLE order-0 pages on cpu 0's pcp, oldest (the list's tail) last.
+M7 = [0x1010, 0x1012, 0x1014, 0x1016, 0x1018, 0x101a, 0x101c]
+F = 0x1020
+
+
+def test_reclaim_active_6_1_keeps_at_most_four_batches():
+    # 6.1 nr_pcp_high (L3451-3467): ZONE_RECLAIM_ACTIVE -> min(batch << 2,
+    # pcp->high) = min(8, 9) = 8; count 8 >= 8 drains. nr_pcp_free (L3422)
+    # with that high: max 8 - 2 = 6, batch << free_factor 0 = 2 < 6 so
+    # free_factor becomes 1, clamp(2, 2, 6) = 2: the two oldest pages.
+    a = build("6.1", [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    a.set_reclaim_active(1, True)
+    drain = a.free(0, F, 0)
+    assert drain == [(M7[6], 0, M), (M7[5], 0, M)]
+    assert a.zones[0].pcp[0].free_factor == 1
+
+
+def test_no_reclaim_6_1_keeps_pcp_high():
+    # The same free without kswapd: count 8 < pcp->high 9, no drain.
+    a = build("6.1", [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    assert a.free(0, F, 0) == []
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_reclaim_active_6_12_lowers_high_by_the_freed_run(series):
+    # 6.12 nr_pcp_high (L2628; 7.2 L2777): high = clamp(20, 10, 40) = 20;
+    # ZONE_RECLAIM_ACTIVE comes before the high_min == high_max and
+    # ZONE_BELOW_HIGH tests (L2650): free_count 5 + 1 = 6 (free_unref_page_commit
+    # L2701), pcp->high = max(20 - 6, 10) = 14, return min(2 << 2, 14) = 8;
+    # count 8 >= 8. nr_pcp_free (L2603): clamp(free_count 6, 2, 8 - 2) = 6
+    # pages, the list's six oldest (7.2: three chunks of batch 2, each from
+    # the freed list again).
+    a = build(series, [M, U, R], pcp={(0, M): M7}, batch=2, high=20,
+              pcp_fields={"high_min": 10, "high_max": 40, "free_count": 5})
+    a.set_reclaim_active(1, True)
+    drain = a.free(0, F, 0)
+    assert [p for p, _, _ in drain] == M7[::-1][:6]
+    pcp = a.zones[0].pcp[0]
+    assert (pcp.high, pcp.count) == (14, 2)
+    assert pcp_lists(a) == {(0, M): [F, M7[0]]}
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_reclaim_only_on_zones_up_to_highest_zoneidx(series):
+    # update_reclaim_active (6.12 vmscan.c L6828): zones 0..highest_zoneidx.
+    # DMA32 is zone 1: balance_pgdat for ZONE_DMA (0) leaves it alone.
+    a = build(series, [M, U, R], pcp={(0, M): M7}, batch=2, high=20,
+              pcp_fields={"high_min": 10, "high_max": 40, "free_count": 5})
+    a.set_reclaim_active(0, True)
+    assert not a.zones[0].reclaim_active
+    assert a.free(0, F, 0) == []
+
+
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
+def test_snapshot_zone_flags_load(series):
+    # The probe reads zone->flags (enum zone_flags): a snapshot taken while
+    # kswapd ran, or below the high watermark, starts the model there.
+    snap = build_snapshot(series, [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    snap.zones[0].fields.update({"ZONE_RECLAIM_ACTIVE": 1, "ZONE_BELOW_HIGH": 1})
+    from buddyscope.model.allocator import Allocator
+
+    z = Allocator(snap).zones[0]
+    assert (z.reclaim_active, z.below_high) == (True, True)
+
+
+def balance_pgdat(zoneidx):
+    return f"balance_pgdat: (balance_pgdat+0x0/0xb9c) highest_zoneidx={zoneidx}"
+
+
+BALANCE_RET = "balance_pgdat_ret: (kswapd+0x1d1/0x3a0 <- balance_pgdat)"
+
+
+def test_balance_pgdat_events_parse():
+    text = (f"  kswapd0-36 [000] d.... 1: {balance_pgdat(3)}\n"
+            f"  kswapd0-36 [000] d.... 2: {BALANCE_RET}\n")
+    ev = parse_text(text).events
+    assert [(e.name, e.count) for e in ev] == [("balance_pgdat", 3), ("balance_pgdat_ret", None)]
+
+
+def test_replay_follows_kswapd_window_6_1():
+    # kswapd's balance_pgdat (vmscan.c 6.1 L7066 set_reclaim_active, L7199
+    # clear_reclaim_active) around a free: inside, count 8 >= min(8, 9)
+    # drains the two oldest pages (as above); after its return the next free
+    # (count 7) keeps everything.
+    snap = build_snapshot("6.1", [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    r = replayed(snap, ("kswapd0-36", balance_pgdat(3)),
+                 ("rm-10", freed(F)),
+                 ("rm-10", f"mm_page_pcpu_drain: page=(____ptrval____) pfn={M7[6]:#x} order=0 migratetype=1"),
+                 ("rm-10", f"mm_page_pcpu_drain: page=(____ptrval____) pfn={M7[5]:#x} order=0 migratetype=1"),
+                 ("kswapd0-36", BALANCE_RET),
+                 ("rm-10", freed(0x1022)))
+    rep = r.report
+    assert (rep.drains, rep.drains_exact) == (1, 1)
+    assert not r.alloc.zones[0].reclaim_active
+    assert r.alloc.zones[0].pcp[0].count == 7
+
+
+def test_longest_miss_run_counts_consecutive_misses():
+    rep = ReplayReport("k", "6.1")
+    for hit in (True, False, False, True, False, False, False, True):
+        rep.records.append(AllocRecord(0, 0, 0, 0, "", 1, 1 if hit else 2, hit, "pcp", "pcp"))
+    assert rep.longest_miss_run == 3
+    assert rep.to_dict(records=False)["longest_miss_run"] == 3
+
+
+def decay(zone_start=0x1000):
+    return f"decay_pcp_high: (decay_pcp_high+0x0/0xc0) zone_start_pfn={zone_start:#x}"
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_traced_decay_lowers_high(series):
+    # vmstat's decay_pcp_high (6.12 L2412, 7.2 L2564): high = max(count -
+    # (batch << 5), high - high / 8, high_min) = max(7 - 64, 20 - 2, 4) = 18,
+    # then 18 - 2 = 16; count 7 <= high: nothing drained, so only the
+    # kprobe event shows it.
+    snap = build_snapshot(series, [M, U, R], pcp={(0, M): M7}, batch=2, high=20,
+                          pcp_fields={"high_min": 4, "high_max": 40})
+    r = replayed(snap, ("kworker/0:1-20", decay()), ("kworker/0:1-20", decay()))
+    assert r.alloc.zones[0].pcp[0].high == 16
+    assert r.report.vmstat_drains == 0
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_traced_decay_predicts_its_drain(series):
+    # count 8, high 8: decay to max(8 - 64, 8 - 1, 2) = 7, to_drain 1;
+    # free_pcppages_bulk(min(1, batch), pindex 0) (6.12 L2425): lists[0]
+    # is empty, lists[1]'s tail goes. Foreseen exactly, and no silent decay
+    # is assumed when the trace shows them.
+    m8 = M7 + [0x101e]
+    snap = build_snapshot(series, [M, U, R], pcp={(0, M): m8}, batch=2, high=8,
+                          pcp_fields={"high_min": 2, "high_max": 40})
+    who = "kworker/0:1-20"
+    r = replayed(snap, (who, decay()),
+                 (who, f"mm_page_pcpu_drain: page=(____ptrval____) pfn={m8[-1]:#x} order=0 migratetype=1"))
+    rep = r.report
+    assert (rep.vmstat_drains, rep.vmstat_drains_exact) == (1, 1)
+    assert r.alloc.zones[0].pcp[0].high == 7
+
+
+def drain_line(pfn, mt=M):
+    return f"mm_page_pcpu_drain: page=(____ptrval____) pfn={pfn:#x} order=0 migratetype={mt}"
+
+
+def test_replay_infers_reclaim_from_an_early_drain_6_1_and_drops_it_when_refuted():
+    # No balance_pgdat events. The kernel drains 2 at count 8 < pcp->high 9:
+    # 6.1 nr_pcp_high (L3451) allows that only with ZONE_RECLAIM_ACTIVE
+    # (min(batch << 2, high) = 8), whose nr_pcp_free (L3422) grew
+    # free_factor to 1. Then count 6 + 1 = 7 < 8: nothing; 8 >= 8: batch <<
+    # 1 = 4 pages (clamp(4, 2, 6)), foreseen, free_factor 2.
+    snap = build_snapshot("6.1", [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    who = "rm-10"
+    early = [(who, freed(F)), (who, drain_line(M7[6])), (who, drain_line(M7[5]))]
+    r = replayed(snap, *early, (who, freed(0x1022)), (who, freed(0x1024)),
+                 (who, drain_line(M7[4])), (who, drain_line(M7[3])),
+                 (who, drain_line(M7[2])), (who, drain_line(M7[1])))
+    rep = r.report
+    assert (rep.drains, rep.drains_exact, rep.inferred_reclaim) == (2, 1, 1)
+    assert r.alloc.zones[0].reclaim_active
+    assert r.alloc.zones[0].pcp[0].free_factor == 2
+    # The same, but the kernel keeps all 8 pages: kswapd's window is over.
+    r = replayed(snap, *early, (who, freed(0x1022)))
+    assert r.alloc.zones[0].reclaim_active
+    r = replayed(snap, *early, (who, freed(0x1022)), (who, freed(0x1024)))
+    assert not r.alloc.zones[0].reclaim_active
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_miss_keeps_rmqueue_pcplist_free_count_halving(series):
+    # rmqueue_pcplist halves free_count before it looks at the list (6.12
+    # L3126, 7.2 L3379), whichever page it then finds. The kernel hands out
+    # the list's second page (the model foresaw the head): a miss, whose
+    # trial is rolled back; free_count is still 8 >> 1 = 4, as the kernel's.
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 9, U)], pcp={(0, M): M7[:2]},
+                          batch=2, high=20, pcp_fields={"high_min": 4, "high_max": 40,
+                                                        "free_count": 8})
+    r = replayed(snap, ("sh-7", f"mm_page_alloc: page=(____ptrval____) pfn={M7[1]:#x} order=0 "
+                                "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE"))
+    assert (r.report.allocations, r.report.hits) == (1, 0)
+    assert r.alloc.zones[0].pcp[0].free_count == 4
+
+
+def alloc_line(pfn, mt=M):
+    return (f"mm_page_alloc: page=(____ptrval____) pfn={pfn:#x} order=0 migratetype={mt} "
+            "gfp_flags=GFP_HIGHUSER_MOVABLE")
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_recovery_keeps_pages_freed_since_the_last_traced_allocation(series):
+    # The pcp list is H Z Y. sh takes H (a hit), then frees F: F Z Y. cat is
+    # then traced taking Y. Z was on the list at sh's allocation and nothing
+    # traced took it: gone untraced (the bulk allocator; on 7.2 also a task
+    # preempted before its mm_page_alloc). F was freed after that
+    # allocation, maybe after cat's take too (traced before its
+    # mm_page_alloc): no event shows it taken, so it stays on the list.
+    H, Z, Y = M7[0], M7[1], M7[2]
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 9, U)], pcp={(0, M): [H, Z, Y]},
+                          batch=2, high=20, pcp_fields={"high_min": 4, "high_max": 40})
+    r = replayed(snap, ("sh-7", alloc_line(H)), ("sh-7", freed(F)), ("cat-8", alloc_line(Y)))
+    assert r.report.hits == 1
+    assert pcp_lists(r.alloc) == {(0, M): [F]}
+    assert r.report.contradictions["pcp_pages_taken_untraced"] == 1
+
+
+VMEMMAP, SIZEOF_PAGE = 0xffffea0000000000, 64
+
+
+def isolate(pfn, order):
+    return (f"isolate_free_page: (__isolate_free_page+0x0/0x315) "
+            f"page={VMEMMAP + pfn * SIZEOF_PAGE:#x} order={order}")
+
+
+def isolated(nr):
+    return f"isolate_free_page_ret: (isolate_freepages_block+0x1a3/0x454 <- __isolate_free_page) nr={nr}"
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1", "6.12", "7.2"])
+def test_replay_applies_compaction_free_page_isolation(series):
+    # __isolate_free_page (5.10 L3300, 6.12 L2896, 7.2 L3123) takes a free
+    # block off its list with no kmem event; the kprobe events give its
+    # struct page (the snapshot's vmemmap turns it into a PFN) and what it
+    # returned. An order-9 block is at least half a pageblock: its
+    # UNMOVABLE pageblock becomes MOVABLE. A refused isolation (0: the
+    # watermark check) changes nothing.
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 9, U), (0x1400, 3, R)])
+    snap.kernel.vmemmap, snap.kernel.sizeof_page = VMEMMAP, SIZEOF_PAGE
+    who = "kcompactd0-30"
+    r = replayed(snap, (who, isolate(0x1200, 9)), (who, isolated(512)),
+                 (who, isolate(0x1400, 3)), (who, isolated(0)))
+    a = r.alloc
+    assert not a.is_free(0x1200) and a.is_free(0x1400)
+    assert a.zones[0].pageblocks == [M, M, R]
+    assert r.report.isolated_pages == 512
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_applies_new_watermarks_and_pcp_sizes(series):
+    # setup_per_zone_wmarks (6.12 L6090) then zone_pcp_update ->
+    # zone_set_pageset_high_and_batch (L5793) -> pageset_update (L5746):
+    # every CPU's high_min, high_max and batch. The kretprobe event reads
+    # them back from node_data[0]; DMA32 is zone 1.
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 9, U)], pcp={(0, M): M7}, batch=2,
+                          high=20, pcp_fields={"high_min": 4, "high_max": 40})
+    line = ("setup_wmarks: (min_free_kbytes_sysctl_handler+0x4c/0x60 <- setup_per_zone_wmarks) "
+            "z1w0=0x100 z1w1=0x140 z1w2=0x180 z1w3=0x1c0 z1r0=0 z1r1=0 z1r2=7 z1r3=7 z1r4=7 "
+            "z1_pageset_high_min=80 z1_pageset_high_max=400 z1_pageset_batch=8")
+    r = replayed(snap, ("sysctl-9", line))
+    z = r.alloc.zones[0]
+    assert (z.watermarks["min"], z.watermarks["low"], z.watermarks["high"]) == (256, 320, 384)
+    assert z.lowmem_reserve == [0, 0, 7, 7, 7]
+    pcp = z.pcp[0]
+    assert (pcp.high_min, pcp.high_max, pcp.batch) == (80, 400, 8)
+    assert r.report.watermark_changes == 1
+
+
+def _replay_without_kprobes(name):
+    """A committed pressure recording replayed as a trace-cmd recording of
+    the kmem events alone would be: every kprobe event dropped."""
+    from pathlib import Path
+
+    from buddyscope.model.fixture import Fixture
+    from buddyscope.model.ftrace import parse_lines
+    from buddyscope.model.replay import replay
+
+    fx = Fixture.load(Path(__file__).resolve().parents[2] / "fixtures" / "recordings" / f"{name}.json.gz")
+    events = parse_lines(fx.trace).events
+    kmem = [e for e in events if e.name.startswith("mm_")]
+    return events, replay(fx.snapshot, kmem)
+
+
+def test_new_watermarks_inferred_without_the_kprobe_event():
+    # 7.2 pressure-compact turns THP on: start_stop_khugepaged ->
+    # set_recommended_min_free_kbytes -> setup_per_zone_wmarks raised
+    # DMA32's min from 660 to 5645 pages (its setup_wmarks event). Without
+    # that event the kernel's next allocations from ZONE_DMA show DMA32
+    # below its new watermark: one miss, then the model's marks follow.
+    events, rep = _replay_without_kprobes("7.2-1cpu-pressure-compact")
+    assert any(e.name == "setup_wmarks" and "z1w0=5645" in (e.gfp or "") for e in events)
+    assert rep.inferred_watermarks >= 1
+    assert rep.reasons["zone"] == 1
+    assert rep.longest_miss_run <= 1
+    assert rep.hits >= rep.allocations - 1
+
+
+def test_silent_decay_pinned_by_the_free_before_without_the_kprobe_event():
+    # 7.2 pressure-tmpfs without its decay_pcp_high events: the kernel
+    # drains at count c where the free before, at c - 1, kept its pages, so
+    # pcp->high was c (then raised to free_count + batch, nr_pcp_high).
+    _, rep = _replay_without_kprobes("7.2-1cpu-pressure-tmpfs")
+    assert rep.silent_decays >= 1
+    assert 100.0 * rep.drains_exact / rep.drains >= 60.0
+    assert rep.longest_miss_run <= 1
