@@ -726,16 +726,18 @@ def _failure_sentence(w: _Why, a: Attempt, fi: Dict[str, int], comp: List[Compac
     for za in zones:
         wm = za.watermark
         s = f"zone {za.zone}: {_wm_words(wm)}"
+        f = fi.get(za.zone, 0)
         if wm.free_ok and not wm.blocks_ok:
             used = [n for n in wm.blocks[0].usable] if wm.blocks else []
             others = sorted({m for b in wm.blocks for m in (b.per_migratetype or {})
                              if m not in used})
             s += f" but no free block of order ≥ {order}"
             s += f" outside {', '.join(others)}" if others else ""
+            s += f"; extfrag index {f / 1000:.3f}: " + _frag_words(f, order)
         elif wm.ok and not za.ok:
             s += f" but rmqueue finds nothing ({za.fallback})"
-        f = fi.get(za.zone, 0)
-        s += f"; extfrag index {f / 1000:.2f}: " + _frag_words(f, order)
+        elif order > 0 and f >= 0:
+            s += f"; extfrag index {f / 1000:.3f}: " + _frag_words(f, order)
         parts.append(s)
     return "; ".join(parts)
 

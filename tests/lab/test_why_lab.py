@@ -1,0 +1,155 @@
+"""Lab tier: ``why``'s verdict on a paused snapshot against what the kernel
+then does for the same request.
+
+A 512 MiB guest is fragmented with tests/bench/fragment.c (anonymous pages,
+every other one given back), then, again and again: pause, snapshot, ask
+``why`` about an order-9 GFP_TRANSHUGE_LIGHT request (THP with
+``defrag=never``: no reclaim, no compaction, so the first attempts alone
+decide), resume, and fault in one transparent huge page, held after
+(tests/lab/thp_fault.c), reading the kernel's own verdict from
+``thp_fault_alloc`` / ``thp_fault_fallback``. Each fault takes a block, so
+the verdicts go from served to failed. Then an order-9 hugetlb page through
+``/proc/sys/vm/nr_hugepages`` (GFP_HIGHUSER_MOVABLE|__GFP_COMP|
+__GFP_RETRY_MAYFAIL|__GFP_NOWARN|__GFP_THISNODE): whether the kernel
+compacted (``compact_stall``) against ``why``'s ``compaction_suitable``.
+Last, ``why --from-log`` on a vmcore of the guest.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from buddyscope.lab.guest import Guest
+from buddyscope.model.profile import detect_profile
+from buddyscope.model.why import explain
+from buddyscope.probe import mmzone
+
+pytestmark = pytest.mark.lab
+pytest.importorskip("drgn")
+
+HERE = Path(__file__).parent
+THP_GFP = "GFP_TRANSHUGE_LIGHT"
+HUGETLB_GFP = "GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_RETRY_MAYFAIL|__GFP_NOWARN|__GFP_THISNODE"
+#: Verdicts compared before and after the order-9 blocks are used up.
+SERVED_CYCLES, FAILED_CYCLES = 3, 3
+
+
+def _static(tmp: Path, src: Path) -> bytes:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is needed to build the guest's static helpers")
+    out = tmp / src.stem
+    subprocess.run(["gcc", "-static", "-O2", "-o", str(out), str(src)], check=True)
+    return out.read_bytes()
+
+
+def _vmstat(g, *names):
+    text = g.run("cat /proc/vmstat", check=True).text
+    return [int(re.search(rf"^{n} (\d+)$", text, re.M).group(1)) for n in names]
+
+
+def _paused_snapshot(g, prog):
+    with g.paused():
+        return mmzone.read_snapshot(prog, "qmp", str(g.qmp_path), paused=True)
+
+
+@pytest.fixture(scope="module")
+def lab(lab_kernel, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("why")
+    files = {"/bin/fragment": _static(tmp, HERE.parent / "bench" / "fragment.c"),
+             "/bin/thp_fault": _static(tmp, HERE / "thp_fault.c")}
+    with Guest.boot(lab_kernel, smp=1, mem_mib=512, extra_files=files) as g:
+        # Proactive compaction would rebuild order-9 blocks behind the
+        # snapshots' backs: off.
+        g.run("echo always > /sys/kernel/mm/transparent_hugepage/enabled; "
+              "echo never > /sys/kernel/mm/transparent_hugepage/defrag; "
+              "echo 0 > /proc/sys/vm/compaction_proactiveness", check=True)
+        since = g.console_offset()
+        g.run("fragment 40 > /run/fragment.out 2>&1 &", check=True)
+        g.wait_console("fragment: ready", timeout=600, since=since)
+        yield g, g.attach_drgn(), tmp
+
+
+def _fault(g, i):
+    """Fault one THP in a process that holds it: 'served' or 'fails'."""
+    since = g.console_offset()
+    g.run(f"thp_fault > /run/thp{i} 2>&1 &", check=True)
+    g.wait_console("thp: alloc", timeout=60, since=since)
+    m = re.search(r"thp: alloc (\d+) fallback (\d+)", g.run(f"cat /run/thp{i}").text)
+    return "served" if m.group(1) == "1" else "fails" if m.group(2) == "1" else "?"
+
+
+@pytest.fixture(scope="module")
+def thp_cycles(lab):
+    g, prog, _ = lab
+    rows = []
+    for i in range(SERVED_CYCLES + FAILED_CYCLES):
+        if i == SERVED_CYCLES:
+            # Use up the order-9 blocks (and the pcp's THP list) with faults
+            # until the kernel falls back.
+            for j in range(400):
+                if _fault(g, 1000 + j) == "fails":
+                    break
+        snap = _paused_snapshot(g, prog)
+        e = explain(snap, detect_profile(snap), 9, THP_GFP, 0)
+        kernel = _fault(g, i)
+        served = e.attempts[-1].served
+        rows.append((e.verdict, served.zone if served else "-", kernel, e.sentence))
+    print(f"\n{snap.kernel.release}: THP order 9 (defrag=never), why vs kernel:")
+    for r in rows:
+        print(f"  why {r[0]:7} ({r[1]:5})  kernel {r[2]:7}  {r[3]}")
+    return rows
+
+
+def test_thp_verdicts_agree_with_the_kernel(thp_cycles):
+    assert all(r[2] in ("served", "fails") for r in thp_cycles)
+    agree = sum(r[0] == r[2] for r in thp_cycles)
+    print(f"  agreement: {agree}/{len(thp_cycles)}")
+    assert agree == len(thp_cycles), [r for r in thp_cycles if r[0] != r[2]]
+    # The fragmented guest ran out of order-9 blocks: both outcomes were seen.
+    assert {r[2] for r in thp_cycles} == {"served", "fails"}
+
+
+def test_hugetlb_compaction_agrees(lab, thp_cycles):
+    g, prog, _ = lab
+    snap = _paused_snapshot(g, prog)
+    e = explain(snap, detect_profile(snap), 9, HUGETLB_GFP, 0)
+    stall0, = _vmstat(g, "compact_stall")
+    g.run("echo 1 > /proc/sys/vm/nr_hugepages", check=True, timeout=300)
+    got = int(g.run("cat /proc/sys/vm/nr_hugepages", check=True).text)
+    stall1, = _vmstat(g, "compact_stall")
+    compacted = stall1 > stall0
+    suitable = [c for c in e.compaction if c.result == "COMPACT_CONTINUE"]
+    print(f"\n  hugetlb order 9: why {e.verdict}: {e.sentence}")
+    print(f"  compaction_suitable: {[(c.zone, c.result, c.fragindex) for c in e.compaction]}")
+    print(f"  kernel: nr_hugepages {got}, compact_stall +{stall1 - stall0}")
+    if e.verdict == "served":
+        assert got == 1 and not compacted
+    else:
+        # Costly order: direct compaction comes first, and it runs (is
+        # counted) only in zones compaction_suitable lets through.
+        assert bool(suitable) == compacted
+
+
+def test_from_log_on_a_vmcore(lab, thp_cycles):
+    """The printk buffer as drgn reads it from a vmcore: a warn_alloc-format
+    record written through /dev/kmsg (the guest's kernel keeps it as any
+    other record), then ``why --from-log`` on that vmcore."""
+    g, _, tmp = lab
+    core = tmp / "vmcore"
+    g.run("echo 'thp_fault: page allocation failure: order:4, mode:0xcc0(GFP_KERNEL), "
+          "nodemask=(null)' > /dev/kmsg; echo \"CPU: 0 PID: $$ Comm: sh\" > /dev/kmsg", check=True)
+    with g.paused():
+        g.dump_vmcore(core)
+    p = subprocess.run([sys.executable, "-m", "buddyscope", "why", "--vmcore", str(core),
+                        "--vmlinux", str(g.kernel.vmlinux), "--from-log", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert (d["order"], d["gfp_mask"], d["log"]["cpu"]) == (4, 0xcc0, 0)
+    assert d["log"]["text"].startswith("thp_fault: page allocation failure: order:4")
+    print(f"\n  --from-log: {d['sentence']}")

@@ -1,0 +1,54 @@
+/*
+ * Fault in one transparent huge page and hold it: a real order-9 request
+ * (with /sys/kernel/mm/transparent_hugepage/defrag = never its gfp is
+ * GFP_TRANSHUGE_LIGHT: no reclaim, no compaction, so the allocator's first
+ * attempts alone decide). Prints "thp: alloc A fallback F" (the deltas of
+ * /proc/vmstat thp_fault_alloc / thp_fault_fallback) on stdout and
+ * /dev/console, then sleeps holding the page until killed.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static void counters(long *alloc, long *fallback)
+{
+	char name[64];
+	long v;
+	FILE *f = fopen("/proc/vmstat", "r");
+	*alloc = *fallback = -1;
+	if (!f)
+		return;
+	while (fscanf(f, "%63s %ld", name, &v) == 2) {
+		if (!strcmp(name, "thp_fault_alloc"))
+			*alloc = v;
+		else if (!strcmp(name, "thp_fault_fallback"))
+			*fallback = v;
+	}
+	fclose(f);
+}
+
+int main(void)
+{
+	const unsigned long huge = 2UL << 20;
+	long a0, f0, a1, f1;
+	char *p = mmap(NULL, 2 * huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 1;
+	char *aligned = (char *)(((unsigned long)p + huge - 1) & ~(huge - 1));
+	madvise(aligned, huge, MADV_HUGEPAGE);
+	counters(&a0, &f0);
+	aligned[0] = 1;
+	counters(&a1, &f1);
+	char line[96];
+	snprintf(line, sizeof(line), "thp: alloc %ld fallback %ld\n", a1 - a0, f1 - f0);
+	fputs(line, stdout);
+	fflush(stdout);
+	FILE *c = fopen("/dev/console", "w");
+	if (c) {
+		fputs(line, c);
+		fclose(c);
+	}
+	for (;;)
+		pause();
+}
