@@ -352,6 +352,7 @@ class _Why:
         names = self.mt_names
         for t in range(len(names)):
             za.smallest[names[t]] = zc.smallest(order, t)
+        refill = ""
         pindex = _pindex(self.snap, order, mt)
         if pindex is None and not self.snap.kernel.pcp_lists and order <= PAGE_ALLOC_COSTLY_ORDER:
             pcp = next((x for x in zc.z.pcp if x.cpu == req.cpu), None)
@@ -367,6 +368,7 @@ class _Why:
                 if pcp.lists[pindex]:
                     za.served_by, za.how = "pcp", f"the head of {za.pcp_note.split(' holds')[0]}"
                     return
+                refill = "the empty pcp list is refilled by rmqueue_bulk, its first block by "
             elif pcp is not None:  # no PFNs
                 za.pcp_note = (f"cpu {req.cpu} holds {pcp.count} pcp pages in all (which list: "
                                "not known without PFNs)")
@@ -378,18 +380,18 @@ class _Why:
                 return
         o = zc.smallest(order, mt)
         if o is not None:
-            za.served_by, za.how = "buddy", (f"__rmqueue_smallest: a free {names[mt]} block of "
+            za.served_by, za.how = "buddy", refill + (f"__rmqueue_smallest: a free {names[mt]} block of "
                                              f"order {o}" + (f", split to {order}" if o > order else ""))
             return
         if self.cma is not None and flags & A.ALLOC_CMA:
             o = zc.smallest(order, self.cma)
             if o is not None:
-                za.served_by, za.how = "cma", f"__rmqueue_cma_fallback: a CMA block of order {o}"
+                za.served_by, za.how = "cma", refill + f"__rmqueue_cma_fallback: a CMA block of order {o}"
                 return
         fb = self._fallback(zc, flags)
         za.fallback = fb[1]
         if fb[0]:
-            za.served_by, za.how = "fallback", fb[1]
+            za.served_by, za.how = "fallback", refill + fb[1]
             return
         if not p.alloc_harder and flags & (A.ALLOC_OOM | A.ALLOC_NON_BLOCK):
             # rmqueue_buddy's last resort (6.1 L3770, 6.12 L3004, 7.2 L3238).

@@ -15,7 +15,9 @@ compacted (``compact_stall``) against ``why``'s ``compaction_suitable``.
 Last, ``why --from-log`` on a vmcore of the guest.
 """
 
+import gzip
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -50,6 +52,25 @@ def _static(tmp: Path, src: Path) -> bytes:
 def _vmstat(g, *names):
     text = g.run("cat /proc/vmstat", check=True).text
     return [int(re.search(rf"^{n} (\d+)$", text, re.M).group(1)) for n in names]
+
+
+def _save(snap, gfp, kernel):
+    """With BUDDYSCOPE_WHY_SAVE=DIR, keep the first state of each kernel
+    verdict as a fixture for the default tier (fixtures/why/)."""
+    where = os.environ.get("BUDDYSCOPE_WHY_SAVE")
+    if not where:
+        return
+    series = detect_profile(snap).name
+    path = Path(where) / f"{series}-thp-{kernel}.json.gz"
+    if path.exists():
+        return
+    d = {"request": {"order": 9, "gfp": gfp, "cpu": 0,
+                     "how": "one THP fault, transparent_hugepage/defrag=never"},
+         "kernel_did": kernel, "snapshot": snap.to_dict()}
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt") as f:
+        json.dump(d, f)
+    tmp.rename(path)
 
 
 def _paused_snapshot(g, prog):
@@ -97,6 +118,7 @@ def thp_cycles(lab):
         snap = _paused_snapshot(g, prog)
         e = explain(snap, detect_profile(snap), 9, THP_GFP, 0)
         kernel = _fault(g, i)
+        _save(snap, THP_GFP, kernel)
         served = e.attempts[-1].served
         rows.append((e.verdict, served.zone if served else "-", kernel, e.sentence))
     print(f"\n{snap.kernel.release}: THP order 9 (defrag=never), why vs kernel:")
