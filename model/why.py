@@ -110,6 +110,9 @@ class WatermarkCheck:
     #: The order-0 retry against the unboosted min (None: not tried).
     boost_retry: Optional[bool]
     ok: bool
+    #: A block of the order this request may take is free (whatever the
+    #: free-page test said).
+    block_exists: bool = False
 
     @property
     def usable_free(self) -> int:
@@ -291,6 +294,8 @@ class _Why:
                     blocks_ok = True
                     break
         ok = fast0 or (free_ok and blocks_ok)
+        exists = blocks_ok if free_ok else any(
+            self._block_test(zc, o, flags).ok for o in range(order, self.nr_orders))
         retry = None
         gate = A.ALLOC_GFP_ATOMIC if p.boost_retry_gfp_atomic else A.ALLOC_MIN_RESERVE
         if not ok and order == 0 and flags & gate and z.watermark_boost \
@@ -300,7 +305,7 @@ class _Why:
             ok = retry
         return WatermarkCheck(name, mark, z.watermark_boost, zc.free_pages, u_order, u_ha, ha_term,
                               u_cma, m, red, lowmem, free_ok or fast0, blocks,
-                              blocks_ok, retry, ok)
+                              blocks_ok, retry, ok, exists)
 
     def _reduce(self, mark: int, flags: int):
         """The reserve reductions of ``__zone_watermark_ok`` (5.10 L3609; 6.1+
@@ -709,7 +714,7 @@ def _wm_words(wm: WatermarkCheck) -> str:
         s += f" (of {wm.free_pages:,})"
     s += f" {rel} {wm.mark_name} {wm.min:,}"
     if wm.lowmem_reserve:
-        s += f" + protection {wm.lowmem_reserve:,}"
+        s += f" + lowmem_reserve {wm.lowmem_reserve:,}"
     return s
 
 
@@ -738,8 +743,13 @@ def _failure_sentence(w: _Why, a: Attempt, fi: Dict[str, int], comp: List[Compac
             s += f"; extfrag index {f / 1000:.3f}: " + _frag_words(f, order)
         elif wm.ok and not za.ok:
             s += f" but rmqueue finds nothing ({za.fallback})"
-        elif order > 0 and f >= 0:
-            s += f"; extfrag index {f / 1000:.3f}: " + _frag_words(f, order)
+        elif not wm.free_ok:
+            if wm.block_exists and order > 0:
+                s += f", though a free block of order ≥ {order} is there"
+            held = wm.lowmem_reserve and wm.usable_free > wm.min
+            s += ": lack of free memory" + (", held back by lowmem_reserve" if held else "")
+            if order > 0 and f >= 0:
+                s += f"; extfrag index {f / 1000:.3f}"
         parts.append(s)
     return "; ".join(parts)
 

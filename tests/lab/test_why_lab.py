@@ -175,3 +175,46 @@ def test_from_log_on_a_vmcore(lab, thp_cycles):
     assert (d["order"], d["gfp_mask"], d["log"]["cpu"]) == (4, 0xcc0, 0)
     assert d["log"]["text"].startswith("thp_fault: page allocation failure: order:4")
     print(f"\n  --from-log: {d['sentence']}")
+
+
+def _zone(g, name):
+    """(pages free, min, low) of zone *name* from the guest's /proc/zoneinfo."""
+    text = g.run("cat /proc/zoneinfo", check=True).text
+    block = re.search(rf"^Node 0, zone\s+{name}\n(.*?)(?=^Node |\Z)", text, re.M | re.S).group(1)
+    val = lambda k: int(re.search(rf"^\s+{k}\s+(\d+)$", block, re.M).group(1))  # noqa: E731
+    return val("pages free"), val("min"), val("low")
+
+
+@pytest.fixture(scope="module")
+def low_memory(lab_kernel, tmp_path_factory):
+    """A fresh guest filled with tmpfs pages (no swap: nothing to reclaim)
+    until DMA32 has fewer than 1 << 9 pages above its min watermark: order-9
+    blocks may be left, but the watermark refuses them."""
+    tmp = tmp_path_factory.mktemp("why-low")
+    files = {"/bin/thp_fault": _static(tmp, HERE / "thp_fault.c")}
+    with Guest.boot(lab_kernel, smp=1, mem_mib=512, extra_files=files) as g:
+        g.run("echo always > /sys/kernel/mm/transparent_hugepage/enabled; "
+              "echo never > /sys/kernel/mm/transparent_hugepage/defrag; "
+              "echo 0 > /proc/sys/vm/compaction_proactiveness; "
+              "mkdir -p /fill && mount -t tmpfs -o size=100% none /fill", check=True)
+        for i in range(12):
+            free, wmin, _ = _zone(g, "DMA32")
+            over = free - wmin
+            if 64 <= over < 400:
+                break
+            g.run(f"dd if=/dev/zero of=/fill/f{i} bs=4096 count={max(over - 250, 16)} "
+                  "2>/dev/null", timeout=300)
+        yield g, g.attach_drgn()
+
+
+def test_low_memory_verdict_agrees(low_memory):
+    g, prog = low_memory
+    snap = _paused_snapshot(g, prog)
+    e = explain(snap, detect_profile(snap), 9, THP_GFP, 0)
+    _save(snap, THP_GFP, "fails-lowmem")
+    kernel = _fault(g, 0)
+    print(f"\n{snap.kernel.release}: THP order 9 on a guest out of memory: why {e.verdict}, "
+          f"kernel {kernel}\n  {e.sentence}")
+    assert e.verdict == kernel
+    if kernel == "fails":
+        assert "lack of free memory" in e.sentence
