@@ -135,6 +135,8 @@ class ZoneAttempt:
     pcp_note: str = ""
     #: Smallest order >= the request's with a free block, per migratetype.
     smallest: Dict[str, Optional[int]] = dataclasses.field(default_factory=dict)
+    #: Blocks on the same (order, migratetype) pcp list of every CPU (with PFNs).
+    pcp_by_cpu: Dict[int, int] = dataclasses.field(default_factory=dict)
     fallback: str = ""
 
     @property
@@ -350,33 +352,42 @@ class _Why:
         return BlockTest(o, zc.nr_free[o], per, names, any(c[t] for t in usable))
 
     # -- rmqueue ------------------------------------------------------------------
+    def pcp_info(self, za: ZoneAttempt, zc: _ZoneCounts) -> Optional[int]:
+        """What the pcp lists hold for the request (read even when the
+        watermark fails: it gates pcp hits too); the pindex, if any."""
+        req = self.req
+        order, mt = req.order, req.migratetype
+        for t, name in enumerate(self.mt_names):
+            za.smallest[name] = zc.smallest(order, t)
+        pindex = _pindex(self.snap, order, mt)
+        pcp = next((x for x in zc.z.pcp if x.cpu == req.cpu), None)
+        if pindex is None:
+            if not self.snap.kernel.pcp_lists and order <= PAGE_ALLOC_COSTLY_ORDER and pcp:
+                za.pcp_note = (f"cpu {req.cpu} holds {pcp.count} pcp pages in all (which lists: "
+                               "not known from procfs)")
+            return None
+        za.pcp_by_cpu = {x.cpu: len(x.lists[pindex]) for x in zc.z.pcp if x.lists is not None}
+        if pcp is not None and pcp.lists is not None:
+            za.pcp_pages = len(pcp.lists[pindex]) << order
+            za.pcp_note = (f"cpu {req.cpu} pcp lists[{pindex}] holds "
+                           f"{len(pcp.lists[pindex])} block(s) of order {order}")
+        elif pcp is not None:  # no PFNs
+            za.pcp_note = (f"cpu {req.cpu} holds {pcp.count} pcp pages in all (which list: "
+                           "not known without PFNs)")
+        return pindex
+
     def rmqueue(self, za: ZoneAttempt, zc: _ZoneCounts, flags: int) -> None:
         """``rmqueue``: the pcp list, then ``rmqueue_buddy``."""
         req, p = self.req, self.p
         order, mt = req.order, req.migratetype
         names = self.mt_names
-        for t in range(len(names)):
-            za.smallest[names[t]] = zc.smallest(order, t)
         refill = ""
-        pindex = _pindex(self.snap, order, mt)
-        if pindex is None and not self.snap.kernel.pcp_lists and order <= PAGE_ALLOC_COSTLY_ORDER:
-            pcp = next((x for x in zc.z.pcp if x.cpu == req.cpu), None)
-            if pcp is not None:
-                za.pcp_note = (f"cpu {req.cpu} holds {pcp.count} pcp pages in all (which lists: "
-                               "not known from procfs)")
-        if pindex is not None:
-            pcp = next((x for x in zc.z.pcp if x.cpu == req.cpu), None)
-            if pcp is not None and pcp.lists is not None:
-                za.pcp_pages = len(pcp.lists[pindex]) << order
-                za.pcp_note = (f"cpu {req.cpu} pcp lists[{pindex}] holds "
-                               f"{len(pcp.lists[pindex])} block(s) of order {order}")
-                if pcp.lists[pindex]:
-                    za.served_by, za.how = "pcp", f"the head of {za.pcp_note.split(' holds')[0]}"
-                    return
-                refill = "the empty pcp list is refilled by rmqueue_bulk, its first block by "
-            elif pcp is not None:  # no PFNs
-                za.pcp_note = (f"cpu {req.cpu} holds {pcp.count} pcp pages in all (which list: "
-                               "not known without PFNs)")
+        pindex = self.pcp_info(za, zc)
+        if pindex is not None and za.pcp_pages is not None:
+            if za.pcp_pages:
+                za.served_by, za.how = "pcp", f"the head of {za.pcp_note.split(' holds')[0]}"
+                return
+            refill = "the empty pcp list is refilled by rmqueue_bulk, its first block by "
         if self._highatomic_request(flags):
             o = zc.smallest(order, A.MIGRATE_HIGHATOMIC)
             if o is not None:
@@ -476,6 +487,8 @@ class _Why:
                 self.rmqueue(za, zc, flags)
                 if za.ok:
                     break
+            else:
+                self.pcp_info(za, zc)
         return out
 
     # -- compaction ---------------------------------------------------------------
@@ -713,6 +726,8 @@ def _wm_words(wm: WatermarkCheck) -> str:
     if usable != wm.free_pages:
         s += f" (of {wm.free_pages:,})"
     s += f" {rel} {wm.mark_name} {wm.min:,}"
+    if wm.min != wm.mark:
+        s += f" (lowered from {wm.mark:,}: {wm.reductions})"
     if wm.lowmem_reserve:
         s += f" + lowmem_reserve {wm.lowmem_reserve:,}"
     return s
@@ -746,6 +761,8 @@ def _failure_sentence(w: _Why, a: Attempt, fi: Dict[str, int], comp: List[Compac
         elif not wm.free_ok:
             if wm.block_exists and order > 0:
                 s += f", though a free block of order ≥ {order} is there"
+            if za.pcp_pages:
+                s += f", though cpu {w.req.cpu}'s pcp list holds {za.pcp_pages:,} pages"
             held = wm.lowmem_reserve and wm.usable_free > wm.min
             s += ": lack of free memory" + (", held back by lowmem_reserve" if held else "")
             if order > 0 and f >= 0:
@@ -816,7 +833,13 @@ def _zone_lines(za: ZoneAttempt, order: int) -> List[str]:
     if wm.boost_retry is not None:
         lines.append(f"    retry against the unboosted min: {'ok' if wm.boost_retry else 'fails'}")
     if za.pcp_note:
-        lines.append(f"    pcp: {za.pcp_note}")
+        others = {c: n for c, n in za.pcp_by_cpu.items() if n}
+        lines.append(f"    pcp: {za.pcp_note}" + (
+            "; blocks on that list per cpu: " + ", ".join(f"cpu {c} {n}" for c, n in others.items())
+            if others else ""))
+    if za.smallest:
+        lines.append("    smallest free block of order >= " + str(order) + " per migratetype: "
+                     + ", ".join(f"{m} {'-' if o is None else o}" for m, o in za.smallest.items()))
     if wm.ok:
         lines.append(f"    rmqueue: {za.how if za.ok else 'nothing: ' + za.fallback}")
     return lines

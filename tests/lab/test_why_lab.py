@@ -54,19 +54,20 @@ def _vmstat(g, *names):
     return [int(re.search(rf"^{n} (\d+)$", text, re.M).group(1)) for n in names]
 
 
-def _save(snap, gfp, kernel):
-    """With BUDDYSCOPE_WHY_SAVE=DIR, keep the first state of each kernel
-    verdict as a fixture for the default tier (fixtures/why/)."""
+def _save(snap, gfp, kernel, state):
+    """With BUDDYSCOPE_WHY_SAVE=DIR, keep the first state of each kind
+    (*state*: ``served``, ``fragmented``, ``lowmem``) with the kernel's
+    verdict, as a fixture for the default tier (fixtures/why/)."""
     where = os.environ.get("BUDDYSCOPE_WHY_SAVE")
     if not where:
         return
     series = detect_profile(snap).name
-    path = Path(where) / f"{series}-thp-{kernel}.json.gz"
+    path = Path(where) / f"{series}-thp-{state}.json.gz"
     if path.exists():
         return
     d = {"request": {"order": 9, "gfp": gfp, "cpu": 0,
                      "how": "one THP fault, transparent_hugepage/defrag=never"},
-         "kernel_did": kernel, "snapshot": snap.to_dict()}
+         "kernel_did": kernel, "state": state, "snapshot": snap.to_dict()}
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as f:
         json.dump(d, f)
@@ -118,7 +119,7 @@ def thp_cycles(lab):
         snap = _paused_snapshot(g, prog)
         e = explain(snap, detect_profile(snap), 9, THP_GFP, 0)
         kernel = _fault(g, i)
-        _save(snap, THP_GFP, kernel)
+        _save(snap, THP_GFP, kernel, "served" if i < SERVED_CYCLES else "fragmented")
         served = e.attempts[-1].served
         rows.append((e.verdict, served.zone if served else "-", kernel, e.sentence))
     print(f"\n{snap.kernel.release}: THP order 9 (defrag=never), why vs kernel:")
@@ -211,8 +212,8 @@ def test_low_memory_verdict_agrees(low_memory):
     g, prog = low_memory
     snap = _paused_snapshot(g, prog)
     e = explain(snap, detect_profile(snap), 9, THP_GFP, 0)
-    _save(snap, THP_GFP, "fails-lowmem")
     kernel = _fault(g, 0)
+    _save(snap, THP_GFP, kernel, "lowmem")
     print(f"\n{snap.kernel.release}: THP order 9 on a guest out of memory: why {e.verdict}, "
           f"kernel {kernel}\n  {e.sentence}")
     assert e.verdict == kernel
