@@ -755,6 +755,9 @@ def _failure_sentence(w: _Why, a: Attempt, fi: Dict[str, int], comp: List[Compac
                              if m not in used})
             s += f" but no free block of order ≥ {order}"
             s += f" outside {', '.join(others)}" if others else ""
+            if za.pcp_pages:
+                s += (f" (cpu {w.req.cpu}'s pcp list holds {za.pcp_pages >> order} such "
+                      "block(s), but the watermark gates pcp hits too)")
             s += f"; extfrag index {f / 1000:.3f}: " + _frag_words(f, order)
         elif wm.ok and not za.ok:
             s += f" but rmqueue finds nothing ({za.fallback})"

@@ -123,3 +123,17 @@ def test_requests_the_kernel_would_refuse(args, message):
     with pytest.raises(RequestError, match=message):
         explain(snap, detect_profile(snap), *args)
     assert issubclass(RequestError, BuddyscopeError)
+
+
+def test_a_pcp_block_behind_a_failed_watermark():
+    """6.1, fragmented: cpu 0's THP pcp list still held an order-9 block, but
+    no free order-9 block was on the buddy lists, so zone_watermark_fast
+    refused the zone before rmqueue, and the kernel fell back (recorded)."""
+    with gzip.open(WHY / "6.1-thp-fragmented.json.gz", "rt") as f:
+        d = json.load(f)
+    assert d["kernel_did"] == "fails"
+    snap = Snapshot.from_dict(d["snapshot"])
+    e = explain(snap, detect_profile(snap), 9, "GFP_TRANSHUGE_LIGHT", 0)
+    dma32 = next(z for z in e.attempts[-1].zones if z.zone == "DMA32")
+    assert dma32.pcp_pages == 512 and not dma32.watermark.ok and dma32.watermark.free_ok
+    assert "the watermark gates pcp hits too" in e.sentence
