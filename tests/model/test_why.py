@@ -57,7 +57,8 @@ def _why_fixtures():
 @pytest.mark.parametrize("path", _why_fixtures(), ids=lambda p: p.name.split(".json")[0])
 def test_what_the_kernel_did(path):
     """States recorded by tests/lab/test_why_lab.py just before a real THP
-    fault, and what that fault did."""
+    fault (the faulting process already mapped and waiting, so nothing ran
+    between the pause and the fault but the fault), and what it did."""
     with gzip.open(path, "rt") as f:
         d = json.load(f)
     snap = Snapshot.from_dict(d["snapshot"])
@@ -72,6 +73,10 @@ def test_what_the_kernel_did(path):
         assert any(c.result == "COMPACT_CONTINUE" and c.fragindex > 500 for c in e.compaction)
     if d["state"] == "lowmem":
         assert "lack of free memory" in e.sentence
+    if d["state"] == "lowmem-slowpath":
+        # ALLOC_WMARK_LOW refused every zone; ALLOC_WMARK_MIN did not.
+        assert [a.name for a in e.attempts] == ["fast path", "slowpath, first attempt"]
+        assert "served by the slowpath's first attempt" in e.sentence
     text = format_explanation(e)
     assert text.endswith(e.sentence)
 
@@ -82,7 +87,8 @@ def test_the_recorded_verdicts_include_failures():
         with gzip.open(p, "rt") as f:
             d = json.load(f)
         kinds.setdefault(d["state"], set()).add(d["kernel_did"])
-    assert kinds == {"served": {"served"}, "fragmented": {"fails"}, "lowmem": {"fails"}}
+    assert kinds == {"served": {"served"}, "fragmented": {"fails"}, "lowmem": {"fails"},
+                     "lowmem-slowpath": {"served"}}
 
 
 @pytest.mark.parametrize("series", SERIES)
