@@ -762,16 +762,31 @@ def _failure_sentence(w: _Why, a: Attempt, fi: Dict[str, int], comp: List[Compac
         elif wm.ok and not za.ok:
             s += f" but rmqueue finds nothing ({za.fallback})"
         elif not wm.free_ok:
+            there = []
             if wm.block_exists and order > 0:
-                s += f", though a free block of order ≥ {order} is there"
+                there.append(f"a free block of order ≥ {order} is there")
             if za.pcp_pages:
-                s += f", though cpu {w.req.cpu}'s pcp list holds {za.pcp_pages:,} pages"
-            held = wm.lowmem_reserve and wm.usable_free > wm.min
-            s += ": lack of free memory" + (", held back by lowmem_reserve" if held else "")
+                there.append(f"cpu {w.req.cpu}'s pcp list holds {za.pcp_pages:,} pages")
+            if there:
+                s += ", though " + " and ".join(there)
+            s += ": lack of free memory" + _held_back(wm)
             if order > 0 and f >= 0:
                 s += f"; extfrag index {f / 1000:.3f}"
         parts.append(s)
     return "; ".join(parts)
+
+
+def _held_back(wm: WatermarkCheck) -> str:
+    """Which reserve turned a pass into a failure, if one alone did."""
+    line = wm.min + wm.lowmem_reserve
+    if wm.lowmem_reserve and wm.usable_free > wm.min:
+        return ", held back by lowmem_reserve"
+    if wm.unusable_highatomic and wm.usable_free + wm.unusable_highatomic > line:
+        return (f", held back by the HighAtomic reserve ({wm.highatomic_term} "
+                f"{wm.unusable_highatomic:,})")
+    if wm.unusable_cma and wm.usable_free + wm.unusable_cma > line:
+        return f", held back by free CMA pages ({wm.unusable_cma:,}, no ALLOC_CMA)"
+    return ""
 
 
 def _frag_words(f: int, order: int) -> str:
