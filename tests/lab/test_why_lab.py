@@ -2,18 +2,25 @@
 then does for the same request.
 
 A 512 MiB guest is fragmented with tests/bench/fragment.c (anonymous pages,
-every other one given back), then, again and again: pause, snapshot, ask
-``why`` about an order-9 GFP_TRANSHUGE_LIGHT request (THP with
-``defrag=never``: no reclaim, no compaction, so the first attempts alone
-decide), resume, and fault in one transparent huge page, held after
-(tests/lab/thp_fault.c), reading the kernel's own verdict from
-``thp_fault_alloc`` / ``thp_fault_fallback``. Each fault takes a block, so
-the verdicts go from served to failed. Then an order-9 hugetlb page through
-``/proc/sys/vm/nr_hugepages`` (GFP_HIGHUSER_MOVABLE|__GFP_COMP|
-__GFP_RETRY_MAYFAIL|__GFP_NOWARN|__GFP_THISNODE): whether the kernel
-compacted (``compact_stall``) against ``why``'s ``compaction_suitable``.
-Last, ``why --from-log`` on a vmcore of the guest.
-"""
+every other one given back), then, again and again: start a process that
+maps 4 MiB and waits (tests/lab/thp_fault.c), pause, snapshot, ask ``why``
+about an order-9 GFP_TRANSHUGE_LIGHT request (THP with ``defrag=never``: no
+reclaim, no compaction, so the first attempts alone decide), resume, and let
+the process fault in one transparent huge page and hold it, reading the
+kernel's own verdict from ``thp_fault_alloc`` / ``thp_fault_fallback``.
+After 3 such faults the order-9 blocks are used up and 3 more are compared.
+Then an order-9 hugetlb page through ``/proc/sys/vm/nr_hugepages``
+(GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_RETRY_MAYFAIL|__GFP_NOWARN|
+__GFP_THISNODE): whether the kernel compacted (``compact_stall``) against
+``why``'s ``compaction_suitable``. Then ``why --from-log`` on a vmcore.
+
+A second guest is filled with tmpfs (no swap) to just above its min
+watermark: first where only the slowpath's ALLOC_WMARK_MIN attempt can
+serve an order-9 request, then where the watermark refuses it although
+order-9 blocks are free.
+
+With BUDDYSCOPE_WHY_SAVE=DIR each kind of state is kept, with the kernel's
+verdict, for the default tier (fixtures/why/)."""
 
 import gzip
 import json
@@ -37,6 +44,16 @@ pytest.importorskip("drgn")
 HERE = Path(__file__).parent
 THP_GFP = "GFP_TRANSHUGE_LIGHT"
 HUGETLB_GFP = "GFP_HIGHUSER_MOVABLE|__GFP_COMP|__GFP_RETRY_MAYFAIL|__GFP_NOWARN|__GFP_THISNODE"
+#: THP faults only when asked (defrag=never: GFP_TRANSHUGE_LIGHT); nothing
+#: that would take or make order-9 blocks behind the snapshots' backs: no
+#: proactive compaction, and khugepaged collapses nothing (max_ptes_none 0)
+#: and sleeps (its allocations would also count in compact_stall).
+QUIET_THP = ("echo always > /sys/kernel/mm/transparent_hugepage/enabled; "
+             "echo never > /sys/kernel/mm/transparent_hugepage/defrag; "
+             "echo 0 > /proc/sys/vm/compaction_proactiveness; "
+             "k=/sys/kernel/mm/transparent_hugepage/khugepaged; "
+             "echo 0 > $k/max_ptes_none; echo 3600000 > $k/scan_sleep_millisecs; "
+             "echo 3600000 > $k/alloc_sleep_millisecs")
 #: Verdicts compared before and after the order-9 blocks are used up.
 SERVED_CYCLES, FAILED_CYCLES = 3, 3
 
@@ -87,9 +104,7 @@ def lab(lab_kernel, tmp_path_factory):
     with Guest.boot(lab_kernel, smp=1, mem_mib=512, extra_files=files) as g:
         # Proactive compaction would rebuild order-9 blocks behind the
         # snapshots' backs: off.
-        g.run("echo always > /sys/kernel/mm/transparent_hugepage/enabled; "
-              "echo never > /sys/kernel/mm/transparent_hugepage/defrag; "
-              "echo 0 > /proc/sys/vm/compaction_proactiveness", check=True)
+        g.run(QUIET_THP, check=True)
         since = g.console_offset()
         g.run("fragment 40 > /run/fragment.out 2>&1 &", check=True)
         g.wait_console("fragment: ready", timeout=600, since=since)
@@ -100,9 +115,27 @@ def _fault(g, i):
     """Fault one THP in a process that holds it: 'served' or 'fails'."""
     since = g.console_offset()
     g.run(f"thp_fault > /run/thp{i} 2>&1 &", check=True)
+    return _result(g, i, since)
+
+
+def _result(g, i, since):
     g.wait_console("thp: alloc", timeout=60, since=since)
     m = re.search(r"thp: alloc (\d+) fallback (\d+)", g.run(f"cat /run/thp{i}").text)
     return "served" if m.group(1) == "1" else "fails" if m.group(2) == "1" else "?"
+
+
+def _ready(g, i):
+    """Start a thp_fault that waits, mapped, for SIGUSR1: its pid."""
+    since = g.console_offset()
+    pid = int(g.run(f"thp_fault wait > /run/thp{i} 2>&1 & echo $!", check=True).text)
+    g.wait_console("thp: ready", timeout=60, since=since)
+    return pid
+
+
+def _go(g, i, pid):
+    since = g.console_offset()
+    g.run(f"kill -USR1 {pid}", check=True)
+    return _result(g, i, since)
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +149,10 @@ def thp_cycles(lab):
             for j in range(400):
                 if _fault(g, 1000 + j) == "fails":
                     break
+        pid = _ready(g, i)
         snap = _paused_snapshot(g, prog)
         e = explain(snap, detect_profile(snap), 9, THP_GFP, 0)
-        kernel = _fault(g, i)
+        kernel = _go(g, i, pid)
         _save(snap, THP_GFP, kernel, "served" if i < SERVED_CYCLES else "fragmented")
         served = e.attempts[-1].served
         rows.append((e.verdict, served.zone if served else "-", kernel, e.sentence))
@@ -139,9 +173,9 @@ def test_thp_verdicts_agree_with_the_kernel(thp_cycles):
 
 def test_hugetlb_compaction_agrees(lab, thp_cycles):
     g, prog, _ = lab
+    stall0, = _vmstat(g, "compact_stall")
     snap = _paused_snapshot(g, prog)
     e = explain(snap, detect_profile(snap), 9, HUGETLB_GFP, 0)
-    stall0, = _vmstat(g, "compact_stall")
     g.run("echo 1 > /proc/sys/vm/nr_hugepages", check=True, timeout=300)
     got = int(g.run("cat /proc/sys/vm/nr_hugepages", check=True).text)
     stall1, = _vmstat(g, "compact_stall")
@@ -186,39 +220,76 @@ def _zone(g, name):
     return val("pages free"), val("min"), val("low")
 
 
+def _fill_to(g, lo, hi):
+    """Write or remove tmpfs files (no swap: nothing to reclaim) until DMA32
+    has lo <= free - min < hi pages; the last small steps in files of
+    their own so that they can be given back."""
+    for i in range(40):
+        free, wmin, _ = _zone(g, "DMA32")
+        over = free - wmin
+        if lo <= over < hi:
+            return over
+        if over >= hi:
+            # Big steps stop short; the last ones are small and exact, in
+            # files of their own ("s...") that can be given back.
+            n = over - (lo + hi) // 2
+            name = f"b{i:03}" if n > 3000 else f"s{i:03}"
+            n = n - 1500 if n > 3000 else max(n, 16)
+            g.run(f"dd if=/dev/zero of=/fill/{name} bs=4096 count={n} 2>/dev/null", timeout=300)
+        else:
+            small = g.run("ls /fill | grep '^s' | tail -1", check=True).text.strip()
+            if not small:
+                break
+            g.run(f"rm -f /fill/{small}", check=True)
+    # (Seen on 7.2: small tmpfs writes near min stop changing the zone's
+    # free count; the window is then not reached.)
+    pytest.skip(f"DMA32 could not be brought to {lo}..{hi} pages above min "
+                f"(last: {over})")
+
+
 @pytest.fixture(scope="module")
 def low_memory(lab_kernel, tmp_path_factory):
-    """A fresh guest filled with tmpfs pages (no swap: nothing to reclaim)
-    until DMA32 has 300 to 480 pages above its min watermark: order-9 blocks
-    may be left, but the watermark refuses them (usable free is free minus
-    (1 << 9) - 1)."""
+    """A fresh guest filled with tmpfs pages until DMA32 is a few hundred
+    pages above its min watermark: order-9 blocks are left, and whether the
+    watermark lets a request take one depends on its terms."""
     tmp = tmp_path_factory.mktemp("why-low")
     files = {"/bin/thp_fault": _static(tmp, HERE / "thp_fault.c")}
     with Guest.boot(lab_kernel, smp=1, mem_mib=512, extra_files=files) as g:
-        g.run("echo always > /sys/kernel/mm/transparent_hugepage/enabled; "
-              "echo never > /sys/kernel/mm/transparent_hugepage/defrag; "
-              "echo 0 > /proc/sys/vm/compaction_proactiveness; "
-              "mkdir -p /fill && mount -t tmpfs -o size=100% none /fill", check=True)
-        for i in range(12):
-            free, wmin, _ = _zone(g, "DMA32")
-            over = free - wmin
-            # Under 1 << 9 pages above min refuses an order-9 request;
-            # leave a few hundred for the fault's own fork and exec.
-            if 300 <= over < 480:
-                break
-            g.run(f"dd if=/dev/zero of=/fill/f{i} bs=4096 count={max(over - 400, 16)} "
-                  "2>/dev/null", timeout=300)
+        g.run(QUIET_THP + "; mkdir -p /fill && mount -t tmpfs -o size=100% none /fill",
+              check=True)
         yield g, g.attach_drgn()
 
 
-def test_low_memory_verdict_agrees(low_memory):
-    g, prog = low_memory
+def _low_case(g, prog, lo, hi, i, state):
+    _fill_to(g, lo, hi)
+    pid = _ready(g, i)
     snap = _paused_snapshot(g, prog)
     e = explain(snap, detect_profile(snap), 9, THP_GFP, 0)
-    kernel = _fault(g, 0)
-    _save(snap, THP_GFP, kernel, "lowmem")
-    print(f"\n{snap.kernel.release}: THP order 9 on a guest out of memory: why {e.verdict}, "
-          f"kernel {kernel}\n  {e.sentence}")
+    kernel = _go(g, i, pid)
+    _save(snap, THP_GFP, kernel, state)
+    print(f"\n{snap.kernel.release}: THP order 9, DMA32 {lo}..{hi} pages above min: "
+          f"why {e.verdict}, kernel {kernel}\n  {e.sentence}")
+    return e, kernel
+
+
+def test_low_memory_served_by_the_slowpath(low_memory):
+    """Between min + 511 and low + 511 pages free: the fast path
+    (ALLOC_WMARK_LOW) refuses every zone, the slowpath's first attempt
+    (ALLOC_WMARK_MIN) takes an order-9 block."""
+    g, prog = low_memory
+    e, kernel = _low_case(g, prog, 560, 640, 0, "lowmem-slowpath")
+    assert e.verdict == kernel
+    if kernel == "served":
+        assert "served by the slowpath's first attempt" in e.sentence
+
+
+def test_low_memory_verdict_agrees(low_memory):
+    """Under min + 511 pages free (usable free is free - ((1 << 9) - 1)):
+    the watermark refuses the order-9 blocks that are left."""
+    g, prog = low_memory
+    # Room above min for the fault's own page tables (a 7.2 guest brought to
+    # 64-400 pages above min OOM-panicked when it forked the fault).
+    e, kernel = _low_case(g, prog, 300, 480, 1, "lowmem")
     assert e.verdict == kernel
     if kernel == "fails":
         assert "lack of free memory" in e.sentence

@@ -5,7 +5,11 @@
  * attempts alone decide). Prints "thp: alloc A fallback F" (the deltas of
  * /proc/vmstat thp_fault_alloc / thp_fault_fallback) on stdout and
  * /dev/console, then sleeps holding the page until killed.
+ *
+ * "thp_fault wait": map first, print "thp: ready", and fault only on
+ * SIGUSR1, so that no fork or exec runs between a snapshot and the fault.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -28,7 +32,18 @@ static void counters(long *alloc, long *fallback)
 	fclose(f);
 }
 
-int main(void)
+static void say(const char *line)
+{
+	fputs(line, stdout);
+	fflush(stdout);
+	FILE *c = fopen("/dev/console", "w");
+	if (c) {
+		fputs(line, c);
+		fclose(c);
+	}
+}
+
+int main(int argc, char **argv)
 {
 	const unsigned long huge = 2UL << 20;
 	long a0, f0, a1, f1;
@@ -37,18 +52,21 @@ int main(void)
 		return 1;
 	char *aligned = (char *)(((unsigned long)p + huge - 1) & ~(huge - 1));
 	madvise(aligned, huge, MADV_HUGEPAGE);
+	if (argc > 1 && !strcmp(argv[1], "wait")) {
+		sigset_t set;
+		int sig;
+		sigemptyset(&set);
+		sigaddset(&set, SIGUSR1);
+		sigprocmask(SIG_BLOCK, &set, NULL);
+		say("thp: ready\n");
+		sigwait(&set, &sig);
+	}
 	counters(&a0, &f0);
 	aligned[0] = 1;
 	counters(&a1, &f1);
 	char line[96];
 	snprintf(line, sizeof(line), "thp: alloc %ld fallback %ld\n", a1 - a0, f1 - f0);
-	fputs(line, stdout);
-	fflush(stdout);
-	FILE *c = fopen("/dev/console", "w");
-	if (c) {
-		fputs(line, c);
-		fclose(c);
-	}
+	say(line);
 	for (;;)
 		pause();
 }
