@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pytest
 
+from buddyscope.errors import GuestGone
 from buddyscope.lab.guest import Guest
 from buddyscope.model.profile import detect_profile
 from buddyscope.model.why import explain
@@ -261,6 +262,16 @@ def low_memory(lab_kernel, tmp_path_factory):
 
 
 def _low_case(g, prog, lo, hi, i, state):
+    try:
+        return _low_case_run(g, prog, lo, hi, i, state)
+    except GuestGone:
+        # Say how the guest died (its console), then fail.
+        tail = g.console_log.read_text(errors="replace").splitlines()[-25:]
+        print("\n".join(["guest console, last lines:"] + tail))
+        raise
+
+
+def _low_case_run(g, prog, lo, hi, i, state):
     _fill_to(g, lo, hi)
     pid = _ready(g, i)
     snap = _paused_snapshot(g, prog)

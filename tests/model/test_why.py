@@ -71,7 +71,7 @@ def test_what_the_kernel_did(path):
         # GFP_TRANSHUGE_LIGHT cannot reclaim: both attempts were made.
         assert [a.name for a in e.attempts] == ["fast path", "slowpath, first attempt"]
         assert any(c.result == "COMPACT_CONTINUE" and c.fragindex > 500 for c in e.compaction)
-    if d["state"] == "lowmem":
+    if d["state"] == "lowmem" and e.verdict == "fails":
         assert "lack of free memory" in e.sentence
     if d["state"] == "lowmem-slowpath":
         # Near min: ALLOC_WMARK_LOW refused every zone, ALLOC_WMARK_MIN
@@ -89,8 +89,11 @@ def test_the_recorded_verdicts_include_failures():
         with gzip.open(p, "rt") as f:
             d = json.load(f)
         kinds.setdefault(d["state"], set()).add(d["kernel_did"])
-    assert kinds == {"served": {"served"}, "fragmented": {"fails"}, "lowmem": {"fails"},
-                     "lowmem-slowpath": {"served", "fails"}}
+    # Near min the verdict depends on the terms (and, on 7.2, on what the
+    # fill left in DMA); both outcomes were recorded there.
+    assert kinds["served"] == {"served"} and kinds["fragmented"] == {"fails"}
+    assert kinds["lowmem"] | kinds["lowmem-slowpath"] == {"served", "fails"}
+    assert "fails" in kinds["lowmem"]
 
 
 @pytest.mark.parametrize("series", SERIES)
