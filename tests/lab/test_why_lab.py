@@ -261,46 +261,37 @@ def low_memory(lab_kernel, tmp_path_factory):
         yield g, g.attach_drgn()
 
 
-def _low_case(g, prog, lo, hi, i, state):
+def _compare(g, prog, i, pid, state):
+    snap = _paused_snapshot(g, prog)
+    e = explain(snap, detect_profile(snap), 9, THP_GFP, 0)
+    kernel = _go(g, i, pid)
+    _save(snap, THP_GFP, kernel, state)
+    print(f"\n{snap.kernel.release}: THP order 9, {state}: why {e.verdict}, kernel {kernel}"
+          f"\n  {e.sentence}")
+    return e, kernel
+
+
+def test_low_memory_near_min(low_memory):
+    """DMA32 brought to 560-640 pages above min, with two faulting processes
+    started (mapped, waiting) before anything is compared, so that nothing
+    forks near min: the first order-9 request fits only the slowpath's
+    ALLOC_WMARK_MIN attempt (the fast path's ALLOC_WMARK_LOW refuses every
+    zone); the page it takes leaves the second under min + 511, where the
+    watermark refuses the order-9 blocks that are left."""
+    g, prog = low_memory
     try:
-        return _low_case_run(g, prog, lo, hi, i, state)
+        _fill_to(g, 560, 640)
+        first, second = _ready(g, 0), _ready(g, 1)
+        e, kernel = _compare(g, prog, 0, first, "lowmem-slowpath")
+        assert e.verdict == kernel
+        if kernel == "served":
+            assert "served by the slowpath's first attempt" in e.sentence
+        e, kernel = _compare(g, prog, 1, second, "lowmem")
+        assert e.verdict == kernel
+        if kernel == "fails":
+            assert "lack of free memory" in e.sentence
     except GuestGone:
         # Say how the guest died (its console), then fail.
         tail = g.console_log.read_text(errors="replace").splitlines()[-25:]
         print("\n".join(["guest console, last lines:"] + tail))
         raise
-
-
-def _low_case_run(g, prog, lo, hi, i, state):
-    _fill_to(g, lo, hi)
-    pid = _ready(g, i)
-    snap = _paused_snapshot(g, prog)
-    e = explain(snap, detect_profile(snap), 9, THP_GFP, 0)
-    kernel = _go(g, i, pid)
-    _save(snap, THP_GFP, kernel, state)
-    print(f"\n{snap.kernel.release}: THP order 9, DMA32 {lo}..{hi} pages above min: "
-          f"why {e.verdict}, kernel {kernel}\n  {e.sentence}")
-    return e, kernel
-
-
-def test_low_memory_served_by_the_slowpath(low_memory):
-    """Between min + 511 and low + 511 pages free: the fast path
-    (ALLOC_WMARK_LOW) refuses every zone, the slowpath's first attempt
-    (ALLOC_WMARK_MIN) takes an order-9 block."""
-    g, prog = low_memory
-    e, kernel = _low_case(g, prog, 560, 640, 0, "lowmem-slowpath")
-    assert e.verdict == kernel
-    if kernel == "served":
-        assert "served by the slowpath's first attempt" in e.sentence
-
-
-def test_low_memory_verdict_agrees(low_memory):
-    """Under min + 511 pages free (usable free is free - ((1 << 9) - 1)):
-    the watermark refuses the order-9 blocks that are left."""
-    g, prog = low_memory
-    # Room above min for the fault's own page tables (a 7.2 guest brought to
-    # 64-400 pages above min OOM-panicked when it forked the fault).
-    e, kernel = _low_case(g, prog, 300, 480, 1, "lowmem")
-    assert e.verdict == kernel
-    if kernel == "fails":
-        assert "lack of free memory" in e.sentence
