@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true", help="print JSON")
     pr.add_argument("--profile", metavar="SERIES", help="override the kernel profile")
 
+    _why_parser(sub)
+
     rp = sub.add_parser("replay", help="score the model against a recorded trace")
     rp.add_argument("fixture", nargs="?", type=Path, help="a fixture (snapshot + trace)")
     rp.add_argument("--snapshot", type=Path, metavar="FILE", help="a snapshot file (with --trace)")
@@ -280,6 +282,86 @@ def _say_unpredictable(snap) -> None:
     line = unpredictable_summary(snap.kernel.unpredictable)
     if line:
         print(f"WARNING: {line}")
+
+
+def _why_parser(sub) -> None:
+    w = sub.add_parser(
+        "why", help="why a request fails (or succeeds): the allocator's decisions on a state",
+        usage="buddyscope why SOURCE (--order N --gfp FLAGS [--cpu C] | --from-log) [--json]")
+    _source_arguments(w)
+    w.add_argument("--order", type=int, help="allocation order")
+    w.add_argument("--gfp", metavar="FLAGS", help="gfp mask, e.g. GFP_KERNEL|__GFP_COMP or 0x40dc0")
+    w.add_argument("--cpu", type=int, default=None, help="the CPU allocating (default 0)")
+    w.add_argument("--from-log", action="store_true",
+                   help="explain the last 'page allocation failure' in the kernel's log "
+                        "(--live, --vmcore or --qmp)")
+    w.add_argument("--json", action="store_true", help="print JSON")
+    w.add_argument("--profile", metavar="SERIES", help="override the kernel profile")
+
+
+def _why(args) -> int:
+    import json
+
+    from buddyscope.model.profile import detect_profile, detect_profile_from_counts
+    from buddyscope.model.why import explain, format_explanation
+    from buddyscope.probe.sources import open_source
+
+    if args.from_log:
+        if args.order is not None or args.gfp is not None:
+            raise BuddyscopeError("--from-log reads the order and gfp mask from the log: "
+                                  "not with --order or --gfp")
+    elif args.order is None or args.gfp is None:
+        raise BuddyscopeError("why needs --order N and --gfp FLAGS, or --from-log")
+    failure = None
+    with open_source(_source_spec(args)) as source:
+        if args.from_log:
+            failure = _log_failure(source)
+        snap = source.snapshot()
+    profile = _profile(args)
+    guessed = profile is None and not snap.has_pfns
+    if profile is None:
+        profile = detect_profile(snap) if snap.has_pfns else detect_profile_from_counts(snap)
+    order, gfp, cpu = args.order, args.gfp, args.cpu
+    if failure is not None:
+        order, gfp = failure.order, hex(failure.gfp_mask)
+        cpu = failure.cpu if cpu is None and failure.cpu is not None else cpu
+    e = explain(snap, profile, order, gfp, 0 if cpu is None else cpu)
+    if guessed:
+        e.notes.append(f"profile {profile.name} guessed from what /proc/zoneinfo prints "
+                       "(--profile overrides it)")
+    if failure is not None:
+        e.notes.insert(0, f"from the log: {failure.text.strip()} (cpu "
+                          f"{'not logged: 0' if failure.cpu is None else failure.cpu}, "
+                          f"{failure.timestamp / 1e9:.3f} s after boot)")
+    if args.json:
+        d = e.to_dict()
+        if failure is not None:
+            d["log"] = {"text": failure.text, "order": failure.order, "gfp_mask": failure.gfp_mask,
+                        "cpu": failure.cpu, "timestamp_ns": failure.timestamp}
+        json.dump(d, sys.stdout)
+        print()
+    else:
+        print(format_explanation(e))
+    return 0
+
+
+def _log_failure(source):
+    """The last warn_alloc record of a drgn source's printk buffer."""
+    prog = getattr(source, "prog", None)
+    if prog is None:
+        raise BuddyscopeError(f"--from-log reads the kernel's printk buffer with drgn: give "
+                              f"--live, --vmcore or --qmp, not a {source.kind} source")
+    import drgn
+
+    from buddyscope.probe.printk import last_alloc_failure
+
+    try:
+        failure = last_alloc_failure(prog)
+    except (drgn.FaultError, LookupError, ValueError) as e:
+        raise BuddyscopeError(f"cannot read the kernel's printk buffer: {e}") from None
+    if failure is None:
+        raise BuddyscopeError("the kernel's log has no 'page allocation failure' message")
+    return failure
 
 
 def _replay(args) -> int:
@@ -574,6 +656,7 @@ _COMMANDS = {
     ("record", None): _record,
     ("predict", None): _predict,
     ("replay", None): _replay,
+    ("why", None): _why,
     ("tui", None): _tui,
     ("find", None): _find,
     ("diff", None): _diff,

@@ -23,7 +23,7 @@ import dataclasses
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.snapshot import KernelInfo, Snapshot
 
-__all__ = ("PROFILES", "Profile", "detect_profile", "profile_named")
+__all__ = ("PROFILES", "Profile", "detect_profile", "detect_profile_from_counts", "profile_named")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +150,13 @@ class Profile:
     #: ``move_freepages_block`` (6.12+), moving its other free pages to
     #: MOVABLE too; 5.10/6.1 only set the pageblock's type.
     isolate_moves_free_pages: bool = False
+    #: ``__alloc_pages_slowpath``: a costly ``__GFP_NORETRY`` request gives up
+    #: after its first direct compaction when that compaction was skipped or
+    #: deferred, or with ``__GFP_THISNODE`` (5.10 L4733, 6.1 L5186, 6.12);
+    #: 7.2 (``compact_first``, L4944) gives up there only with both
+    #: ``__GFP_NORETRY`` and ``__GFP_THISNODE``, whatever compaction said,
+    #: and otherwise goes on to one round of reclaim.
+    noretry_costly_stops_on_skipped_compaction: bool = True
 
 
 PROFILES = {
@@ -193,7 +200,8 @@ PROFILES = {
                 cached_pcp_migratetype=False,
                 contig_free_runs=True, pcp_trylock_free=True,
                 preemptible_alloc_window=True, pcp_high_reclaim_active=True,
-                isolate_moves_free_pages=True),
+                isolate_moves_free_pages=True,
+                noretry_costly_stops_on_skipped_compaction=False),
     )
 }
 
@@ -252,3 +260,20 @@ def detect_profile(snapshot: Snapshot) -> Profile:
     raise BuddyscopeError(
         f"kernel {k.release}: pcp lists {sorted(orders)} match no profile buddyscope models"
     )
+
+
+def detect_profile_from_counts(snapshot: Snapshot) -> Profile:
+    """The profile of a counts-only snapshot (procfs: no types to probe),
+    from what ``/proc/zoneinfo`` (``zoneinfo_show_print``) prints, newest
+    first: ``free_highatomic`` (7.2), ``promo`` (6.12; the 6.18 host too),
+    ``cma`` (6.1; 5.10 prints none of them). A guess from the kernel's own
+    output: the caller says so, and ``--profile`` overrides it."""
+    fields = {k for z in snapshot.zones for k in z.fields}
+    marks = {k for z in snapshot.zones for k in z.watermarks}
+    if "nr_free_highatomic" in fields:
+        return PROFILES["7.2"]
+    if "promo" in marks:
+        return PROFILES["6.12"]
+    if "cma_pages" in fields:
+        return PROFILES["6.1"]
+    return PROFILES["5.10"]

@@ -35,7 +35,7 @@ __all__ = (
     "free_area_view", "header_view", "mt_short", "model_snapshot", "pageblock_type",
     "pageblock_view", "pfn_lines",
     "parse_request", "pcp_view", "run_prediction", "source_label", "unusable_free_index",
-    "watermark_view", "zone_views",
+    "watermark_view", "why_sentence", "zone_views",
 )
 
 #: Source kinds (``Source.kind`` and ``Capture.source``) in words.
@@ -447,6 +447,8 @@ class Prediction:
     profile: str
     before: Snapshot
     after: Snapshot
+    #: ``buddyscope why`` for the request on *before*: its closing sentence.
+    why: str = ""
 
     def rows(self) -> List[Tuple[int, str, str, str, str]]:
         """(#, pfn, zone, path, first step) per result."""
@@ -472,4 +474,19 @@ def run_prediction(alloc, base: Snapshot, req: PredictionRequest,
     with alloc.trial():
         outcomes = predict_request(alloc, resolved, req.n)
         after = model_snapshot(alloc, base)
-    return Prediction(req, resolved, outcomes, alloc.profile.name, before, after)
+    return Prediction(req, resolved, outcomes, alloc.profile.name, before, after,
+                      why_sentence(before, alloc.profile, req))
+
+
+def why_sentence(snap: Snapshot, profile, req: PredictionRequest) -> str:
+    """``buddyscope why``'s verdict for *req* on *snap*, in one sentence;
+    the model's state counts its free pages from the lists, as the
+    predictions beside it do."""
+    from buddyscope.model.why import explain
+
+    try:
+        e = explain(snap, profile, req.order, gfp=req.gfp, cpu=req.cpu,
+                    migratetype=req.migratetype, free_source="lists")
+    except BuddyscopeError as err:
+        return f"why: {err}"
+    return f"why: {e.sentence}"

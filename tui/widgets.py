@@ -410,6 +410,7 @@ class PredictPanel(Vertical):
             yield Input("8", id="predict-n", compact=True)
             yield Button("Predict", id="predict-go", compact=True)
         yield Static(id="predict-status")
+        yield Static(id="predict-why")
         yield DataTable(id="predict-results", cursor_type="row", zebra_stripes=True)
         yield Static(id="predict-steps")
 
@@ -437,12 +438,14 @@ class PredictPanel(Vertical):
         t = self.query_one("#predict-results", DataTable)
         t.clear()
         if p is None:
+            self.query_one("#predict-why", Static).update("")
             return
         r = p.resolved
         self.query_one("#predict-status", Static).update(Text(
             f"profile {p.profile}: order {r.order} {r.gfp_text} on cpu {r.cpu}; "
             f"{len(p.outcomes)} results (Enter on a row: its steps; the Compare tab: the state "
             f"they leave)"))
+        self.query_one("#predict-why", Static).update(Text(p.why))
         for i, pfn, zone, kind, first in p.rows():
             t.add_row(str(i), pfn, zone, kind, Text(first), key=str(i))
         self._show_steps(0)

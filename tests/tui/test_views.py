@@ -165,3 +165,16 @@ def test_a_stepper_of_a_snapshot_with_no_events():
     st = Stepper(Snapshot.load(SNAP_61), [])
     s = st.state_at(5)
     assert s.step == 0 and s.next_event is None and s.report.allocations == 0
+
+
+def test_prediction_carries_why_for_the_same_request():
+    from buddyscope.model.why import explain
+
+    snap = Snapshot.load(SNAP_61)
+    alloc = Allocator(snap)
+    req = views.parse_request("3", "GFP_KERNEL", "1", "1")
+    p = views.run_prediction(alloc, snap, req)
+    e = explain(snap, alloc.profile, 3, "GFP_KERNEL", 1, free_source="lists")
+    assert p.why == f"why: {e.sentence}"
+    # The prediction's first result comes from the zone why says serves it.
+    assert e.attempts[-1].served.zone == p.outcomes[0].zone
