@@ -256,8 +256,13 @@ class MainScreen(Screen):
                 return
 
     def action_back(self) -> None:
-        """Escape: out of a field or the zone picker, back to the panel."""
-        self.focus_panel()
+        """Escape: out of a field or the zone picker, back to the panel (out
+        of the Find field: onto its answer, where digits switch panels)."""
+        tab = self.query_one("#tabs", TabbedContent).active
+        if tab == "find" and isinstance(self.focused, Input):
+            self.query_one("#find-result").focus()
+        else:
+            self.focus_panel()
 
     # -- attributes down ----------------------------------------------------------
     def watch_views(self, views: Optional[List[ZoneViews]]) -> None:
@@ -672,11 +677,11 @@ class BuddyscopeApp(App):
                 return Path(d)
         return Path(tempfile.gettempdir())
 
-    def _name(self, suffix: str) -> Path:
+    def _out_path(self, suffix: str) -> Path:
         return self._out_dir() / f"buddyscope-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
 
     def action_screenshot_svg(self) -> None:
-        path = self._name(".svg")
+        path = self._out_path(".svg")
         try:
             _write_atomic(path, self.export_screenshot().encode())
         except OSError as e:
@@ -689,7 +694,7 @@ class BuddyscopeApp(App):
         if snap is None:
             self.notify("nothing read yet", severity="warning")
             return
-        path = self._name(".json.gz")
+        path = self._out_path(".json.gz")
         try:
             _save_atomic(snap, path)
         except OSError as e:

@@ -171,6 +171,9 @@ class FoundView(Static, can_focus=True):
             return f is not None and f.where in ("free_list", "pcp")
         return True
 
+    def on_focus(self) -> None:
+        self.screen.refresh_bindings()
+
     def watch_found(self, f: Optional[FoundPage]) -> None:
         self.refresh_bindings()
         if f is None:
@@ -214,7 +217,14 @@ class FindPanel(Vertical):
             super().__init__()
             self.text = text
 
+    BINDINGS = [Binding("escape", "screen.back", "Leave field")]
+
     error: reactive[str] = reactive("")
+
+    def check_action(self, action: str, parameters) -> Optional[bool]:
+        if action == "screen.back":
+            return isinstance(self.screen.focused, Input)
+        return True
 
     def compose(self):
         yield Label("PFN (0x1234 or decimal) or struct page address, then Enter:",

@@ -144,6 +144,7 @@ class ListScreen(Screen[None]):
 
     def action_search(self) -> None:
         search = self.query_one("#list-search", Input)
+        search.value = ""
         search.display = True
         search.focus()
 

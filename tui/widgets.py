@@ -439,7 +439,7 @@ class PredictPanel(Vertical):
             super().__init__()
             self.order, self.what, self.cpu, self.n = order, what, cpu, n
 
-    BINDINGS = [Binding("escape", "leave_form", "Results", show=False),
+    BINDINGS = [Binding("escape", "leave_form", "Leave field"),
                 Binding("o", "edit", "Edit request")]
 
     def action_edit(self) -> None:
@@ -448,6 +448,8 @@ class PredictPanel(Vertical):
     def check_action(self, action: str, parameters) -> Optional[bool]:
         if action == "edit":
             return not isinstance(self.screen.focused, Input)
+        if action == "leave_form":
+            return isinstance(self.screen.focused, (Input, Button))
         return True
 
     prediction: reactive[Optional[Prediction]] = reactive(None, always_update=True)
