@@ -465,6 +465,7 @@ class BuddyscopeApp(App):
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("r", "refresh", "Refresh"),
         Binding("p", "pause", "Pause"),
+        Binding("p", "resume", "Resume"),
         Binding("i", "interval", "Interval", show=False),
         Binding("z", "next_zone", "Zone"),
         Binding("t", "toggle_theme", "Theme", show=False),
@@ -855,8 +856,10 @@ class BuddyscopeApp(App):
         # False hides a key from the footer and disables it.
         if action in ("step", "alloc_step", "next_miss", "goto"):
             return replay
-        if action in ("refresh", "pause", "interval"):
+        if action in ("refresh", "pause", "interval", "resume"):
             # A file, vmcore or recording never changes: nothing to refresh.
+            if action in ("pause", "resume"):
+                return self.refreshing and self.paused == (action == "resume")
             return self.refreshing
         return True
 
@@ -869,12 +872,15 @@ class BuddyscopeApp(App):
             return
         self.read_source()
 
+    def action_resume(self) -> None:
+        self.action_pause()
+
     def action_pause(self) -> None:
         self.paused = not self.paused
         if self._last_read:
             self._show_read_status()
         else:
-            self._status("paused" if self.paused else "reading ...")
+            self._status("view frozen (p resumes)" if self.paused else "reading ...")
 
     def action_interval(self) -> None:
         i = INTERVALS.index(self.interval) if self.interval in INTERVALS else -1

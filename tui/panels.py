@@ -115,6 +115,8 @@ class HistoryPanel(VerticalScroll, can_focus=True):
         t.append(f"{'free':<{self.LABEL}}")
         t.append(sparkline(free), style="green")
         t.append(f" {free[-1]:>{self.VALUE}}\n")
+        t.append("free pages crossing the watermarks (boosted, as the allocator uses them):\n",
+                 style="bold")
         down = self.get_component_rich_style("history--down")
         up = self.get_component_rich_style("history--up")
         for name in ("high", "low", "min"):
@@ -127,13 +129,12 @@ class HistoryPanel(VerticalScroll, can_focus=True):
                 now = s[i].free_pages > s[i].marks[name]
                 if was != now:
                     cells[i] = "▼" if was else "▲"
-            t.append(f"{'x ' + name:<{self.LABEL}}")
+            t.append(f"{name:<{self.LABEL}}")
             for c in cells:
                 t.append(c if c != " " else "·", style=down if c == "▼" else up if c == "▲"
                          else "dim")
             t.append(f" {s[-1].marks[name]:>{self.VALUE}}\n")
-        t.append("▼ fell to or below the mark, ▲ rose above it (marks include boost)\n",
-                 style="dim")
+        t.append("▼ fell to or below the mark, ▲ rose above it\n", style="dim")
         t.append("nr_free per order (free blocks):\n", style="bold")
         for o in range(len(s[-1].nr_free)):
             vals = [x.nr_free[o] if o < len(x.nr_free) else 0 for x in s]
