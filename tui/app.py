@@ -221,14 +221,21 @@ class MainScreen(Screen):
     # -- focus: the keys go to the panel shown -----------------------------------
     def focus_panel(self) -> None:
         """Focus the active panel's main widget."""
-        tab = self.query_one("#tabs", TabbedContent).active
-        sel = MAIN_WIDGET.get(tab)
+        tabs = self.query_one("#tabs", TabbedContent)
+        sel = MAIN_WIDGET.get(tabs.active)
         if sel:
             for w in self.query(sel):
                 if w.focusable and w.display:
                     w.focus()
                     return
-            self.set_focus(None)
+        # Never nothing: Textual would pick a widget of another tab, and the
+        # tabs would follow it there.
+        pane = tabs.active_pane
+        if pane is not None:
+            for w in pane.query("*"):
+                if w.focusable and w.display:
+                    w.focus()
+                    return
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         focused = self.focused
@@ -421,6 +428,9 @@ class MainScreen(Screen):
         tabs = self.query_one("#tabs", TabbedContent)
         if tabs.query(f"TabPane#{tab}"):
             tabs.active = tab
+            # Now, so no later focus message of the old panel's widget pulls
+            # the tabs back; and after the refresh, once the panel is shown.
+            self.focus_panel()
             self.call_after_refresh(self.focus_panel)
 
 
