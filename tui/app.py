@@ -296,8 +296,10 @@ class MainScreen(Screen):
         self._show_compare()
 
     def watch_snapshot(self, snap: Optional[Snapshot]) -> None:
-        if snap is not None:
-            self.query_one("#zones-panel", ZonesPanel).rows = zone_rows(snap)
+        # query, not query_one: a read can land while the app shuts down.
+        for panel in self.query(ZonesPanel):
+            if snap is not None:
+                panel.rows = zone_rows(snap)
 
     def show_history(self) -> None:
         if self.history is None or not self.views or not 0 <= self.zone < len(self.views):

@@ -180,13 +180,16 @@ def test_the_footer_says_what_the_focused_widget_takes_in_whole_words():
     assert "Edit request" in foot["5"] and "Open list" not in foot["5"]
     # A file never changes: no refresh keys.
     assert all("Refresh" not in f and "Pause" not in f for f in foot.values())
-    rfoot = run(app_on(REC_61), lambda app, pilot: _footer_now(app), size=SMALL)
+    rfoot = run(app_on(REC_61), _footer_now, size=SMALL)
     # Every binding the replay footer shows is whole, "palette" last.
     for word in ("Quit", "Help", "Step", "Back", "Alloc", "Miss", "Find", "palette"):
         assert re.search(rf"\b{word}\b", rfoot), (word, rfoot)
 
 
-async def _footer_now(app):
+async def _footer_now(app, pilot):
+    await pilot.press("7")
+    await settle(app, pilot)
+    await pilot.pause(0.2)    # the footer painted
     return _footer(screen_text(app))
 
 
