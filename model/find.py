@@ -136,6 +136,8 @@ def find_page(snapshot: Snapshot, pfn_or_addr: Union[int, str]) -> FoundPage:
     v = parse_pfn_or_addr(pfn_or_addr) if isinstance(pfn_or_addr, str) else int(pfn_or_addr)
     if v < 0:
         raise BuddyscopeError(f"not a PFN or address: {v}")
+    if not snapshot.has_pfns:
+        raise BuddyscopeError("this snapshot has counts only (procfs): no PFNs to search")
     vm = _vmemmap(snapshot)
     page = None
     if vm is not None and v >= vm[0]:
@@ -152,8 +154,6 @@ def find_page(snapshot: Snapshot, pfn_or_addr: Union[int, str]) -> FoundPage:
         pfn = v
         if vm is not None:
             page = vm[0] + pfn * vm[1]
-    if not snapshot.has_pfns:
-        raise BuddyscopeError("this snapshot has counts only (procfs): no PFNs to search")
     k = snapshot.kernel
     for z in snapshot.zones:
         if not z.start_pfn <= pfn < z.end_pfn:

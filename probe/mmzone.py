@@ -293,7 +293,10 @@ def read_snapshot(prog: drgn.Program, source: str, target: str, paused: bool) ->
     anomalies: list[Anomaly] = []
     kernel = read_kernel_info(prog)
     zones = [read_zone(prog, z, anomalies) for z in for_each_populated_zone(prog)]
+    layout = get_layout(prog)
     capture = Capture(source=source, target=target, time=when, paused=paused,
                       read_seconds=round(time.monotonic() - t0, 4),
-                      tool=f"buddyscope {__version__}", anomalies=anomalies)
+                      tool=f"buddyscope {__version__}", anomalies=anomalies,
+                      # struct page addresses <-> PFNs (model/find.py).
+                      notes={"vmemmap": layout.vmemmap, "sizeof_page": layout.sizeof_page})
     return Snapshot(kernel=kernel, capture=capture, zones=zones)

@@ -18,6 +18,8 @@ thread workers too. The TUI never imports drgn: it is handed a
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,12 +34,15 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Select, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Input, Select, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model.find import FoundPage, find_page
 from buddyscope.model.snapshot import Snapshot
 from buddyscope.model.window import RunningScore, WindowScore, score_window
+from buddyscope.tui.overview import History, zone_rows
+from buddyscope.tui.panels import FindPanel, FoundView, HistoryPanel, ZonesPanel, plural
 from buddyscope.tui.screens import GotoScreen, HelpScreen, ListScreen
 from buddyscope.tui.session import Session
 from buddyscope.tui.text import record_text, replay_status, running_text, window_text
@@ -53,10 +58,28 @@ from buddyscope.tui.widgets import (
 
 __all__ = ("BuddyscopeApp", "MainScreen")
 
-#: Tab ids in key order (1..8).
-TABS = ("free", "pcp", "marks", "blocks", "predict", "compare", "replay", "trace")
-TAB_TITLES = ("Free area", "PCP", "Watermarks", "Pageblocks", "Predict", "Compare", "Replay",
-              "Trace")
+#: (tab id, title, key). Replay (a recording) and History (a source read
+#: again and again) never come together, so they share 7.
+PANELS = (
+    ("free", "Free area", "1"), ("pcp", "PCP", "2"), ("marks", "Watermarks", "3"),
+    ("blocks", "Pageblocks", "4"), ("predict", "Predict", "5"), ("compare", "Compare", "6"),
+    ("replay", "Replay", "7"), ("history", "History", "7"), ("trace", "Trace", "8"),
+    ("zones", "Zones", "9"), ("find", "Find", "0"),
+)
+TABS = tuple(p[0] for p in PANELS)
+TAB_TITLES = tuple(p[1] for p in PANELS)
+_TITLE = {t: title for t, title, _ in PANELS}
+_KEY = {t: key for t, _, key in PANELS}
+#: Titles for a terminal under 110 columns: every tab stays in sight.
+_SHORT_TITLE = {"free": "Free", "marks": "Marks", "blocks": "Blocks", "predict": "Pred",
+                "compare": "Compare", "history": "Hist"}
+#: The widget that takes the keys of each panel: focused after every switch.
+MAIN_WIDGET = {
+    "free": "#free-area", "pcp": "#pcp-lists", "marks": "#marks-panel",
+    "blocks": "#blocks-map", "predict": "#predict-results", "compare": "#compare-panel",
+    "replay": "#replay-records", "history": "#history-panel", "trace": "#trace-records",
+    "zones": "#zones-panel", "find": "#find-input",
+}
 #: Windows listed in the Trace tab's history.
 HISTORY = 8
 INTERVALS = (1.0, 2.0, 5.0, 10.0, None)
@@ -87,6 +110,12 @@ class ReadFailed(Message):
         self.error = error
 
 
+class FindReady(Message):
+    def __init__(self, found: Optional[FoundPage], error: str = "") -> None:
+        super().__init__()
+        self.found, self.error = found, error
+
+
 class PredictionReady(Message):
     def __init__(self, prediction: Optional[Prediction], compares: list, error: str = "") -> None:
         super().__init__()
@@ -113,10 +142,16 @@ def _error_text(e: BaseException) -> str:
 class MainScreen(Screen):
     """Header and zone picker, one tab per panel, the footer."""
 
-    AUTO_FOCUS = "#free-area"
+    # Focus is placed by hand (focus_panel): Textual's auto focus would pick
+    # a widget of the first tab and so switch back to it after an overlay.
+    AUTO_FOCUS = None
 
-    BINDINGS = [Binding(str(i + 1), f"show_tab('{t}')", TAB_TITLES[i], show=False)
-                for i, t in enumerate(TABS)]
+    # Priority: a table or button never keeps a digit; an input does
+    # (check_action), so that numbers can be typed into it.
+    BINDINGS = [Binding(k, f"show_key('{k}')", f"panel {k}", show=False, priority=True)
+                for k in "1234567890"] + [
+        Binding("escape", "back", "Back", show=False),
+    ]
 
     #: The state shown: a source's snapshot, or the model's at a replay step.
     snapshot: reactive[Optional[Snapshot]] = reactive(None, always_update=True)
@@ -126,36 +161,113 @@ class MainScreen(Screen):
     prediction: reactive[Optional[Prediction]] = reactive(None, always_update=True)
     compares: reactive[Optional[list]] = reactive(None, always_update=True)
 
-    def __init__(self, replay: bool, traced: bool = False) -> None:
+    def __init__(self, replay: bool, traced: bool = False, refreshing: bool = False) -> None:
         super().__init__()
         self.replay = replay
         self.traced = traced
+        self.refreshing = refreshing and not replay
+        #: Why this source (and, for procfs, why counts only).
+        self.why = ""
+        #: Reads of a refreshing source (History panel).
+        self.history: Optional[History] = History() if self.refreshing else None
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="top"):
             yield HeaderBar(id="header")
             yield Select([], id="zone-select", prompt="zone", allow_blank=True, compact=True)
+        def pane(t):
+            return TabPane(f"{_KEY[t]} {_TITLE[t]}", id=t)
+
         with TabbedContent(id="tabs"):
-            with TabPane("Free area", id="free"):
+            with pane("free"):
                 yield FreeAreaTable(id="free-area")
                 yield Static(id="free-summary")
-            with TabPane("PCP", id="pcp"):
+            with pane("pcp"):
                 yield PcpPanel(id="pcp-panel")
-            with TabPane("Watermarks", id="marks"):
+            with pane("marks"):
                 yield WatermarkPanel(id="marks-panel")
-            with TabPane("Pageblocks", id="blocks"):
+            with pane("blocks"):
                 yield PageblockPanel(id="blocks-panel")
-            with TabPane("Predict", id="predict"):
+            with pane("predict"):
                 yield PredictPanel(id="predict-panel")
-            with TabPane("Compare", id="compare"):
+            with pane("compare"):
                 yield ComparePanel(id="compare-panel")
             if self.replay:
-                with TabPane("Replay", id="replay"):
+                with pane("replay"):
                     yield ReplayPanel(id="replay-panel")
+            if self.refreshing:
+                with pane("history"):
+                    yield HistoryPanel(id="history-panel")
             if self.traced:
-                with TabPane("Trace", id="trace"):
+                with pane("trace"):
                     yield TracePanel(id="trace-panel")
-        yield Footer()
+            with pane("zones"):
+                yield ZonesPanel(id="zones-panel")
+            with pane("find"):
+                yield FindPanel(id="find-panel")
+        yield Footer(compact=True)
+
+    def on_resize(self, event) -> None:
+        tabs = self.query_one("#tabs", TabbedContent)
+        narrow = event.size.width < 110
+        self.set_class(narrow, "-narrow")
+        for t in TABS:
+            if self.query(f"TabPane#{t}"):
+                title = _SHORT_TITLE.get(t, _TITLE[t]) if narrow else _TITLE[t]
+                tabs.get_tab(t).label = f"{_KEY[t]} {title}"
+
+    # -- focus: the keys go to the panel shown -----------------------------------
+    def focus_panel(self) -> None:
+        """Focus the active panel's main widget."""
+        tabs = self.query_one("#tabs", TabbedContent)
+        sel = MAIN_WIDGET.get(tabs.active)
+        if sel:
+            for w in self.query(sel):
+                if w.focusable and w.display:
+                    w.focus()
+                    return
+        # Never nothing: Textual would pick a widget of another tab, and the
+        # tabs would follow it there.
+        pane = tabs.active_pane
+        if pane is not None:
+            for w in pane.query("*"):
+                if w.focusable and w.display:
+                    w.focus()
+                    return
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        focused = self.focused
+        pane = self.query_one("#tabs", TabbedContent).active_pane
+        if focused is None or pane is None or pane not in focused.ancestors:
+            self.call_after_refresh(self.focus_panel)
+
+    def on_screen_resume(self) -> None:
+        focused = self.focused
+        pane = self.query_one("#tabs", TabbedContent).active_pane
+        if focused is None or pane is None or (pane not in focused.ancestors
+                                               and focused.id != "zone-select"):
+            self.call_after_refresh(self.focus_panel)
+
+    def check_action(self, action: str, parameters) -> Optional[bool]:
+        if action == "show_key":
+            # Digits typed into a field stay there.
+            return not isinstance(self.focused, Input)
+        return True
+
+    def action_show_key(self, key: str) -> None:
+        for t, _, k in PANELS:
+            if k == key and self.query(f"TabPane#{t}"):
+                self.action_show_tab(t)
+                return
+
+    def action_back(self) -> None:
+        """Escape: out of a field or the zone picker, back to the panel (out
+        of the Find field: onto its answer, where digits switch panels)."""
+        tab = self.query_one("#tabs", TabbedContent).active
+        if tab == "find" and isinstance(self.focused, Input):
+            self.query_one("#find-result").focus()
+        else:
+            self.focus_panel()
 
     # -- attributes down ----------------------------------------------------------
     def watch_views(self, views: Optional[List[ZoneViews]]) -> None:
@@ -172,9 +284,28 @@ class MainScreen(Screen):
             sel.value = self.zone
         self._show_zone()
 
-    def watch_zone(self) -> None:
+    def watch_zone(self, zone: int) -> None:
+        # The picker follows at once: the label never lags the panels.
+        sel = self.query_one("#zone-select", Select)
+        if sel.value != zone and self.views and 0 <= zone < len(self.views):
+            with self.prevent(Select.Changed):
+                sel.value = zone
         self._show_zone()
         self._show_compare()
+
+    def watch_snapshot(self, snap: Optional[Snapshot]) -> None:
+        # query, not query_one: a read can land while the app shuts down.
+        for panel in self.query(ZonesPanel):
+            if snap is not None:
+                panel.rows = zone_rows(snap)
+
+    def show_history(self) -> None:
+        if self.history is None or not self.views or not 0 <= self.zone < len(self.views):
+            return
+        v = self.views[self.zone]
+        panel = self.query_one("#history-panel", HistoryPanel)
+        panel.note = f"{v.title}"
+        panel.samples = self.history.samples(f"{v.node}/{v.name}")
 
     def watch_header(self, header: Optional[HeaderView]) -> None:
         self.query_one("#header", HeaderBar).view = header
@@ -191,13 +322,25 @@ class MainScreen(Screen):
         marks.marks, marks.frag = v.watermarks, v.fragmentation
         blocks = self.query_one("#blocks-panel", PageblockPanel)
         blocks.title = v.title
+        blocks.counts = self._pageblock_counts()
         blocks.view = v.pageblocks
+        self.show_history()
         fa, w = v.free_area, v.watermarks
         self.query_one("#free-summary", Static).update(Text(
             f"{v.title}\n{fa.total_pages} pages on the free lists (NR_FREE_PAGES "
             f"{w.free_pages}), {w.pcp_pages} on pcp lists. "
             + ("Enter on a count opens that list." if fa.has_lists
-               else "Counts only: this source has no PFNs.")))
+               else "Counts only: this source has no PFNs"
+               + (f" ({self.why})" if self.why else "") + ".")))
+
+    def _pageblock_counts(self) -> Optional[dict]:
+        """/proc/pagetypeinfo's "Number of blocks type" of the zone shown."""
+        snap = self.snapshot
+        if snap is None or not 0 <= self.zone < len(snap.zones):
+            return None
+        f = snap.zones[self.zone].fields
+        out = {k[len("pageblocks_"):]: v for k, v in f.items() if k.startswith("pageblocks_")}
+        return out or None
 
     def watch_prediction(self, p: Optional[Prediction]) -> None:
         self.query_one("#predict-panel", PredictPanel).prediction = p
@@ -233,9 +376,10 @@ class MainScreen(Screen):
             return
         pfns = lst[event.migratetype]
         self.app.push_screen(ListScreen(
-            f"{z.name} free_area[{event.order}].free_list[{name}]: {len(pfns)} entries, "
-            f"head first ({self._whose()})", len(pfns),
-            pfn_lines(pfns, event.order, lambda p: pageblock_type(snap, z, p))))
+            f"{z.name} free_area[{event.order}].free_list[{name}]: "
+            f"{plural(len(pfns), 'entry')}, head first ({self._whose()})", len(pfns),
+            pfn_lines(pfns, event.order, lambda p: pageblock_type(snap, z, p)),
+            pfns=pfns, order=event.order, at=event.at))
 
     def on_pcp_panel_list_chosen(self, event: PcpPanel.ListChosen) -> None:
         snap = self.snapshot
@@ -250,8 +394,31 @@ class MainScreen(Screen):
         pl = snap.kernel.pcp_lists[event.pindex]
         self.app.push_screen(ListScreen(
             f"{z.name} cpu {event.cpu} pcp lists[{event.pindex}] (order {pl.order}): "
-            f"{len(pfns)} entries, head first ({self._whose()})", len(pfns),
-            pfn_lines(pfns, pl.order, lambda p: pageblock_type(snap, z, p))))
+            f"{plural(len(pfns), 'entry')}, head first ({self._whose()})", len(pfns),
+            pfn_lines(pfns, pl.order, lambda p: pageblock_type(snap, z, p)),
+            pfns=pfns, order=pl.order, at=event.at))
+
+    def on_find_panel_submitted(self, event: FindPanel.Submitted) -> None:
+        snap = self.snapshot
+        panel = self.query_one("#find-panel", FindPanel)
+        if snap is None:
+            panel.error = "nothing read yet"
+            return
+        self.app.find(snap, event.text)
+
+    def on_found_view_open(self, event: FoundView.Open) -> None:
+        """Open the list that holds a found page, at its entry."""
+        f: FoundPage = event.found
+        views = self.views or []
+        zi = next((i for i, v in enumerate(views) if (v.node, v.name) == (f.node, f.zone)), None)
+        if zi is None or self.snapshot is None:
+            return
+        self.zone = zi
+        if f.where == "free_list":
+            mt = self.snapshot.kernel.migratetypes.index(f.migratetype)
+            self.post_message(FreeAreaTable.ListChosen(f.order, mt, at=f.position))
+        else:
+            self.post_message(PcpPanel.ListChosen(f.cpu, f.pindex, at=f.position))
 
     def _whose(self) -> str:
         h = self.header
@@ -261,6 +428,10 @@ class MainScreen(Screen):
         tabs = self.query_one("#tabs", TabbedContent)
         if tabs.query(f"TabPane#{tab}"):
             tabs.active = tab
+            # Now, so no later focus message of the old panel's widget pulls
+            # the tabs back; and after the refresh, once the panel is shown.
+            self.focus_panel()
+            self.call_after_refresh(self.focus_panel)
 
 
 # -- the command palette -----------------------------------------------------------------
@@ -298,20 +469,25 @@ class BuddyscopeApp(App):
     CSS_PATH = Path(__file__).with_name("app.tcss")
     TITLE = "buddyscope"
     COMMANDS = App.COMMANDS | {BuddyscopeCommands}
+    # The footer shows the keys a newcomer needs first; the help (?) has all.
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("r", "refresh", "Refresh"),
         Binding("p", "pause", "Pause"),
-        Binding("i", "interval", "Interval"),
+        Binding("p", "resume", "Resume"),
+        Binding("i", "interval", "Interval", show=False),
         Binding("z", "next_zone", "Zone"),
-        Binding("t", "toggle_theme", "Theme"),
+        Binding("t", "toggle_theme", "Theme", show=False),
         Binding("n", "step(1)", "Step"),
         Binding("b", "step(-1)", "Back"),
-        Binding("N", "alloc_step(1)", "Next alloc", key_display="N"),
+        Binding("N", "alloc_step(1)", "Alloc", key_display="N"),
         Binding("B", "alloc_step(-1)", "Prev alloc", key_display="B", show=False),
-        Binding("m", "next_miss", "Next miss"),
+        Binding("m", "next_miss", "Miss"),
         Binding("g", "goto", "Go to", show=False),
+        Binding("f,slash", "find", "Find", key_display="f"),
+        Binding("s", "screenshot_svg", "Shot", show=False),
+        Binding("e", "export_snapshot", "Export", show=False),
     ]
 
     paused: reactive[bool] = reactive(False, bindings=True)
@@ -327,7 +503,11 @@ class BuddyscopeApp(App):
         self.request = request
         #: The source is traced: each refresh gives a window of events.
         self.traced = hasattr(session.source, "refresh")
-        self.main = MainScreen(replay=self.stepper is not None, traced=self.traced)
+        #: The source changes between reads (not a file, vmcore or recording).
+        self.refreshing = session.refresh is not None and self.stepper is None
+        self.main = MainScreen(replay=self.stepper is not None, traced=self.traced,
+                               refreshing=self.refreshing)
+        self.main.why = session.why or _why(session.kind)
         self.running = RunningScore()
         self.windows: List[WindowScore] = []
         self._source_lock = threading.Lock()
@@ -397,13 +577,20 @@ class BuddyscopeApp(App):
         self.reads += 1
         if self.paused:
             return
+        if self.main.history is not None:
+            self.main.history.add(m.snapshot)
         with self.batch_update():
             if self.main.snapshot is None:
                 self.main.zone = _default_zone(m.snapshot)
             self.main.header = header_view(self.session.kind, m.snapshot)
             self.main.snapshot = m.snapshot
             self.main.views = m.views
-        self._last_read = self.stamp(m.seconds)
+        if self.refreshing:
+            self._last_read = self.stamp(m.seconds)
+        else:
+            # A file's time is when it was captured, not when the TUI opened it.
+            c = m.snapshot.capture
+            self._last_read = f"captured {c.time.replace('T', ' ')}"
         self._show_read_status()
         self.predict(m.snapshot, self.request)
 
@@ -412,8 +599,10 @@ class BuddyscopeApp(App):
         return f"read {time.strftime('%H:%M:%S')} in {seconds:.2f} s"
 
     def _show_read_status(self) -> None:
-        every = "paused" if self.paused else (
+        every = "view frozen (p resumes)" if self.paused else (
             f"every {self.interval:g} s" if self.interval else "no auto refresh")
+        if not self.refreshing:
+            every = "read once"
         hits = ""
         if self.windows:
             r = self.running
@@ -469,6 +658,63 @@ class BuddyscopeApp(App):
         if not get_current_worker().is_cancelled:
             self.post_message(PredictionReady(p, compares))
 
+    # -- find -----------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, group="find", exit_on_error=False)
+    def find(self, snap: Snapshot, text: str) -> None:
+        try:
+            found = find_page(snap, text)
+        except BuddyscopeError as e:
+            self.post_message(FindReady(None, str(e)))
+            return
+        self.post_message(FindReady(found))
+
+    def on_find_ready(self, m: FindReady) -> None:
+        panel = self.main.query_one("#find-panel", FindPanel)
+        if m.found is None:
+            panel.error = m.error
+        else:
+            panel.show(m.found)
+
+    def action_find(self) -> None:
+        self.main.action_show_tab("find")
+        self.main.call_after_refresh(lambda: self.main.query_one("#find-input").focus())
+
+    # -- export ----------------------------------------------------------------------------
+    def _out_dir(self) -> Path:
+        """Where screenshots and exports go: $BUDDYSCOPE_EXPORT_DIR, else the
+        current directory, else the temporary directory."""
+        for d in (os.environ.get("BUDDYSCOPE_EXPORT_DIR"), os.getcwd(), tempfile.gettempdir()):
+            if d and os.path.isdir(d) and os.access(d, os.W_OK):
+                return Path(d)
+        return Path(tempfile.gettempdir())
+
+    def _out_path(self, suffix: str) -> Path:
+        return self._out_dir() / f"buddyscope-{time.strftime('%Y%m%d-%H%M%S')}{suffix}"
+
+    def action_screenshot_svg(self) -> None:
+        path = self._out_path(".svg")
+        try:
+            _write_atomic(path, self.export_screenshot().encode())
+        except OSError as e:
+            self.notify(f"cannot write {path}: {e.strerror or e}", severity="error")
+            return
+        self.notify(str(path), title="screenshot saved")
+
+    def action_export_snapshot(self) -> None:
+        snap = self.main.snapshot
+        if snap is None:
+            self.notify("nothing read yet", severity="warning")
+            return
+        path = self._out_path(".json.gz")
+        try:
+            _save_atomic(snap, path)
+        except OSError as e:
+            self.notify(f"cannot write {path}: {e.strerror or e}", severity="error")
+            return
+        what = f"the model's state at step {self.step}" if self.stepper is not None else \
+            "the snapshot shown"
+        self.notify(f"{what}: {path}", title="exported")
+
     def on_prediction_ready(self, m: PredictionReady) -> None:
         panel = self.main.query_one("#predict-panel", PredictPanel)
         panel.error = m.error
@@ -484,6 +730,9 @@ class BuddyscopeApp(App):
         try:
             self.request = parse_request(m.order, m.what, m.cpu, m.n)
         except BuddyscopeError as e:
+            # No stale results under the error.
+            self.main.prediction = None
+            self.main.compares = None
             self.main.query_one("#predict-panel", PredictPanel).error = str(e)
             return
         if self.stepper is not None:
@@ -617,8 +866,11 @@ class BuddyscopeApp(App):
         # False hides a key from the footer and disables it.
         if action in ("step", "alloc_step", "next_miss", "goto"):
             return replay
-        if action in ("refresh", "pause", "interval"):
-            return not replay
+        if action in ("refresh", "pause", "interval", "resume"):
+            # A file, vmcore or recording never changes: nothing to refresh.
+            if action in ("pause", "resume"):
+                return self.refreshing and self.paused == (action == "resume")
+            return self.refreshing
         return True
 
     def action_help(self) -> None:
@@ -630,12 +882,15 @@ class BuddyscopeApp(App):
             return
         self.read_source()
 
+    def action_resume(self) -> None:
+        self.action_pause()
+
     def action_pause(self) -> None:
         self.paused = not self.paused
         if self._last_read:
             self._show_read_status()
         else:
-            self._status("paused" if self.paused else "reading ...")
+            self._status("view frozen (p resumes)" if self.paused else "reading ...")
 
     def action_interval(self) -> None:
         i = INTERVALS.index(self.interval) if self.interval in INTERVALS else -1
@@ -660,9 +915,14 @@ class BuddyscopeApp(App):
             out.append((f"Zone {v.node}/{v.name}", lambda i=i: setattr(self.main, "zone", i),
                         v.title))
         for t, title in zip(TABS, TAB_TITLES):
-            if (t != "replay" or self.stepper is not None) and (t != "trace" or self.traced):
+            if self.main.query(f"TabPane#{t}"):
                 out.append((f"Show {title}", lambda t=t: self.main.action_show_tab(t),
-                            f"the {title} panel"))
+                            f"the {title} panel (key {_KEY[t]})"))
+        out.append(("Find a page (PFN or struct page)", self.action_find, "like kmem -f"))
+        out.append(("Save a screenshot (SVG)", self.action_screenshot_svg,
+                    "into the current directory"))
+        out.append(("Export the snapshot shown", self.action_export_snapshot,
+                    "a .json.gz any buddyscope command opens"))
         if views and 0 <= self.main.zone < len(views):
             v = views[self.main.zone]
             if v.free_area.has_lists:
@@ -674,7 +934,7 @@ class BuddyscopeApp(App):
                                 f"Open free list {v.name} order {o} {name}",
                                 lambda o=o, mt=mt: self.main.post_message(
                                     FreeAreaTable.ListChosen(o, mt)),
-                                f"{c} entries"))
+                                plural(c, "entry")))
         if self.stepper is not None:
             out.append(("Replay: go to step ...", self.action_goto, "a step number"))
             out.append(("Replay: start", lambda: self.replay_to(0), "step 0: the snapshot"))
@@ -687,6 +947,46 @@ class BuddyscopeApp(App):
         out.append(("Toggle dark/light theme", self.action_toggle_theme, ""))
         out.append(("Help", self.action_help, "keys"))
         return out
+
+
+def _why(kind: str) -> str:
+    """Why a source has counts only, when the session does not say."""
+    if kind == "procfs":
+        return "PFNs need root, /proc/kcore and the kernel's debug info (vmlinux)"
+    return ""
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write under a temporary name in the same directory, then rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        # mkstemp makes it 0600; a screenshot is as readable as any file.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _save_atomic(snap: Snapshot, path: Path) -> None:
+    """Snapshot.save under a temporary name (same suffixes), then rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{''.join(path.suffixes)}")
+    try:
+        snap.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _default_zone(snap: Snapshot) -> int:

@@ -75,7 +75,8 @@ def source_label(kind: str, capture: Optional[Capture] = None) -> str:
 class HeaderView:
     source: str
     release: str
-    #: ``paused, consistent``, ``paused, 2 anomalies`` or ``running: not consistent``.
+    #: ``kernel stopped while read: consistent``, ``... 2 anomalies`` or
+    #: ``read while running: ...``.
     state: str
     consistent: bool
     #: When and how fast it was read.
@@ -86,13 +87,16 @@ class HeaderView:
 
 def header_view(kind: str, snap: Snapshot) -> HeaderView:
     c = snap.capture
+    # "stopped", not "paused": the TUI's own pause (p) freezes the view.
     if c.consistent:
-        state = "paused, consistent"
+        state = "kernel stopped while read: consistent"
     elif c.paused:
         n = len(c.anomalies)
-        state = f"paused, {n} anomal{'y' if n == 1 else 'ies'}"
+        state = f"kernel stopped while read, {n} anomal{'y' if n == 1 else 'ies'}"
+    elif c.source == "procfs":
+        state = "read while running: /proc files read one after another"
     else:
-        state = "running: not consistent"
+        state = "read while running: lists may disagree with counters"
     return HeaderView(source_label(kind, c), snap.kernel.release, state, c.consistent,
                       f"{c.time} in {c.read_seconds:.3f} s",
                       unpredictable_short(snap.kernel.unpredictable))

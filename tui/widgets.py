@@ -68,10 +68,10 @@ class HeaderBar(Static):
         t.append("\n")
         if v is not None:
             t.append(v.state, style="green" if v.consistent else "yellow")
-            t.append(" · ")
             if v.unpredictable:
-                t.append(v.unpredictable, style="bold red")
                 t.append(" · ")
+                t.append(v.unpredictable, style="bold red")
+        t.append("\n")
         t.append(self.status, style="bold red" if self.error else "dim")
         return t
 
@@ -81,10 +81,14 @@ class FreeAreaTable(DataTable):
     Enter on a count opens that free list."""
 
     class ListChosen(Message):
-        def __init__(self, order: int, migratetype: int) -> None:
+        def __init__(self, order: int, migratetype: int, at: Optional[int] = None) -> None:
             super().__init__()
             self.order = order
             self.migratetype = migratetype
+            #: Entry to show first (a found page).
+            self.at = at
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open list")]
 
     view: reactive[Optional[FreeAreaView]] = reactive(None, always_update=True)
 
@@ -121,6 +125,11 @@ class FreeAreaTable(DataTable):
         if cursor.row < self.row_count and cursor.column < len(self.columns):
             self.move_cursor(row=cursor.row, column=cursor.column, animate=False)
 
+    def check_action(self, action: str, parameters) -> Optional[bool]:
+        if action == "select_cursor":
+            return self.view is not None and self.view.has_lists
+        return True
+
     def on_data_table_cell_selected(self, event: DataTable.CellSelected) -> None:
         event.stop()
         row, col = event.coordinate
@@ -140,6 +149,15 @@ class LinesView(ScrollView, can_focus=True):
 
     #: Keep the last line in view (a log).
     follow_end = False
+    #: A line to highlight (a found entry), or None.
+    mark: Optional[int] = None
+
+    def show_line(self, i: int) -> None:
+        """Highlight line *i* and scroll it to the middle."""
+        self.mark = i
+        self.scroll_to(y=max(0, i - self.scrollable_content_region.height // 2),
+                       animate=False, immediate=True)
+        self.refresh()
 
     def on_resize(self) -> None:
         if self.follow_end:
@@ -161,11 +179,14 @@ class LinesView(ScrollView, can_focus=True):
         if i >= self.count:
             return Strip.blank(width, self.rich_style)
         line = self._line(i)
+        style = self.rich_style
+        if i == self.mark:
+            style = style + self.get_component_rich_style("linesview--cursor")
         if isinstance(line, Text):
             segs = list(line.render(self.app.console))
-            strip = Strip(segs).apply_style(self.rich_style)
+            strip = Strip(segs).apply_style(style)
         else:
-            strip = Strip([Segment(line, self.rich_style)], len(line))
+            strip = Strip([Segment(line, style)], len(line))
         return strip.crop(scroll_x, scroll_x + width).extend_cell_length(width, self.rich_style)
 
 
@@ -174,36 +195,51 @@ class PcpPanel(Vertical):
     Enter on a list opens it."""
 
     class ListChosen(Message):
-        def __init__(self, cpu: int, pindex: int) -> None:
+        def __init__(self, cpu: int, pindex: int, at: Optional[int] = None) -> None:
             super().__init__()
             self.cpu = cpu
             self.pindex = pindex
+            self.at = at
 
     cpus: reactive[Optional[List[PcpCpuRow]]] = reactive(None, always_update=True)
     lists: reactive[Optional[List[PcpListRow]]] = reactive(None, always_update=True)
 
     def compose(self):
         yield DataTable(id="pcp-cpus", cursor_type="row", show_cursor=False)
-        yield DataTable(id="pcp-lists", cursor_type="row", zebra_stripes=True)
+        yield Static(id="pcp-members")
+        yield _PcpLists(id="pcp-lists", cursor_type="row", zebra_stripes=True)
+        yield Static(id="pcp-none")
 
     def on_mount(self) -> None:
-        self.query_one("#pcp-cpus", DataTable).add_columns(
-            "cpu", "count", "high", "batch", "other members")
+        self.query_one("#pcp-cpus", DataTable).add_columns("cpu", "count", "high", "batch")
         self.query_one("#pcp-lists", DataTable).add_columns(
             "cpu", "list", "order", "migratetypes", "entries", "head")
 
     def watch_cpus(self, rows: Optional[List[PcpCpuRow]]) -> None:
         t = self.query_one("#pcp-cpus", DataTable)
         t.clear()
+        members = []
         for r in rows or ():
             t.add_row(str(r.cpu), Text(str(r.count), justify="right"),
-                      Text(str(r.high), justify="right"), Text(str(r.batch), justify="right"),
-                      Text(" ".join(f"{k} {v}" for k, v in sorted(r.fields.items()))))
+                      Text(str(r.high), justify="right"), Text(str(r.batch), justify="right"))
+            if r.fields:
+                members.append(f"cpu {r.cpu}: " + ", ".join(
+                    f"{k} {v}" for k, v in sorted(r.fields.items())))
+        # The other members wrap below the table, never off its right edge.
+        self.query_one("#pcp-members", Static).update("\n".join(members))
 
     def watch_lists(self, rows: Optional[List[PcpListRow]]) -> None:
         t = self.query_one("#pcp-lists", DataTable)
         row = t.cursor_row
         t.clear()
+        known = bool(rows) and any(r.length is not None for r in rows)
+        t.display = known
+        self.query_one("#pcp-none", Static).update(
+            "" if known or rows is None else
+            "no pcp lists: this source has per-CPU count, high and batch only "
+            "(/proc/zoneinfo); the lists need PFNs (root, /proc/kcore, debug info)")
+        if not known:
+            return
         for r in rows or ():
             t.add_row(str(r.cpu), Text(f"lists[{r.pindex}]"), str(r.order), Text(r.migratetypes),
                       Text(_num(r.length), justify="right",
@@ -220,7 +256,11 @@ class PcpPanel(Vertical):
             self.post_message(self.ListChosen(cpu, pindex))
 
 
-class WatermarkPanel(VerticalScroll):
+class _PcpLists(DataTable):
+    BINDINGS = [Binding("enter", "select_cursor", "Open list")]
+
+
+class WatermarkPanel(VerticalScroll, can_focus=True):
     """Free pages against the watermarks; the kernel's fragmentation indices."""
 
     marks: reactive[Optional[WatermarkView]] = reactive(None, always_update=True)
@@ -240,23 +280,28 @@ class WatermarkPanel(VerticalScroll):
         if w is None or rows is None:
             return
         wt = Table(title="watermarks (pages)", title_justify="left", box=None, padding=(0, 1))
+        boosted_col = w.boost != 0
         wt.add_column("")
-        wt.add_column("mark", justify="right")
-        wt.add_column("+boost", justify="right")
+        wt.add_column("_watermark", justify="right")
+        if boosted_col:
+            # wmark_pages() = _watermark + watermark_boost.
+            wt.add_column("+boost", justify="right")
         wt.add_column("free-mark", justify="right")
         wt.add_column("", width=12, no_wrap=True)
         top = max([w.free_pages] + [m for _, _, m in w.marks]) or 1
-        wt.add_row(Text("free", style="bold"), str(w.free_pages), "", "",
-                   Text(_bar(w.free_pages / top, 12), style="green"))
+        wt.add_row(Text("free", style="bold"), str(w.free_pages), *([""] if boosted_col else []),
+                   "", Text(_bar(w.free_pages / top, 12), style="green"))
         for name, v, boosted in w.marks:
             margin = w.free_pages - boosted
-            wt.add_row(name, str(v), str(boosted),
+            wt.add_row(name, str(v), *([str(boosted)] if boosted_col else []),
                        Text(f"{margin:+d}", style="red" if margin <= 0 else ""),
                        Text(_bar(boosted / top, 12), style="yellow"))
         summary = Text(
             f"free pages (NR_FREE_PAGES) are {w.level}\n"
             f"on free lists {w.on_lists}, on pcp lists {w.pcp_pages}, managed {w.managed}\n"
-            f"boost {w.boost}, highatomic reserve {w.nr_reserved_highatomic}\n"
+            f"watermark_boost {w.boost}"
+            + (" (marks used: _watermark + boost)" if w.boost else "")
+            + f", nr_reserved_highatomic {w.nr_reserved_highatomic}\n"
             f"lowmem_reserve {w.lowmem_reserve}")
         ft = Table(title="fragmentation (mm/vmstat.c)", title_justify="left", box=None,
                    padding=(0, 1))
@@ -358,6 +403,8 @@ class PageblockPanel(Vertical):
 
     view: reactive[Optional[PageblockView]] = reactive(None, always_update=True)
     title: reactive[str] = reactive("")
+    #: Pageblocks per type when only counted (/proc/pagetypeinfo).
+    counts: Optional[dict] = None
 
     def compose(self):
         yield Static(id="blocks-legend")
@@ -368,7 +415,13 @@ class PageblockPanel(Vertical):
         m.view = v
         legend = Text(self.title + "\n")
         if v is None:
-            legend.append("this source has no pageblock migratetypes (procfs counts)")
+            if self.counts:
+                legend.append("pageblocks per type (/proc/pagetypeinfo, \"Number of blocks "
+                              "type\"): ")
+                legend.append("  ".join(f"{k} {n}" for k, n in self.counts.items()))
+                legend.append("\nwhere each one lies needs PFNs (not in procfs)", style="dim")
+            else:
+                legend.append("this source has no pageblock migratetypes")
         else:
             legend.append(f"{len(v)} pageblocks of {v.pageblock_pages} pages: ")
             for t, (name, c) in enumerate(v.counts().items()):
@@ -389,7 +442,18 @@ class PredictPanel(Vertical):
             super().__init__()
             self.order, self.what, self.cpu, self.n = order, what, cpu, n
 
-    BINDINGS = [Binding("escape", "leave_form", "Results", show=False)]
+    BINDINGS = [Binding("escape", "leave_form", "Leave field"),
+                Binding("o", "edit", "Edit request")]
+
+    def action_edit(self) -> None:
+        self.query_one("#predict-order", Input).focus()
+
+    def check_action(self, action: str, parameters) -> Optional[bool]:
+        if action == "edit":
+            return not isinstance(self.screen.focused, Input)
+        if action == "leave_form":
+            return isinstance(self.screen.focused, (Input, Button))
+        return True
 
     prediction: reactive[Optional[Prediction]] = reactive(None, always_update=True)
     error: reactive[str] = reactive("")
@@ -433,6 +497,9 @@ class PredictPanel(Vertical):
     def watch_error(self, error: str) -> None:
         if error:
             self.query_one("#predict-status", Static).update(Text(error, style="bold red"))
+            # No stale answer under the error.
+            self.query_one("#predict-results", DataTable).clear()
+            self.query_one("#predict-steps", Static).update("")
 
     def watch_prediction(self, p: Optional[Prediction]) -> None:
         t = self.query_one("#predict-results", DataTable)
@@ -443,7 +510,7 @@ class PredictPanel(Vertical):
         r = p.resolved
         self.query_one("#predict-status", Static).update(Text(
             f"profile {p.profile}: order {r.order} {r.gfp_text} on cpu {r.cpu}; "
-            f"{len(p.outcomes)} results (Enter on a row: its steps; the Compare tab: the state "
+            f"{len(p.outcomes)} results (arrows: each one's steps below; 6 Compare: the state "
             f"they leave)"))
         self.query_one("#predict-why", Static).update(Text(p.why))
         for i, pfn, zone, kind, first in p.rows():
@@ -468,10 +535,10 @@ class PredictPanel(Vertical):
 def _free_area_table(title: str, v: FreeAreaView, changed, other: Optional[FreeAreaView],
                      hi: Style) -> Table:
     t = Table(title=title, title_justify="left", box=None, padding=(0, 1))
-    t.add_column("o", justify="right")
+    t.add_column("o", justify="right", no_wrap=True)
     for name in v.migratetypes:
-        t.add_column(mt_short(name)[:3], justify="right")
-    t.add_column("nr", justify="right")
+        t.add_column(mt_short(name)[:3], justify="right", no_wrap=True)
+    t.add_column("nr_free", justify="right", no_wrap=True)
     for o, row in enumerate(v.counts):
         cells = [str(o)]
         for mt, c in enumerate(row):
@@ -486,9 +553,12 @@ def _free_area_table(title: str, v: FreeAreaView, changed, other: Optional[FreeA
     return t
 
 
-class ComparePanel(Vertical):
+class ComparePanel(VerticalScroll, can_focus=True):
     """The state now beside the state the prediction leaves; what differs
-    is highlighted."""
+    is highlighted. Narrow, one above the other (rows never wrap)."""
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 110, "-narrow")
 
     COMPONENT_CLASSES = {"compare--changed"}
 
@@ -546,6 +616,9 @@ class ReplayPanel(Vertical):
 
     def compose(self):
         yield Static(id="replay-status")
+        yield Static("naive: guessing the head of the snapshot's list for the order and "
+                     "migratetype, the baseline the model is measured against",
+                     id="replay-naive")
         yield LinesView(id="replay-records")
 
     def watch_status(self, status: str) -> None:

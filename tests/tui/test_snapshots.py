@@ -1,16 +1,28 @@
-"""SVG snapshots of the main screens at 80x24 and 200x50
+"""SVG snapshots of every panel at 80x24 and 200x50
 (pytest-textual-snapshot). After a deliberate change of the look, look at
 the report pytest writes, then run ``pytest tests/tui --snapshot-update``.
 
-Only the committed snapshots (fixtures/snapshots) are used: recordings get
-re-recorded, and the replay screen is checked through the pilot
-(test_app.py::test_replay_steps_forward_and_back)."""
+Snapshots come from the committed snapshot files (fixtures/snapshots), the
+committed procfs capture (fixtures/procfs/7.2, for the History panel of a
+source read again and again) and one recording (the Replay panel: re-record
+it and these snapshots are updated with it). The Trace panel needs a lab
+guest (``tui --lab``) and is driven in the lab tier only.
+
+``test_screen[readme-120x28]`` is the picture in the README."""
+
+import shutil
+from pathlib import Path
 
 import pytest
 
-from tuihelp import SNAP_72, app_on, settle
+from buddyscope.probe.sources import SourceSpec
+from buddyscope.wiring import open_session
+
+from tuihelp import REC_61, REPO, SNAP_72, PinnedApp, app_on, settle
 
 pytest.importorskip("pytest_textual_snapshot")
+
+PROCFS_72 = REPO / "fixtures" / "procfs" / "7.2"
 
 
 def _before(keys):
@@ -26,23 +38,47 @@ def _before(keys):
             await settle(app, pilot)
             presses = presses[1:]
         for k in presses:
-            await pilot.press(k)
+            if k.startswith("type:"):
+                await pilot.press(*k[len("type:"):])
+            else:
+                await pilot.press(k)
             await settle(app, pilot)
     return run_before
 
 
-CASES = [
-    # (id, file, keys, size)
-    ("free-area-80x24", SNAP_72, (), (80, 24)),
-    ("predict-80x24", SNAP_72, ("5",), (80, 24)),
-    ("pcp-200x50", SNAP_72, ("2",), (200, 50)),
-    ("watermarks-200x50", SNAP_72, ("3",), (200, 50)),
-    ("pageblocks-200x50", SNAP_72, ("4",), (200, 50)),
-    # Order 4 is above the pcp orders: buddy allocations that split blocks.
-    ("compare-200x50", SNAP_72, ({"order": "4", "what": "Unmovable", "n": "3"}, "6"), (200, 50)),
+def _procfs():
+    return PinnedApp(open_session(SourceSpec(procfs=True, procfs_root=str(PROCFS_72))),
+                     interval=None)
+
+
+# Order 4 is above the pcp orders: buddy allocations that split blocks.
+_COMPARE = ({"order": "4", "what": "Unmovable", "n": "3"}, "6")
+PANELS = [
+    # (name, app, keys)
+    ("free-area", lambda: app_on(SNAP_72), ()),
+    ("pcp", lambda: app_on(SNAP_72), ("2",)),
+    ("watermarks", lambda: app_on(SNAP_72), ("3",)),
+    ("pageblocks", lambda: app_on(SNAP_72), ("4",)),
+    ("predict", lambda: app_on(SNAP_72), ("5",)),
+    ("compare", lambda: app_on(SNAP_72), _COMPARE),
+    ("zones", lambda: app_on(SNAP_72), ("9",)),
+    ("find", lambda: app_on(SNAP_72), ("0", "type:0x646b", "enter")),
+    ("list-found", lambda: app_on(SNAP_72), ("0", "type:0x646b", "enter", "enter")),
+    ("help", lambda: app_on(SNAP_72), ("question_mark",)),
+    ("help-end", lambda: app_on(SNAP_72), ("question_mark", "end")),
+    ("replay", lambda: app_on(REC_61), ("7", "n", "n", "N")),
+    ("procfs-free", _procfs, ()),
+    ("procfs-pcp", _procfs, ("2",)),
+    ("procfs-pageblocks", _procfs, ("4",)),
+    ("procfs-history", _procfs, ("r", "r", "7")),
 ]
+CASES = [(f"{name}-{w}x{h}", make, keys, (w, h))
+         for name, make, keys in PANELS for w, h in ((80, 24), (200, 50))]
+# The README's picture: a real 7.2 guest's DMA32, and the state the model
+# says three order-4 Unmovable allocations leave.
+CASES.append(("readme-120x28", lambda: app_on(SNAP_72), _COMPARE, (120, 28)))
 
 
-@pytest.mark.parametrize("path, keys, size", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_screen(snap_compare, path, keys, size):
-    assert snap_compare(app_on(path), terminal_size=size, run_before=_before(keys))
+@pytest.mark.parametrize("make, keys, size", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_screen(snap_compare, make, keys, size):
+    assert snap_compare(make(), terminal_size=size, run_before=_before(keys))
