@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -144,16 +145,23 @@ class Replayer:
         return r
 
     # -- the loop --------------------------------------------------------------
-    def run(self, events: Sequence[PageEvent]) -> ReplayReport:
+    def run(self, events: Sequence[PageEvent], start: int = 0) -> ReplayReport:
+        """Apply *events* (from index *start*: a copy of a replayer stopped
+        after event *start* - 1 of the same list resumes there) and settle."""
         t0 = time.perf_counter()
-        deferred, batched_order = deferred_frees(events)
-        contig = (contig_free_runs(events, deferred, self.alloc.nr_orders - 1)
-                  if self.alloc.profile.contig_free_runs else {})
-        locked = (frees_under_pcp_lock(events, deferred)
-                  if self.alloc.profile.pcp_trylock_free else set())
+        passes = getattr(self, "passes", None)
+        if passes is None or passes[0] is not events:
+            # Look-ahead over the whole trace, once per list of events.
+            deferred, batched_order = deferred_frees(events)
+            contig = (contig_free_runs(events, deferred, self.alloc.nr_orders - 1)
+                      if self.alloc.profile.contig_free_runs else {})
+            locked = (frees_under_pcp_lock(events, deferred)
+                      if self.alloc.profile.pcp_trylock_free else set())
+            self.passes = passes = (events, deferred, batched_order, contig, locked)
+        _, deferred, batched_order, contig, locked = passes
         nr_cpus = self.alloc.nr_cpus
         rep = self.report
-        for i, e in enumerate(events):
+        for i, e in enumerate(itertools.islice(events, start, None), start):
             if e.cpu >= nr_cpus:
                 raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
                                   f"has {nr_cpus} cpus: the trace is from another kernel or machine")
