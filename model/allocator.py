@@ -139,16 +139,19 @@ class Outcome:
     def kind(self) -> str:
         """The path in one word: ``pcp``, ``refill``, ``buddy``, ``fallback``
         or ``failed``."""
-        kinds = {s.kind for s in self.path}
         if self.pfn is None:
             return "failed"
-        if kinds & {"fallback", "claim", "steal"}:
-            return "fallback"
-        if "pcp_refill" in kinds:
-            return "refill"
-        if "pcp_hit" in kinds:
-            return "pcp"
-        return "buddy"
+        # One pass, no set: this is read for every replayed allocation.
+        refill = hit = False
+        for s in self.path:
+            k = s.kind
+            if k == "fallback" or k == "claim" or k == "steal":
+                return "fallback"
+            if k == "pcp_refill":
+                refill = True
+            elif k == "pcp_hit":
+                hit = True
+        return "refill" if refill else "pcp" if hit else "buddy"
 
 
 class _Pcp:
