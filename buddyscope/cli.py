@@ -214,8 +214,8 @@ def _snapshot(args) -> int:
               f"{sum(len(l) for z in snap.zones for a in z.free_area for l in (a.free_list or []))} "
               f"free-list entries, {len(snap.capture.anomalies)} anomalies", file=sys.stderr)
     if args.json:
-        json.dump(snap.to_dict(), sys.stdout)
-        print()
+        # dumps, not dump: dump writes chunk by chunk, a call per number.
+        sys.stdout.write(json.dumps(snap.to_dict()) + "\n")
     elif not args.output:
         print(format_snapshot(snap, lists=args.lists))
     return 0

@@ -26,6 +26,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import itertools
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from buddyscope.errors import BuddyscopeError
@@ -138,16 +139,19 @@ class Outcome:
     def kind(self) -> str:
         """The path in one word: ``pcp``, ``refill``, ``buddy``, ``fallback``
         or ``failed``."""
-        kinds = {s.kind for s in self.path}
         if self.pfn is None:
             return "failed"
-        if kinds & {"fallback", "claim", "steal"}:
-            return "fallback"
-        if "pcp_refill" in kinds:
-            return "refill"
-        if "pcp_hit" in kinds:
-            return "pcp"
-        return "buddy"
+        # One pass, no set: this is read for every replayed allocation.
+        refill = hit = False
+        for s in self.path:
+            k = s.kind
+            if k == "fallback" or k == "claim" or k == "steal":
+                return "fallback"
+            if k == "pcp_refill":
+                refill = True
+            elif k == "pcp_hit":
+                hit = True
+        return "refill" if refill else "pcp" if hit else "buddy"
 
 
 class _Pcp:
@@ -292,6 +296,8 @@ class Allocator:
                 self.prv[s] = s
         for o, area in enumerate(z.free_area):
             for mt, pfns in enumerate(area.free_list or []):
+                if self._add_list(zi, pfns, o, mt):
+                    continue
                 for pfn in pfns:
                     if pfn in self.buddy:
                         continue  # a probe anomaly (listed twice): keep the first
@@ -309,6 +315,36 @@ class Allocator:
                     self.on_pcp[pfn] = (zi, p.cpu, pindex)
                     mt = self.pageblock_mt_of(zs, pfn)
                     self.pcp_mt[pfn] = mt if mt in mts or mt >= MIGRATE_PCPTYPES else mts[0]
+
+    def _add_list(self, zi: int, pfns, order: int, mt: int) -> bool:
+        """What ``_add(..., tail=True)`` of each of *pfns* in turn does, a
+        whole list in a few dict updates (the same dicts, in the same key
+        order), for loading. False, having changed nothing, when a PFN is
+        already free or listed twice (a probe anomaly): the caller then adds
+        them one by one."""
+        n = len(pfns)
+        if not n:
+            return True
+        buddy = self.buddy
+        if not buddy.keys().isdisjoint(pfns):
+            return False
+        before = len(buddy)
+        # One (order, mt, zone) tuple for the whole list, not one per block.
+        buddy.update(dict.fromkeys(pfns, (order, mt, zi)))
+        if len(buddy) - before != n:
+            for pfn in pfns:
+                buddy.pop(pfn, None)
+            return False
+        s = self.sentinel(zi, order, mt)
+        chain = [self.prv[s]]
+        chain += pfns
+        chain.append(s)
+        self.nxt.update(zip(chain, itertools.islice(chain, 1, None)))
+        self.prv.update(zip(itertools.islice(chain, 1, None), chain))
+        z = self.zones[zi]
+        z.nr_free[order] += n
+        self._account(z, order, mt, n)
+        return True
 
     # -- journal -------------------------------------------------------------
     @contextlib.contextmanager

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import re
 import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -160,27 +161,36 @@ class Replayer:
         return r
 
     # -- the loop --------------------------------------------------------------
-    def run(self, events: Sequence[PageEvent]) -> ReplayReport:
+    def run(self, events: Sequence[PageEvent], start: int = 0) -> ReplayReport:
+        """Apply *events* (from index *start*: a copy of a replayer stopped
+        after event *start* - 1 of the same list resumes there) and settle."""
         t0 = time.perf_counter()
-        deferred, batched_order = deferred_frees(events)
-        contig = (contig_free_runs(events, deferred, self.alloc.nr_orders - 1)
-                  if self.alloc.profile.contig_free_runs else {})
-        locked = (frees_under_pcp_lock(events, deferred)
-                  if self.alloc.profile.pcp_trylock_free else set())
+        passes = getattr(self, "passes", None)
+        if passes is None or passes[0] is not events:
+            # Look-ahead over the whole trace, once per list of events.
+            deferred, batched_order = deferred_frees(events)
+            contig = (contig_free_runs(events, deferred, self.alloc.nr_orders - 1)
+                      if self.alloc.profile.contig_free_runs else {})
+            locked = (frees_under_pcp_lock(events, deferred)
+                      if self.alloc.profile.pcp_trylock_free else set())
+            self.passes = passes = (events, deferred, batched_order, contig, locked)
+        _, deferred, batched_order, contig, locked = passes
         nr_cpus = self.alloc.nr_cpus
         rep = self.report
-        # With decay_pcp_high traced, no decay is silent; with balance_pgdat
-        # traced, kswapd's reclaim window is known.
-        self._decay_traced = any(e.name == DECAY for e in events)
-        self._reclaim_traced = any(e.name == RECLAIM or e.name == RECLAIM_RET for e in events)
-        self._reclaim_inferred = False
-        self._wmarks_traced = any(e.name == WMARKS for e in events)
-        #: (zone index, cpu) -> pcp->high before a decay assumed at a drain.
-        self._assumed_decay: Dict[Tuple[int, int], int] = {}
-        #: (zone index, cpu) -> the last pcp free there: its count, whether
-        #: the model foresaw no drain, whether the kernel drained.
-        self._last_free: Dict[Tuple[int, int], Tuple[int, bool, bool]] = {}
-        for i, e in enumerate(events):
+        if start == 0:
+            # With decay_pcp_high traced, no decay is silent; with
+            # balance_pgdat traced, kswapd's reclaim window is known. (A
+            # replayer resumed from a checkpoint keeps what it had learnt.)
+            self._decay_traced = any(e.name == DECAY for e in events)
+            self._reclaim_traced = any(e.name == RECLAIM or e.name == RECLAIM_RET for e in events)
+            self._reclaim_inferred = False
+            self._wmarks_traced = any(e.name == WMARKS for e in events)
+            #: (zone index, cpu) -> pcp->high before a decay assumed at a drain.
+            self._assumed_decay: Dict[Tuple[int, int], int] = {}
+            #: (zone index, cpu) -> the last pcp free there: its count, whether
+            #: the model foresaw no drain, whether the kernel drained.
+            self._last_free: Dict[Tuple[int, int], Tuple[int, bool, bool]] = {}
+        for i, e in enumerate(itertools.islice(events, start, None), start):
             if e.cpu >= nr_cpus:
                 raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
                                   f"has {nr_cpus} cpus: the trace is from another kernel or machine")

@@ -11,6 +11,7 @@ every older format stays readable.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 from typing import Any, Optional
@@ -206,6 +207,29 @@ class Capture:
         return self.paused and not self.anomalies
 
 
+#: Fields holding a list of PFN lists (or None): copied list by list.
+_PFN_LISTS = frozenset({"free_list", "lists"})
+
+
+def _plain(obj: Any, pfn_lists: frozenset) -> Any:
+    """``dataclasses.asdict(obj)``, copying the fields named in *pfn_lists*
+    (lists of lists of ints, or arrays) without visiting their elements."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if f.name in pfn_lists:
+            out[f.name] = None if v is None else [list(l) for l in v]
+        elif dataclasses.is_dataclass(v):
+            out[f.name] = _plain(v, pfn_lists)
+        elif isinstance(v, list) and v and dataclasses.is_dataclass(v[0]):
+            out[f.name] = [_plain(x, pfn_lists) for x in v]
+        elif isinstance(v, list) and all(type(x) is int for x in v):
+            out[f.name] = list(v)
+        else:
+            out[f.name] = copy.deepcopy(v)
+    return out
+
+
 @dataclasses.dataclass
 class Snapshot:
     """The whole allocator state: the kernel, how it was captured, its zones."""
@@ -230,9 +254,13 @@ class Snapshot:
 
     # -- serialisation ----------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["format"] = self.format
-        return {"format": d.pop("format"), **d}
+        """Plain data, as ``dataclasses.asdict`` gives it, ``format`` first.
+
+        The PFN lists are copied as lists in one step each: ``asdict``
+        visits every element, about 2 µs per free-list entry."""
+        return {"format": self.format, "kernel": dataclasses.asdict(self.kernel),
+                "capture": dataclasses.asdict(self.capture),
+                "zones": [_plain(z, _PFN_LISTS) for z in self.zones]}
 
     @classmethod
     def from_dict(cls, d: Any, origin: str = "snapshot") -> "Snapshot":

@@ -6,16 +6,20 @@ Replay of a recording, one event at a time, forward and back (the TUI's
 replay mode). Step *k* means: the snapshot with the first *k* events of the
 trace applied by :class:`~buddyscope.model.replay.Replayer`, exactly as
 ``buddyscope replay`` applies them (the same look-ahead for batched frees),
-stopped after event *k - 1*. Going back rebuilds from the snapshot: a
-recording replays at well over 50,000 events/s, so no checkpoints are kept.
+stopped after event *k - 1*. A copy of the replayer is kept every
+:data:`CHECKPOINT_EVERY` events as the replay passes there, so any step is
+reached from the nearest one below it: at most that many events applied,
+forward or back, however long the recording.
 
 Pure Python: imports neither textual nor drgn.
 """
 
 from __future__ import annotations
 
+import bisect
+import copy
 import dataclasses
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.events import MM_PAGE_ALLOC, MM_PAGE_FREE
@@ -25,7 +29,10 @@ from buddyscope.model.replay import AllocRecord, Replayer, ReplayError, ReplayRe
 from buddyscope.model.request import RequestError
 from buddyscope.model.snapshot import Snapshot
 
-__all__ = ("ReplayState", "Stepper", "event_text")
+__all__ = ("CHECKPOINT_EVERY", "ReplayState", "Stepper", "event_text")
+
+#: Events between two kept copies of the replayer.
+CHECKPOINT_EVERY = 2048
 
 ALLOC = MM_PAGE_ALLOC
 
@@ -70,8 +77,11 @@ class Stepper:
     """A snapshot and the events after it, replayable to any step."""
 
     def __init__(self, snapshot: Snapshot, events: Sequence[PageEvent],
-                 lines: Optional[Sequence[str]] = None, name: str = "recording"):
+                 lines: Optional[Sequence[str]] = None, name: str = "recording",
+                 events_enabled: Optional[Sequence[str]] = None):
         self.snapshot = snapshot
+        #: What the recording traced (its provenance), as ``replay`` takes it.
+        self.events_enabled = events_enabled
         self.events: List[PageEvent] = list(events)
         self.lines = list(lines) if lines is not None else None
         self.name = name
@@ -79,11 +89,17 @@ class Stepper:
         self.alloc_steps = [i for i, e in enumerate(self.events)
                             if e.name == ALLOC and e.pfn is not None]
         self._misses: Optional[List[int]] = None
+        #: step -> a replayer stopped there (every CHECKPOINT_EVERY steps),
+        #: and those steps in order.
+        self._checkpoints: dict = {}
+        self._checkpoint_steps: List[int] = []
+        self.checkpoint_every = CHECKPOINT_EVERY
 
     @classmethod
     def from_recording(cls, rec: Recording) -> "Stepper":
         """A :class:`~buddyscope.model.load.Recording` (a loaded fixture)."""
-        return cls(rec.snapshot, rec.events, rec.lines, rec.name)
+        return cls(rec.snapshot, rec.events, rec.lines, rec.name,
+                   rec.fixture.provenance.get("events_enabled"))
 
     def __len__(self) -> int:
         return len(self.events)
@@ -111,35 +127,60 @@ class Stepper:
         """Steps just after each allocation the model gets wrong in a full
         replay (computed once)."""
         if self._misses is None:
-            r = Replayer(self.snapshot)
+            r = Replayer(self.snapshot, events_enabled=self.events_enabled)
             rep = r.run(self.events)
             where = {e.lineno: i for i, e in enumerate(self.events) if e.name == ALLOC}
             self._misses = sorted(where[m.lineno] + 1 for m in rep.records
                                   if not m.hit and m.lineno in where)
         return self._misses
 
+    def _copy(self, r: Replayer) -> Replayer:
+        """A replayer that goes on from where *r* stands without changing it
+        (the look-ahead over the events is shared, not copied)."""
+        passes = getattr(r, "passes", None)
+        memo = {id(self.snapshot): self.snapshot}
+        if passes is not None:
+            memo[id(passes)] = passes
+        r.after_event = None
+        return copy.deepcopy(r, memo)
+
+    def _start(self, step: int) -> Tuple[Replayer, int]:
+        """A replayer at the kept step nearest at or below *step*."""
+        i = bisect.bisect_right(self._checkpoint_steps, step) - 1
+        if i < 0:
+            return Replayer(self.snapshot, events_enabled=self.events_enabled), 0
+        at = self._checkpoint_steps[i]
+        return self._copy(self._checkpoints[at]), at
+
     def state_at(self, step: int, cancelled: Callable[[], bool] = lambda: False) -> ReplayState:
-        """Rebuild the model from the snapshot and apply the first *step*
-        events. *cancelled* is polled every 1024 events; when it says so the
-        rebuild stops early with :class:`InterruptedError`."""
+        """The model after the first *step* events: from the nearest kept
+        replayer below (or the snapshot), applying the events up to *step*.
+        *cancelled* is polled every 1024 events; when it says so the
+        replay stops early with :class:`InterruptedError`."""
         n = len(self.events)
         step = max(0, min(step, n))
-        r = Replayer(self.snapshot)
+        r, start = self._start(step)
+        every = self.checkpoint_every
 
         def after(i: int, e: PageEvent) -> None:
-            if i + 1 >= step:
+            done = i + 1
+            if done >= step:
                 raise _Stop
+            if not done % every and done not in self._checkpoints:
+                self._checkpoints[done] = self._copy(r)
+                r.after_event = after
+                bisect.insort(self._checkpoint_steps, done)
             if not i & 1023 and cancelled():
                 raise InterruptedError
 
-        if step > 0:
+        if step > start or 0 < step == n:
             # The last step runs to the end, so that what is still held back
             # (removals with no mm_page_alloc, open drains) is settled as
             # ``buddyscope replay`` settles it.
             if step < n:
                 r.after_event = after
             try:
-                r.run(self.events)
+                r.run(self.events, start)
             except _Stop:
                 pass
             except (ReplayError, RequestError) as e:

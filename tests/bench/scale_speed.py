@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Time and memory at host sizes: snapshot load and JSON, model build and
+prediction, the TUI's first frame, each a separate process, wall time and
+max RSS side by side in one run.
+
+    python tests/bench/scale_speed.py [--entries 10000000] [--snapshot FILE]
+
+THE BIG STATE IS SYNTHETIC. It is a real paused snapshot
+(tests/bench/data/6.1-1cpu-2g-fragmented.json.gz: Debian 6.1, 1 vCPU,
+2 GiB, fragmented by tests/bench/fragment.c, 222,828 free-list entries)
+with its biggest zone tiled side by side, PFNs shifted by a whole number of
+max-order blocks and pageblocks, until it holds ``--entries`` free-list
+entries: every list, pageblock and counter repeats, the pcp lists do not.
+No kernel held this state; only the sizes are meant to be realistic. The
+script says so in its output. The first row is the real snapshot itself.
+"""
+
+import argparse
+import copy
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from buddyscope.model.snapshot import Snapshot
+
+HERE = Path(__file__).resolve().parent
+REAL = HERE / "data" / "6.1-1cpu-2g-fragmented.json.gz"
+BIN = Path(sys.executable).parent / "buddyscope"
+
+
+def entries(snap: Snapshot) -> int:
+    return sum(len(l) for z in snap.zones for a in z.free_area for l in a.free_list)
+
+
+def tiled(snap: Snapshot, want: int) -> Snapshot:
+    """See the module docstring: synthetic, for timing only."""
+    snap = copy.deepcopy(snap)
+    k = snap.kernel
+    z = max(snap.zones, key=lambda z: sum(len(l) for a in z.free_area for l in a.free_list))
+    per_tile = sum(len(l) for a in z.free_area for l in a.free_list)
+    tiles = max(1, -(-(want - entries(snap) + per_tile) // per_tile))
+    step = 1 << max(k.nr_page_orders - 1, k.pageblock_order)
+    span = -(-(z.start_pfn + z.spanned_pages) // step) * step - (z.start_pfn // step) * step
+    for a in z.free_area:
+        a.free_list = [[p + t * span for t in range(tiles) for p in l] for l in a.free_list]
+        a.nr_free *= tiles
+    z.pageblock_migratetypes = (z.pageblock_migratetypes or []) * tiles
+    z.spanned_pages = span * (tiles - 1) + z.spanned_pages
+    z.pageblock_migratetypes = z.pageblock_migratetypes[
+        : -(-(z.start_pfn + z.spanned_pages) // (1 << k.pageblock_order)) - (z.start_pfn >> k.pageblock_order)]
+    z.present_pages *= tiles
+    z.managed_pages *= tiles
+    z.nr_free_pages = z.pages_on_free_lists() + z.pcp_pages()
+    z.watermarks = {n: w * tiles for n, w in z.watermarks.items()}
+    snap.capture.tool += " (SYNTHETIC: tiled by tests/bench/scale_speed.py)"
+    return snap
+
+
+def run(argv, stdout=subprocess.DEVNULL):
+    """Wall seconds and max RSS (MiB) of one child process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    err = p.stderr.read().decode()
+    p.stderr.close()
+    if status != 0:
+        raise SystemExit(f"{' '.join(map(str, argv))} failed: {err.strip()}")
+    return wall, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
+
+
+TUI_FIRST_FRAME = r"""
+import asyncio, sys, time
+t0 = time.perf_counter()
+from buddyscope.model.load import load_snapshot
+from buddyscope.tui.app import BuddyscopeApp
+from buddyscope.tui.session import Session
+
+class Src:
+    kind = "file"
+    def __init__(self, path): self.path = path
+    def snapshot(self): return load_snapshot(self.path)
+    def close(self): pass
+
+async def main():
+    app = BuddyscopeApp(Session(Src(sys.argv[1])), interval=None)
+    async with app.run_test(size=(200, 50)) as pilot:
+        first = time.perf_counter() - t0
+        print(f"{first:.3f}")
+asyncio.run(main())
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--entries", type=int, default=10_000_000)
+    ap.add_argument("--snapshot", type=Path, default=REAL, help="the real snapshot to tile")
+    ap.add_argument("--no-tui", action="store_true")
+    ap.add_argument("--write-to", type=Path, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.write_to:
+        big = tiled(Snapshot.load(a.snapshot), a.entries)
+        big.save(a.write_to)
+        print(entries(big))
+        return 0
+    real = Snapshot.load(a.snapshot)
+    with tempfile.TemporaryDirectory(prefix="bs-scale-") as d:
+        t0 = time.perf_counter()
+        path = Path(d) / "synthetic.json.gz"
+        # Tiled in a child: a child forked from a big parent would count
+        # the parent's pages in its max RSS.
+        n_big = int(subprocess.run([sys.executable, __file__, "--snapshot", a.snapshot,
+                                    "--entries", str(a.entries), "--write-to", path],
+                                   check=True, capture_output=True, text=True).stdout)
+        print(f"SYNTHETIC STATE: {a.snapshot.name} ({entries(real):,} entries, real) tiled to "
+              f"{n_big:,} free-list entries, written in {time.perf_counter() - t0:.1f} s "
+              f"({path.stat().st_size / 2**20:.0f} MiB). Not a kernel's state: sizes only.")
+        print(f"{'command':44} {'entries':>11} {'wall s':>7} {'cpu s':>7} {'max RSS MiB':>12}")
+        for what, f, n in (("real", a.snapshot, entries(real)), ("SYNTHETIC", path, n_big)):
+            cmds = [
+                ("snapshot FILE (load, summary)", [BIN, "snapshot", f]),
+                ("snapshot FILE --json", [BIN, "snapshot", f, "--json"]),
+                ("predict FILE -n 100 (model build + predict)", [BIN, "predict", f, "--order", "0", "--gfp", "GFP_KERNEL", "-n", "100"]),
+            ]
+            for name, argv in cmds:
+                wall, rss, cpu = run(argv)
+                print(f"{name:44} {n:11,} {wall:7.2f} {cpu:7.2f} {rss:12.0f}   {what}")
+            if not a.no_tui:
+                with tempfile.TemporaryFile() as out:
+                    wall, rss, cpu = run([sys.executable, "-c", TUI_FIRST_FRAME, f], stdout=out)
+                    out.seek(0)
+                    first = float(out.read().decode().split()[-1])
+                print(f"{'tui: first frame (incl. Python start-up)':44} {n:11,} {first:7.2f} "
+                      f"{'':>7} {'':>12}   {what}")
+    print("(load average over the run: %s; the machine may be shared: wall time "
+          "includes waiting for a core, cpu time does not)" % " ".join(
+              f"{x:.1f}" for x in os.getloadavg()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
