@@ -100,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--trace", type=Path, metavar="FILE", help="ftrace text of the events after it")
     rp.add_argument("--json", action="store_true", help="print one JSON object")
     rp.add_argument("--strict", action="store_true",
-                    help="stop at the first event that contradicts the model")
+                    help="stop at the first event that contradicts the model, or line that "
+                         "cannot be read (default: count and report them, and go on)")
     rp.add_argument("--misses", type=int, default=20, metavar="N", help="misses to list (default 20)")
     rp.add_argument("--profile", metavar="SERIES", help="override the kernel profile")
 
@@ -188,6 +189,12 @@ def _snapshot(args) -> int:
 def _load_trace(path: Path, snap=None):
     """Events from ftrace text or from a fixture's trace; a fixture of
     another kernel than *snap* is refused."""
+    return _parse_trace(path, snap).events
+
+
+def _parse_trace(path: Path, snap=None, strict: bool = True):
+    """The parsed trace of ftrace text or of a fixture; with *strict* off,
+    unreadable lines are counted in it (``bad_lines``) instead of refused."""
     from buddyscope.model.fixture import Fixture, FixtureError
     from buddyscope.model.ftrace import parse_file, parse_lines
 
@@ -201,15 +208,18 @@ def _load_trace(path: Path, snap=None):
         if snap is not None and fx.snapshot.kernel.release != snap.kernel.release:
             raise BuddyscopeError(f"{path} is a trace of {fx.snapshot.kernel.release}, "
                                   f"the snapshot is of {snap.kernel.release}")
-        parsed = parse_lines(fx.trace)
+        parsed = parse_lines(fx.trace, strict)
     else:
-        parsed = parse_file(path)
+        parsed = parse_file(path, strict)
+    if not parsed.events and parsed.bad:
+        raise BuddyscopeError(f"{path}: none of its {parsed.bad} kmem page event lines can be "
+                              f"read; the first: {parsed.bad_lines[0].why}")
     if not parsed.events:
         raise BuddyscopeError(f"{path} has no kmem page events (mm_page_alloc, mm_page_free, ...)")
     if parsed.lost:
         raise BuddyscopeError(f"{path}: the ring buffer lost events on cpu "
                               f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed exactly")
-    return parsed.events
+    return parsed
 
 
 def _profile(args):
@@ -268,13 +278,14 @@ def _replay(args) -> int:
         if not args.fixture.exists():
             raise BuddyscopeError(f"{args.fixture}: no such file")
         fx = Fixture.load(args.fixture)
-        snap, events = fx.snapshot, _load_trace(args.fixture)
+        snap, parsed = fx.snapshot, _parse_trace(args.fixture, strict=args.strict)
     elif args.snapshot and args.trace:
         snap = Snapshot.load(args.snapshot)
-        events = _load_trace(args.trace, snap)
+        parsed = _parse_trace(args.trace, snap, strict=args.strict)
     else:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
-    rep = replay(snap, events, _profile(args), strict=args.strict)
+    rep = replay(snap, parsed.events, _profile(args), strict=args.strict)
+    rep.add_skipped(parsed.bad, [(b.lineno, b.why) for b in parsed.bad_lines])
     if args.json:
         json.dump(rep.to_dict(), sys.stdout)
         print()

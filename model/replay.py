@@ -96,10 +96,16 @@ class Replayer:
     """Steps a model through a kmem event stream, scoring each allocation."""
 
     def __init__(self, snapshot: Snapshot, profile: Optional[Profile] = None,
-                 strict: bool = False, keep_steps: bool = False):
+                 strict: bool = False, keep_steps: bool = False,
+                 skip_bad: Optional[bool] = None):
         self.alloc = Allocator(snapshot, profile)
         self._naive = NaivePredictor(snapshot)
         self.strict = strict
+        #: An event that cannot be replayed (a CPU or PFN the snapshot does
+        #: not have, a gfp the kernel does not know) is counted in the
+        #: report's skipped lines and replay goes on; by default unless strict.
+        self.skip_bad = not strict if skip_bad is None else skip_bad
+        self._at: Optional[PageEvent] = None
         self.keep_steps = keep_steps
         self.report = ReplayReport(snapshot.kernel.release, self.alloc.profile.name)
         self._requests: Dict[tuple, Request] = {}
@@ -151,9 +157,23 @@ class Replayer:
                   if self.alloc.profile.contig_free_runs else {})
         locked = (frees_under_pcp_lock(events, deferred)
                   if self.alloc.profile.pcp_trylock_free else set())
+        numbered = enumerate(events)
+        while True:
+            try:
+                self._run_events(numbered, deferred, batched_order, contig, locked)
+                break
+            except BuddyscopeError as err:
+                if not self.skip_bad or self._at is None:
+                    raise
+                # _run_events resumes on the same iterator, after this event.
+                self.report.skip_line(self._at.lineno, str(err))
+        return self._finish(events, t0)
+
+    def _run_events(self, numbered, deferred, batched_order, contig, locked) -> None:
         nr_cpus = self.alloc.nr_cpus
         rep = self.report
-        for i, e in enumerate(events):
+        for i, e in numbered:
+            self._at = e
             if e.cpu >= nr_cpus:
                 raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
                                   f"has {nr_cpus} cpus: the trace is from another kernel or machine")
@@ -200,6 +220,9 @@ class Replayer:
             self._last_pid[e.cpu] = e.pid
             if self.after_event is not None:
                 self.after_event(i, e)
+
+    def _finish(self, events: Sequence[PageEvent], t0: float) -> ReplayReport:
+        rep = self.report
         for cpu in list(self._pending_drain):
             self._close_drain(cpu)
         for cpu, group in self._open.items():
