@@ -468,12 +468,26 @@ _COMMANDS = {
 }
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that every ``finally``
+    runs: tracing restored, a paused guest resumed, QEMU shut down."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         return _main_job(parser)
     handler = _COMMANDS[(args.command, getattr(args, f"{args.command}_command", None))]
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return handler(args)
     except BuddyscopeError as e:
@@ -482,6 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("buddyscope: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("buddyscope: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         # The reader (head, less) went away: not an error of ours.
         sys.stderr.close()
