@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import gc
 import gzip
 import heapq
@@ -535,13 +536,8 @@ def parse_file(path: Union[str, Path], strict: bool = True) -> ParsedTrace:
 def _bounded_lines(f) -> Iterable[str]:
     """The lines of text file *f*, none read whole if longer than
     :data:`MAX_LINE` (that one comes out cut, and the parser refuses it)."""
-    readline = f.readline
-    limit = MAX_LINE + 1
-    while True:
-        line = readline(limit)
-        if not line:
-            return
-        yield line
+    # iter(callable, sentinel) runs in C: as fast as iterating the file.
+    return iter(functools.partial(f.readline, MAX_LINE + 1), "")
 
 
 def merge_by_timestamp(per_cpu: Dict[int, List[PageEvent]]) -> List[PageEvent]:
