@@ -807,7 +807,10 @@ class Replayer:
 
 
 def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Profile] = None,
-           strict: bool = False, keep_steps: bool = False) -> ReplayReport:
+           strict: bool = False, keep_steps: bool = False,
+           skip_bad: Optional[bool] = None) -> ReplayReport:
     """Score the model against *events* (kmem page events after *snapshot*,
-    in total order). See the module docstring."""
-    return Replayer(snapshot, profile, strict, keep_steps).run(list(events))
+    in total order). See the module docstring. An event the snapshot cannot
+    take is skipped and counted (``skipped_lines``) unless *strict*, or
+    *skip_bad* is False (then it raises :class:`ReplayError`)."""
+    return Replayer(snapshot, profile, strict, keep_steps, skip_bad).run(list(events))
