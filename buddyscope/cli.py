@@ -106,7 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--trace", type=Path, metavar="FILE", help="ftrace text of the events after it")
     rp.add_argument("--json", action="store_true", help="print one JSON object")
     rp.add_argument("--strict", action="store_true",
-                    help="stop at the first event that contradicts the model")
+                    help="stop at the first event that contradicts the model, or line that "
+                         "cannot be read (default: count and report them, and go on)")
     rp.add_argument("--misses", type=int, default=20, metavar="N", help="misses to list (default 20)")
     rp.add_argument("--profile", metavar="SERIES", help="override the kernel profile")
 
@@ -367,22 +368,23 @@ def _log_failure(source):
 def _replay(args) -> int:
     import json
 
-    from buddyscope.model.load import load_recording, load_snapshot, load_trace
+    from buddyscope.model.load import load_recording, load_snapshot, parse_trace
     from buddyscope.model.replay import format_report
 
     if args.fixture and (args.snapshot or args.trace):
         raise BuddyscopeError("give a fixture, or --snapshot with --trace, not both")
     if args.fixture:
-        rec = load_recording(args.fixture)
-        snap, events = rec.snapshot, rec.events
+        rec = load_recording(args.fixture, strict=args.strict)
+        snap, parsed = rec.snapshot, rec.parsed
         enabled = rec.fixture.provenance.get("events_enabled")
     elif args.snapshot and args.trace:
         snap = load_snapshot(args.snapshot)
-        events = load_trace(args.trace, snap)
+        parsed = parse_trace(args.trace, snap, strict=args.strict)
         enabled = None
     else:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
-    rep = _replay_with_progress(snap, events, args, enabled)
+    rep = _replay_with_progress(snap, parsed.events, args, enabled)
+    rep.add_skipped(parsed.bad, [(b.lineno, b.why) for b in parsed.bad_lines])
     if args.json:
         json.dump({**rep.to_dict(), **_unpredictable_json(snap)}, sys.stdout)
         print()
@@ -667,12 +669,26 @@ _COMMANDS = {
 }
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that every ``finally``
+    runs: tracing restored, a paused guest resumed, QEMU shut down."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+    import threading
+
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         return _main_job(parser)
     handler = _COMMANDS[(args.command, getattr(args, f"{args.command}_command", None))]
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return handler(args)
     except BuddyscopeError as e:
@@ -681,6 +697,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("buddyscope: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("buddyscope: terminated", file=sys.stderr)
+        return 143
     except BrokenPipeError:
         # The reader (head, less) went away: not an error of ours.
         sys.stderr.close()

@@ -11,6 +11,11 @@ from typing import Any
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model._atomic import write_atomic
 
+#: The most JSON text buddyscope reads from one file, before or after gzip:
+#: a recording of a busy minute is a few MB; a file claiming more is refused
+#: before it is read whole (a sparse file, a gzip bomb).
+MAX_JSON_BYTES = 256 * 2**20
+
 
 def write_json(path: Path, obj: Any, compresslevel: int = 6) -> None:
     """Write *obj* as JSON: gzip'd, unless *path* ends in ``.json``; under a
@@ -26,13 +31,25 @@ def read_json(path: Path, error: type[BuddyscopeError], what: str) -> Any:
     """The JSON in *path*, gzip'd or not; unreadable, truncated or non-JSON
     content raises *error* with one line naming *path* and *what* it is not."""
     path = Path(path)
+    too_big = f"{path} is not a {what} (more than {MAX_JSON_BYTES >> 20} MiB of JSON)"
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_JSON_BYTES + 1)
     except OSError as e:
         raise error(f"cannot read {path}: {e.strerror or e}") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise error(too_big)
     if raw[:2] == b"\x1f\x8b":
         try:
-            raw = gzip.decompress(raw)
+            # Read in bounded steps: a few KiB of gzip can claim gigabytes.
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = d.decompress(raw, MAX_JSON_BYTES + 1)
+            if len(out) > MAX_JSON_BYTES:
+                del out, raw
+                raise error(too_big)
+            if not d.eof:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+            raw = out
         except (OSError, EOFError, zlib.error) as e:
             raise error(f"{path} is a corrupt or truncated gzip file ({e})") from None
     try:
@@ -43,3 +60,5 @@ def read_json(path: Path, error: type[BuddyscopeError], what: str) -> Any:
         return json.loads(text)
     except (ValueError, UnicodeDecodeError):
         raise error(f"{path} is not a {what} (not JSON)") from None
+    except RecursionError:
+        raise error(f"{path} is not a {what} (JSON nested too deeply)") from None

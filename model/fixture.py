@@ -80,6 +80,8 @@ class Fixture:
             raise FixtureError(str(e)) from None
         except KeyError as e:
             raise FixtureError(f"{path} is a corrupt fixture (no {e})") from None
+        if not isinstance(provenance, dict):
+            raise FixtureError(f"{path} is a corrupt fixture (provenance is not an object)")
         if not isinstance(trace, list) or not all(isinstance(l, str) for l in trace):
             raise FixtureError(f"{path} is a corrupt fixture (trace is not a list of lines)")
         fixture = cls(snap, trace, provenance, fmt)

@@ -30,11 +30,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import gc
 import gzip
 import heapq
 import re
 import sys
+import zlib
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Union
 
@@ -47,6 +49,7 @@ from buddyscope.model.events import (
 
 __all__ = (
     "BULK_EVENTS",
+    "BadLine",
     "EVENTS",
     "PageEvent",
     "RECLAIM_EVENTS",
@@ -66,13 +69,17 @@ class TraceError(BuddyscopeError):
     """A line of a kmem page event that cannot be read. The message is one
     line: the line number, what is wrong, and the line (truncated)."""
 
-    def __init__(self, lineno: int, line: str, why: str):
+    def __init__(self, lineno: int, line: str, why: str, fatal: bool = False):
         self.lineno = lineno
         self.line = line
+        #: Not one bad line but a file that is no trace: refused even by a
+        #: lenient parse.
+        self.fatal = fatal
         shown = line.strip()
         if len(shown) > 120:
             shown = shown[:117] + "..."
-        super().__init__(f"line {lineno}: {why}: {shown!r}")
+        # Line 0: the file as a whole (unreadable, not gzip).
+        super().__init__(f"line {lineno}: {why}: {shown!r}" if lineno else f"{shown}: {why}")
 
 
 @dataclasses.dataclass(frozen=True, **_SLOTS)
@@ -135,6 +142,24 @@ class PageEvent:
         return f[2] in "hsHzZ"
 
 
+@dataclasses.dataclass(frozen=True)
+class BadLine:
+    """A line that could not be read, skipped by a lenient parse."""
+
+    lineno: int
+    #: Why, in one line (the :class:`TraceError` message).
+    why: str
+
+
+#: Bad lines a lenient parse keeps (it counts them all): enough to show, and
+#: a trace of nothing but garbage cannot fill memory with them.
+MAX_BAD_LINES_KEPT = 100
+#: A line longer than this is not ftrace text (the kernel's trace_seq is one
+#: page): the file is refused, in either mode, without reading the rest of
+#: the line (a sparse or binary file of gigabytes has no newline).
+MAX_LINE = 64 * 1024
+
+
 @dataclasses.dataclass
 class ParsedTrace:
     """What :func:`parse_lines` found in a trace."""
@@ -152,6 +177,11 @@ class ParsedTrace:
     #: Other non-blank lines that are not events (``cpus=2`` at the top of a
     #: ``trace-cmd report``, ``CPU 1 is empty``).
     other: int = 0
+    #: Lines of kmem page events that could not be read, skipped by a
+    #: lenient parse (``strict=False``): how many, and the first
+    #: :data:`MAX_BAD_LINES_KEPT` of them with their line numbers.
+    bad: int = 0
+    bad_lines: List[BadLine] = dataclasses.field(default_factory=list)
 
 
 def _fast_constructor(cls: type) -> Callable[..., PageEvent]:
@@ -443,7 +473,7 @@ def _odd_line(res: ParsedTrace, lineno: int, line: str) -> None:
         res.other += 1
 
 
-def parse_lines(lines: Iterable[str]) -> ParsedTrace:
+def parse_lines(lines: Iterable[str], strict: bool = True) -> ParsedTrace:
     """
     Parse ftrace text of the kmem page events.
 
@@ -452,8 +482,11 @@ def parse_lines(lines: Iterable[str]) -> ParsedTrace:
     kmem page events are counted by name in :attr:`ParsedTrace.unknown`.
 
     :param lines: the text, line by line (a file object will do).
+    :param strict: raise at the first kmem page event line that cannot be
+        read; when False, count it in :attr:`ParsedTrace.bad_lines` and go on.
     :raises TraceError: on a line of a kmem page event that cannot be read
-        (the first such line).
+        (the first such line), with *strict*; in either mode on a line longer
+        than :data:`MAX_LINE`.
     """
     res = ParsedTrace()
     # The events hold no reference cycles, but the cyclic garbage collector
@@ -462,25 +495,39 @@ def parse_lines(lines: Iterable[str]) -> ParsedTrace:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _parse(lines, res)
+        numbered = enumerate(lines, 1)
+        while True:
+            try:
+                _parse(numbered, res)
+                break
+            except TraceError as e:
+                if strict or e.fatal:
+                    raise
+                # _parse resumes on the same iterator, after the bad line:
+                # the hot loop pays nothing for leniency.
+                res.bad += 1
+                if len(res.bad_lines) < MAX_BAD_LINES_KEPT:
+                    res.bad_lines.append(BadLine(e.lineno, str(e)))
     finally:
         if gc_was_enabled:
             gc.enable()
     return res
 
 
-def _parse(lines: Iterable[str], res: ParsedTrace) -> None:
+def _parse(numbered: Iterable[tuple], res: ParsedTrace) -> None:
     append = res.events.append
     unknown = res.unknown
     header = _HEADER.match
     parsers = _PARSERS
-    comments = 0
-    for lineno, line in enumerate(lines, 1):
+    for lineno, line in numbered:
         # Event lines start with the task name, right-aligned in 16 columns
         # (a name has at most 15 characters): only comments start with "#".
         if line[:1] == "#":
-            comments += 1
+            res.comments += 1
             continue
+        if len(line) > MAX_LINE:
+            raise TraceError(lineno, line[:200], f"a line of {len(line)} characters is not "
+                             "ftrace text", fatal=True)
         m = header(line)
         if m is None:
             _odd_line(res, lineno, line)
@@ -504,7 +551,6 @@ def _parse(lines: Iterable[str], res: ParsedTrace) -> None:
                          int(pid), comm, g, lineno, flags or lflags))
         except ValueError as e:  # a number _generic let through, e.g. "order=-"
             raise TraceError(lineno, line.rstrip("\r\n"), f"{name}: {e}") from None
-    res.comments += comments
 
 
 def parse_text(text: str) -> ParsedTrace:
@@ -517,22 +563,37 @@ def parse_text(text: str) -> ParsedTrace:
     return parse_lines(text.splitlines())
 
 
-def parse_file(path: Union[str, Path]) -> ParsedTrace:
+def parse_file(path: Union[str, Path], strict: bool = True) -> ParsedTrace:
     """
     Parse a trace file, read line by line; gzip'd if its name ends in
     ``.gz``. Bytes that are not UTF-8 (in a task name) are replaced.
 
     :param path: the file (``trace``, ``per_cpu/cpuN/trace``, a copy of one,
         or ``trace-cmd report`` output).
-    :raises TraceError: see :func:`parse_lines`.
-    :raises OSError: if the file cannot be read.
+    :param strict: see :func:`parse_lines`.
+    :raises TraceError: see :func:`parse_lines`; also if the file cannot be
+        read or is a corrupt gzip file.
     """
     path = Path(path)
-    if path.name.endswith(".gz"):
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
-            return parse_lines(f)
-    with open(path, encoding="utf-8", errors="replace") as f:
-        return parse_lines(f)
+    try:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+                return parse_lines(_bounded_lines(f), strict)
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return parse_lines(_bounded_lines(f), strict)
+    except (EOFError, zlib.error) as e:
+        raise TraceError(0, str(path), f"a corrupt or truncated gzip file ({e})", fatal=True) from None
+    except gzip.BadGzipFile as e:
+        raise TraceError(0, str(path), f"not a gzip file ({e})", fatal=True) from None
+    except OSError as e:
+        raise TraceError(0, str(path), f"cannot read it: {e.strerror or e}", fatal=True) from None
+
+
+def _bounded_lines(f) -> Iterable[str]:
+    """The lines of text file *f*, none read whole if longer than
+    :data:`MAX_LINE` (that one comes out cut, and the parser refuses it)."""
+    # iter(callable, sentinel) runs in C: as fast as iterating the file.
+    return iter(functools.partial(f.readline, MAX_LINE + 1), "")
 
 
 def merge_by_timestamp(per_cpu: Dict[int, List[PageEvent]]) -> List[PageEvent]:

@@ -36,6 +36,8 @@ class Recording:
     #: The file's name, for messages.
     name: str
     fixture: Fixture
+    #: The parse, with the lines it could not read (``bad``, ``bad_lines``).
+    parsed: Optional[ParsedTrace] = None
 
 
 def is_fixture(path: Path) -> bool:
@@ -50,24 +52,31 @@ def is_fixture(path: Path) -> bool:
 def load_snapshot(path: Path) -> Snapshot:
     """The snapshot in *path*: a snapshot file, or a fixture's snapshot."""
     try:
-        return Fixture.load(path).snapshot
+        fx = Fixture.load(path)
     except FixtureError:
-        return Snapshot.load(path)
+        # Out of the handler first: its traceback holds what was read.
+        fx = None
+    return fx.snapshot if fx is not None else Snapshot.load(path)
 
 
-def _replayable(path: Path, parsed: ParsedTrace) -> List[PageEvent]:
+def _replayable(path: Path, parsed: ParsedTrace) -> ParsedTrace:
+    if not parsed.events and parsed.bad:
+        raise BuddyscopeError(f"{path}: none of its {parsed.bad} kmem page event lines can be "
+                              f"read; the first: {parsed.bad_lines[0].why}")
     if not parsed.events:
         raise BuddyscopeError(f"{path} has no kmem page events (mm_page_alloc, mm_page_free, ...)")
     if parsed.lost:
         raise BuddyscopeError(f"{path}: the ring buffer lost events on cpu "
                               f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed exactly")
-    return parsed.events
+    return parsed
 
 
-def load_trace(path: Path, snap: Optional[Snapshot] = None) -> List[PageEvent]:
-    """The events in *path*: ftrace text, or a fixture's trace. A fixture of
-    another kernel than *snap* is refused, and so is a trace with no kmem
-    page events or with lost events (it cannot be replayed exactly)."""
+def parse_trace(path: Path, snap: Optional[Snapshot] = None, strict: bool = True) -> ParsedTrace:
+    """The parsed trace in *path*: ftrace text, or a fixture's trace. A
+    fixture of another kernel than *snap* is refused, and so is a trace with
+    no kmem page events or with lost events (it cannot be replayed exactly).
+    With *strict* off, lines that cannot be read are counted in it
+    (``bad_lines``) instead of refused."""
     path = Path(path)
     if not path.exists():
         raise BuddyscopeError(f"{path}: no such file")
@@ -79,18 +88,24 @@ def load_trace(path: Path, snap: Optional[Snapshot] = None) -> List[PageEvent]:
         if snap is not None and fx.snapshot.kernel.release != snap.kernel.release:
             raise BuddyscopeError(f"{path} is a trace of {fx.snapshot.kernel.release}, "
                                   f"the snapshot is of {snap.kernel.release}")
-        parsed = parse_lines(fx.trace)
+        parsed = parse_lines(fx.trace, strict)
     else:
-        parsed = parse_file(path)
+        parsed = parse_file(path, strict)
     return _replayable(path, parsed)
 
 
-def load_recording(path: Path) -> Recording:
+def load_trace(path: Path, snap: Optional[Snapshot] = None) -> List[PageEvent]:
+    """The events of :func:`parse_trace`, every line read."""
+    return parse_trace(path, snap).events
+
+
+def load_recording(path: Path, strict: bool = True) -> Recording:
     """The fixture in *path*, ready to replay; refused like
-    :func:`load_trace` when its trace cannot be replayed exactly."""
+    :func:`parse_trace` when its trace cannot be replayed exactly (with
+    *strict* off, unreadable lines are counted in ``parsed``)."""
     path = Path(path)
     if not path.exists():
         raise BuddyscopeError(f"{path}: no such file")
     fx = Fixture.load(path)
-    events = _replayable(path, parse_lines(fx.trace))
-    return Recording(fx.snapshot, events, fx.trace, path.name, fx)
+    parsed = _replayable(path, parse_lines(fx.trace, strict))
+    return Recording(fx.snapshot, parsed.events, fx.trace, path.name, fx, parsed)

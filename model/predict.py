@@ -25,7 +25,7 @@ def model_after(snapshot: Snapshot, events: Optional[Sequence[PageEvent]] = None
                 profile: Optional[Profile] = None) -> Allocator:
     """The model of *snapshot*, with *events* (the kmem events after it)
     applied as ``replay`` applies them."""
-    r = Replayer(snapshot, profile)
+    r = Replayer(snapshot, profile, skip_bad=False)
     if events:
         r.run(list(events))
     return r.alloc

@@ -30,7 +30,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.allocator import (
-    ALLOC_CMA, ALLOC_WMARK_LOW, MIGRATE_MOVABLE, Allocator, ModelError, Outcome, Step,
+    ALLOC_CMA, MIGRATE_MOVABLE, Allocator, ModelError, Outcome, Step,
 )
 from buddyscope.model.events import (
     ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC,
@@ -106,13 +106,19 @@ class Replayer:
 
     def __init__(self, snapshot: Snapshot, profile: Optional[Profile] = None,
                  strict: bool = False, keep_steps: bool = False,
-                 events_enabled: Optional[Iterable[str]] = None):
+                 events_enabled: Optional[Iterable[str]] = None,
+                 skip_bad: Optional[bool] = None):
         self.alloc = Allocator(snapshot, profile)
         #: The recording traced the bulk allocator (its provenance's
         #: events_enabled): pcp pages cannot leave through it untraced.
         self._bulk_traced = BULK in set(events_enabled or ())
         self._naive = NaivePredictor(snapshot)
         self.strict = strict
+        #: An event that cannot be replayed (a CPU or PFN the snapshot does
+        #: not have, a gfp the kernel does not know) is counted in the
+        #: report's skipped lines and replay goes on; by default unless strict.
+        self.skip_bad = not strict if skip_bad is None else skip_bad
+        self._at: Optional[PageEvent] = None
         self.keep_steps = keep_steps
         self.report = ReplayReport(snapshot.kernel.release, self.alloc.profile.name)
         self._requests: Dict[tuple, Request] = {}
@@ -175,8 +181,6 @@ class Replayer:
                       if self.alloc.profile.pcp_trylock_free else set())
             self.passes = passes = (events, deferred, batched_order, contig, locked)
         _, deferred, batched_order, contig, locked = passes
-        nr_cpus = self.alloc.nr_cpus
-        rep = self.report
         if start == 0:
             # With decay_pcp_high traced, no decay is silent; with
             # balance_pgdat traced, kswapd's reclaim window is known. (A
@@ -190,7 +194,22 @@ class Replayer:
             #: (zone index, cpu) -> the last pcp free there: its count, whether
             #: the model foresaw no drain, whether the kernel drained.
             self._last_free: Dict[Tuple[int, int], Tuple[int, bool, bool]] = {}
-        for i, e in enumerate(itertools.islice(events, start, None), start):
+        numbered = enumerate(itertools.islice(events, start, None), start)
+        while True:
+            try:
+                self._run_events(numbered, deferred, batched_order, contig, locked)
+                break
+            except BuddyscopeError as err:
+                if not self.skip_bad or self._at is None:
+                    raise
+                # _run_events resumes on the same iterator, after this event.
+                self.report.skip_line(self._at.lineno, str(err))
+        return self._finish(events, t0)
+
+    def _run_events(self, numbered, deferred, batched_order, contig, locked) -> None:
+        nr_cpus = self.alloc.nr_cpus
+        for i, e in numbered:
+            self._at = e
             if e.cpu >= nr_cpus:
                 raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
                                   f"has {nr_cpus} cpus: the trace is from another kernel or machine")
@@ -247,6 +266,9 @@ class Replayer:
             self._last_pid[e.cpu] = e.pid
             if self.after_event is not None:
                 self.after_event(i, e)
+
+    def _finish(self, events: Sequence[PageEvent], t0: float) -> ReplayReport:
+        rep = self.report
         for cpu in list(self._pending_drain):
             self._close_drain(cpu)
         for cpu, group in self._open.items():
@@ -1022,8 +1044,12 @@ class Replayer:
 
 def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Profile] = None,
            strict: bool = False, keep_steps: bool = False,
-           events_enabled: Optional[Iterable[str]] = None) -> ReplayReport:
+           events_enabled: Optional[Iterable[str]] = None,
+           skip_bad: Optional[bool] = None) -> ReplayReport:
     """Score the model against *events* (kmem page events after *snapshot*,
     in total order). See the module docstring. *events_enabled*: what the
-    recording traced (a fixture's provenance), when known."""
-    return Replayer(snapshot, profile, strict, keep_steps, events_enabled).run(list(events))
+    recording traced (a fixture's provenance), when known. An event the
+    snapshot cannot take is skipped and counted (``skipped_lines``) unless
+    *strict*, or *skip_bad* is False (then it raises :class:`ReplayError`)."""
+    return Replayer(snapshot, profile, strict, keep_steps, events_enabled=events_enabled,
+                    skip_bad=skip_bad).run(list(events))

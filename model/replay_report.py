@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from buddyscope.model.snapshot import Snapshot
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from buddyscope.model.request import Request
 
 __all__ = ("REASONS", "AllocRecord", "NaivePredictor", "ReplayReport", "format_report")
+
+#: Skipped lines a report keeps (it counts them all).
+MAX_SKIPPED_KEPT = 100
 
 
 @dataclasses.dataclass
@@ -95,6 +98,25 @@ class ReplayReport:
     reasons: "collections.Counter[str]" = dataclasses.field(default_factory=collections.Counter)
     records: List[AllocRecord] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    #: Lines skipped without --strict: unreadable lines of kmem page events
+    #: (the parser's) and events this snapshot cannot take (a CPU or PFN it
+    #: does not have). How many, and the first MAX_SKIPPED_KEPT as
+    #: (line number, why).
+    skipped: int = 0
+    skipped_lines: List[Tuple[int, str]] = dataclasses.field(default_factory=list)
+
+    def skip_line(self, lineno: int, why: str) -> None:
+        """Count a line that was skipped, keeping the first ones."""
+        self.skipped += 1
+        if len(self.skipped_lines) < MAX_SKIPPED_KEPT:
+            self.skipped_lines.append((lineno, why.removeprefix(f"line {lineno}: ")))
+
+    def add_skipped(self, count: int, lines: List[Tuple[int, str]]) -> None:
+        """Count *count* lines skipped elsewhere (the parser's), *lines* the
+        first of them, keeping the first ones of all by line number."""
+        self.skipped += count
+        lines = [(n, why.removeprefix(f"line {n}: ")) for n, why in lines]
+        self.skipped_lines = sorted(self.skipped_lines + lines)[:MAX_SKIPPED_KEPT]
 
     @property
     def accuracy(self) -> float:
@@ -133,6 +155,8 @@ class ReplayReport:
             "inferred_watermarks": self.inferred_watermarks,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
+            "skipped": self.skipped,
+            "skipped_lines": [{"line": n, "why": why} for n, why in self.skipped_lines],
         }
         if records:
             d["records"] = [r.to_dict() for r in self.records]
@@ -229,6 +253,13 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
         lines.append("misses by reason:")
         for reason, n in rep.reasons.most_common():
             lines.append(f"  {n:6}  {reason}: {REASONS.get(reason, '')}")
+    if rep.skipped:
+        lines.append(f"skipped lines    {rep.skipped:7}   (unreadable, or not of this snapshot; "
+                     "--strict stops at the first)")
+        for n, why in sorted(rep.skipped_lines)[:misses]:
+            lines.append(f"  line {n}: {why}")
+        if rep.skipped > min(len(rep.skipped_lines), misses):
+            lines.append(f"  ... and {rep.skipped - min(len(rep.skipped_lines), misses)} more")
     if rep.contradictions:
         lines.append("events that contradicted the model (applied anyway):")
         for kind, n in rep.contradictions.most_common():

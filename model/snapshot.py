@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model._jsonfile import read_json, write_json
+from buddyscope.model.validate import check_snapshot
 
 __all__ = (
     "FORMAT",
@@ -285,9 +286,11 @@ class Snapshot:
                 z["free_area"] = [FreeArea(**a) for a in z["free_area"]]
                 z["pcp"] = [Pcp(**p) for p in z["pcp"]]
                 zones.append(Zone(**z))
-            return cls(KernelInfo(**k), Capture(**c), zones, fmt)
+            snap = cls(KernelInfo(**k), Capture(**c), zones, fmt)
         except (KeyError, TypeError, ValueError) as e:
             raise SnapshotError(f"{origin} is a corrupt buddyscope snapshot ({type(e).__name__}: {e})") from None
+        check_snapshot(snap, origin, SnapshotError)
+        return snap
 
     def save(self, path: Path) -> None:
         """Write gzip'd JSON (or plain JSON if *path* ends in ``.json``)."""

@@ -72,7 +72,7 @@ def score_window(before: Snapshot, events: Sequence[PageEvent], index: int = 1,
     if invalid:
         return WindowScore(invalid=invalid, **base)
     try:
-        rep: ReplayReport = replay(before, events)
+        rep: ReplayReport = replay(before, events, skip_bad=False)
     except BuddyscopeError as e:
         return WindowScore(invalid=f"cannot be replayed: {e}", **base)
     return WindowScore(allocations=rep.allocations, hits=rep.hits, records=tuple(rep.records),

@@ -278,9 +278,18 @@ def _check_vmcore(path: Path) -> None:
         with open(path, "rb") as f:
             head = f.read(64)
             if head[:4] != b"\x7fELF":
-                return
+                return  # kdump or flattened: probe.dumpfile told them apart
+            if len(head) < 64:
+                raise BuddyscopeError(f"{path} is a truncated vmcore (ELF header cut off)")
+            if head[4:6] != b"\x02\x01":
+                return  # not ELF64 little-endian: drgn says what it makes of it
             phoff, = struct.unpack_from("<Q", head, 0x20)
             phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+            if phnum and phentsize < _PHDR64_SIZE:
+                raise BuddyscopeError(f"{path} is not a vmcore (program headers of "
+                                      f"{phentsize} bytes, not {_PHDR64_SIZE})")
+            if phoff + phentsize * phnum > size:
+                raise BuddyscopeError(f"{path} is a truncated vmcore (program headers cut off)")
             f.seek(phoff)
             table = f.read(phentsize * phnum)
     except OSError as e:
@@ -294,6 +303,10 @@ def _check_vmcore(path: Path) -> None:
                 f"{path} is a truncated vmcore: segment {i} ends at byte {p_offset + p_filesz}, "
                 f"the file has {size}"
             )
+
+
+# sizeof(Elf64_Phdr)
+_PHDR64_SIZE = 56
 
 
 class VmcoreSource(Source):

@@ -199,12 +199,15 @@ def test_bad_requests_are_refused():
         make_request(alloc, 0, 0, gfp="GFP_KERNEL|__GFP_BOGUS")
 
 
-def test_trace_of_more_cpus_is_refused():
+def test_trace_of_more_cpus_is_refused_strictly_and_skipped_otherwise():
     fx, _, _ = _replayed("6.1-1cpu-thp")
     line = ("  bash-1 [003] ..... 10: mm_page_alloc: page=(____ptrval____) pfn=0x1000 "
             "order=0 migratetype=0 gfp_flags=GFP_KERNEL\n")
     with pytest.raises(ReplayError, match="cpu 3"):
-        replay(fx.snapshot, parse_text(line).events)
+        replay(fx.snapshot, parse_text(line).events, strict=True)
+    rep = replay(fx.snapshot, parse_text(line).events)
+    assert rep.skipped == 1 and rep.skipped_lines[0][0] == 1
+    assert "cpu 3" in rep.skipped_lines[0][1] and rep.allocations == 0
 
 
 def test_double_free_is_counted_or_strict():
