@@ -397,11 +397,13 @@ def _main_job(parser: argparse.ArgumentParser) -> int:
 
 
 def _lab_fetch(args) -> int:
-    from buddyscope.lab import kernels
+    from buddyscope.lab import hostroot, kernels
 
     for spec in args.series:
         t0 = time.monotonic()
         k = kernels.fetch(spec, log=lambda m: print(f"  {m}", file=sys.stderr))
+        # What a guest needs to mount this machine's root (the live path's lab tests).
+        hostroot.share_modules(k, log=lambda m: print(f"  {m}", file=sys.stderr))
         print(f"{k.release}  series {k.series}  {k.suite}  {k.size() / 2**20:.0f} MiB  "
               f"({time.monotonic() - t0:.1f} s)  {k.directory}")
     try:
