@@ -295,6 +295,24 @@ class VmcoreSource(Source):
         return _read(self.prog, "vmcore", str(self.path), paused=True)
 
 
+def _keep_heap() -> None:
+    """Keep this process's freed heap memory instead of giving it back.
+
+    Reading the live kernel allocates tens of MB (``struct page`` chunks):
+    every page the reader faults in or unmaps is itself a page-allocator
+    event in the state being read. With glibc's heap neither trimmed nor
+    bypassed by ``mmap`` for big blocks, a second read reuses the first
+    one's pages, so a retried read (``record --live``) can see no events of
+    its own."""
+    import ctypes
+
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+        libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest
+
+
 class LiveSource(Source):
     kind = "live"
 
@@ -310,6 +328,7 @@ class LiveSource(Source):
         except Exception as e:
             raise BuddyscopeError(f"cannot open the live kernel: {e}") from None
         _load_debug_info(self.prog, vmlinux, "the running kernel")
+        _keep_heap()
 
     def snapshot(self) -> Snapshot:
         return _read(self.prog, "live", "/proc/kcore", paused=False)

@@ -214,7 +214,9 @@ def test_record_live_replays_exactly(guest, lab_kernel, tmp_path):
     events = parse_lines(fx.trace).events
     rep = replay(fx.snapshot, events)
     print(f"\n{lab_kernel.release}: record --live in the guest: {len(events)} events, "
-          f"{rep.hits}/{rep.allocations} allocations exact ({100 * rep.accuracy:.2f} %)")
+          f"{rep.hits}/{rep.allocations} allocations exact ({100 * rep.accuracy:.2f} %); "
+          f"snapshot attempt {fx.provenance['boundary_attempt']}, overlapping events "
+          f"{fx.provenance.get('boundary_overlap_events', 0)}")
     assert rep.allocations > 500
     assert rep.accuracy >= 0.995, rep.reasons
     # record restored the tracing state it found.
