@@ -179,6 +179,8 @@ mounted {m}/proc || mount -t proc proc {m}/proc
 mounted {m}/sys || mount -t sysfs sysfs {m}/sys
 mounted {m}/sys/kernel/tracing || mount -t tracefs tracefs {m}/sys/kernel/tracing
 mounted {m}/dev || mount -t devtmpfs devtmpfs {m}/dev
+mkdir -p {m}/dev/pts
+mounted {m}/dev/pts || mount -t devpts -o newinstance,ptmxmode=0666 devpts {m}/dev/pts
 mounted {m}/run || mount -t tmpfs -o mode=1777 tmpfs {m}/run
 mkdir -p {m}/run/tmp {m}/run/home
 chmod 1777 {m}/run/tmp

@@ -52,7 +52,7 @@ def guest(lab_kernel):
         yield g
 
 
-def inside(guest, argv, timeout=900, env=None, user=None):
+def inside(guest, argv, timeout=1800, env=None, user=None):
     return guest.run(hostroot.chroot_command(argv, env=env, user=user), timeout=timeout)
 
 
@@ -149,7 +149,7 @@ def test_snapshot_live_agrees_with_a_paused_qmp_snapshot(guest, lab_kernel):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     try:
-        guest.wait_console("@@bs-live-read-done", timeout=900, since=since)
+        guest.wait_console("@@bs-live-read-done", timeout=1800, since=since)
         with guest.paused():
             outside = read_snapshot(prog, "qmp", str(guest.qmp_path), True)
             counters = tracing.ring_buffer_counters(prog)
@@ -237,7 +237,7 @@ import fcntl, struct, termios
 fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 160, 0, 0))
 out = b""
 want = sys.stdin.readline().strip().encode()
-deadline = time.monotonic() + 900
+deadline = time.monotonic() + 1700
 sent = False
 while time.monotonic() < deadline:
     r, _, _ = select.select([fd], [], [], 1)
@@ -263,7 +263,7 @@ sys.exit(0 if sent and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else
 def test_tui_live_opens_on_the_live_kernel(guest, lab_kernel):
     r = guest.run(f"echo {guest.release} | " + hostroot.chroot_command(
         [PYTHON, "-c", _PTY, BUDDYSCOPE, "tui", "--live", "--vmlinux", str(lab_kernel.vmlinux),
-         "--interval", "0"]), timeout=900)
+         "--interval", "0"]), timeout=1800)
     plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", r.stdout.decode(errors="replace"))
     assert r.status == 0, plain[-2000:]
     # The header of the first frame: the live kernel's release, read while it ran.
