@@ -91,6 +91,13 @@ def _import_drgn():
         import drgn
     except ImportError:
         raise BuddyscopeError("drgn is not installed (pip install drgn)") from None
+    # drgn logs "missing debugging symbols ..." on its logger; with no
+    # handler Python prints it to stderr ahead of our own one-line error.
+    import logging
+
+    drgn_log = logging.getLogger("drgn")
+    if not drgn_log.handlers:
+        drgn_log.addHandler(logging.NullHandler())
     return drgn
 
 
