@@ -191,13 +191,17 @@ def chroot_command(argv: Sequence[str], env: dict[str, str] | None = None,
                    user: str | None = None) -> str:
     """A guest shell command running *argv* in the host's root, with a clean
     environment (HOME and TMPDIR on the guest's tmpfs); as *user* with
-    ``setpriv`` from util-linux when given."""
+    ``setpriv`` from util-linux when given. That user keeps only
+    ``CAP_DAC_READ_SEARCH``: the venv's interpreter may live in root's home
+    (pyenv), which an ordinary user could not even reach; it does not let
+    anyone open ``/proc/kcore`` or write tracefs."""
     base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             "HOME": "/run/home", "TMPDIR": "/run/tmp", "LANG": "C.UTF-8",
             "TERM": "xterm-256color"}
     base.update(env or {})
     pre = ["/usr/bin/env", "-i", *(f"{k}={v}" for k, v in base.items())]
     if user is not None:
-        pre = ["/usr/bin/setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups", *pre]
+        pre = ["/usr/bin/setpriv", f"--reuid={user}", "--regid=nogroup", "--clear-groups",
+               "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", *pre]
     return f"chroot {MOUNT} " + " ".join(shlex.quote(a) for a in [*pre, *argv])
 
