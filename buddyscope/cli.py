@@ -601,7 +601,7 @@ def _main_job(parser: argparse.ArgumentParser) -> int:
 
 
 def _lab_fetch(args) -> int:
-    from buddyscope.lab import kernels
+    from buddyscope.lab import hostroot, kernels
 
     from buddyscope.progress import phases
 
@@ -609,6 +609,8 @@ def _lab_fetch(args) -> int:
         t0 = time.monotonic()
         with phases() as log:
             k = kernels.fetch(spec, log=log)
+            # What a guest needs to mount this machine's root (the live path's lab tests).
+            hostroot.share_modules(k, log=log)
         print(f"{k.release}  series {k.series}  {k.suite}  {k.size() / 2**20:.0f} MiB  "
               f"({time.monotonic() - t0:.1f} s)  {k.directory}")
     try:

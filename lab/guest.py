@@ -198,8 +198,9 @@ class Guest:
     """
 
     def __init__(self, kernel: Kernel, smp: int, mem_mib: int, rundir: Path,
-                 append: str = ""):
+                 append: str = "", share_root: bool = False):
         self.kernel = kernel
+        self.share_root = share_root
         self.smp = smp
         self.mem_mib = mem_mib
         self.rundir = rundir
@@ -243,7 +244,8 @@ class Guest:
     def boot(cls, kernel: Kernel, smp: int = 1, mem_mib: int = 512,
              timeout: float = 120.0, retries: int = 1, append: str = "",
              log: Callable[[str], None] | None = None,
-             extra_files: dict[str, bytes] | None = None) -> "Guest":
+             extra_files: dict[str, bytes] | None = None,
+             share_root: bool = False) -> "Guest":
         """Boot *kernel* with *smp* vCPUs and *mem_mib* MiB and wait for its shell.
 
         A panic at boot is retried *retries* times (a 7.2 guest with more
@@ -251,12 +253,18 @@ class Guest:
         and booted the next time); a guest with no shell after *timeout*
         seconds is killed and reported. *extra_files* (guest path -> bytes)
         are put in the initramfs as executables, e.g. a static workload binary.
+        *share_root* exports this machine's root read-only over virtio-9p
+        (see :mod:`buddyscope.lab.hostroot`) and loads the modules it needs.
         """
         qemu = qemu_binary()
         busybox = find_busybox()
         if smp < 1 or mem_mib < 64:
             raise LabError(f"a guest needs at least 1 vCPU and 64 MiB (asked {smp}, {mem_mib})")
         log = log or (lambda m: print(f"buddyscope: {m}", file=sys.stderr))
+        if share_root:
+            from buddyscope.lab import hostroot
+
+            extra_files = {**(extra_files or {}), **hostroot.initramfs_files(kernel, log)}
         initrd = build_initramfs(busybox, kernel.fw_cfg_module, extra_files)
         _remove_orphaned_rundirs()
         for attempt in range(retries + 1):
@@ -264,7 +272,7 @@ class Guest:
             # Whose guest this is: a run directory whose owner died without
             # cleaning up (SIGKILL) is removed by the next boot.
             (rundir / "owner.pid").write_text(f"{os.getpid()}\n")
-            guest = cls(kernel, smp, mem_mib, rundir, append)
+            guest = cls(kernel, smp, mem_mib, rundir, append, share_root)
             try:
                 (rundir / "initrd.gz").write_bytes(initrd)
                 guest._start(qemu, timeout)
@@ -291,6 +299,10 @@ class Guest:
             "-append", f"console=ttyS0 nokaslr panic=-1 {self.append}".strip(),
             "-device", "vmcoreinfo",
         ]
+        if self.share_root:
+            from buddyscope.lab.hostroot import qemu_share_args
+
+            args += qemu_share_args()
         for name in ("console", "agent"):
             args += ["-chardev", f"socket,id={name},path={r / name}.sock,server=on,wait=off",
                      "-serial", f"chardev:{name}"]

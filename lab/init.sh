@@ -15,6 +15,11 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null ||
 if [ -e /lib/modules/qemu_fw_cfg.ko ]; then
     insmod /lib/modules/qemu_fw_cfg.ko
 fi
+# The virtio and 9p modules of a guest that mounts the host's root, in
+# modules.dep order (lab/hostroot.py names them).
+for m in /lib/modules/share/*.ko; do
+    [ -e "$m" ] && insmod "$m"
+done
 hostname lab
 /bin/agent /dev/ttyS1 &
 cd /root

@@ -101,7 +101,7 @@ def build_initramfs(busybox: Path, fw_cfg_module: Path | None = None,
         (their directories must be among the initramfs's: /bin, /sbin, /root...).
     """
     d, x, f = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o755, stat.S_IFREG | 0o644
-    entries = [CpioEntry(n, d) for n in ("bin", "dev", "lib", "lib/modules", "proc",
+    entries = [CpioEntry(n, d) for n in ("bin", "dev", "lib", "lib/modules", "lib/modules/share", "proc",
                                          "root", "run", "sbin", "sys", "tmp")]
     entries += [
         # The kernel opens /dev/console for init before devtmpfs is mounted.

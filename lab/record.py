@@ -55,8 +55,9 @@ _BOUNDARY = ("paused guest (QMP stop); per-CPU ring_buffer_per_cpu.entries read 
              "the same pause as the snapshot (retried while committing != 0); the first "
              "`entries` events of each CPU's per_cpu trace dropped")
 _LIVE_BOUNDARY = ("running kernel, not paused (best effort): per-CPU ring_buffer_per_cpu.entries "
-                  "read with drgn before and after the snapshot, retried "
-                  "until no event was traced while it was read; the `entries` read after it are "
+                  "read with drgn before and after the snapshot, retried (the ring buffer "
+                  "cleared between attempts) until no event was traced while it was read, "
+                  "else the last attempt is kept; the `entries` read after it are "
                   "dropped from each CPU's per_cpu trace")
 
 
@@ -257,6 +258,11 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         events = tracing.start_tracing(host, buffer_kb, kprobes)
         best = None
         for attempt in range(1, attempts + 1):
+            if best is not None:
+                # The last attempt overlapped events: drop them (a live
+                # kernel's retries would otherwise pile up its reader's own
+                # allocations in the buffer) and count afresh.
+                host.run(f"echo > {tracefs}/trace", check=True)
             with pause():
                 before = tracing.ring_buffer_counters(src.prog)
                 if any(c.committing for c in before.values()):
@@ -266,8 +272,7 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
                 # snapshot was read may or may not show in it.
                 after_read = tracing.ring_buffer_counters(src.prog)
             overlap = {cpu: after_read[cpu].entries - c.entries for cpu, c in before.items()}
-            if best is None or sum(overlap.values()) < sum(best[2].values()):
-                best = (snap, after_read, overlap, attempt)
+            best = (snap, after_read, overlap, attempt)
             if not any(overlap.values()):
                 break
         if best is None:

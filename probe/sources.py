@@ -99,6 +99,13 @@ def _import_drgn():
         import drgn
     except ImportError:
         raise BuddyscopeError("drgn is not installed (pip install drgn)") from None
+    # drgn logs "missing debugging symbols ..." on its logger; with no
+    # handler Python prints it to stderr ahead of our own one-line error.
+    import logging
+
+    drgn_log = logging.getLogger("drgn")
+    if not drgn_log.handlers:
+        drgn_log.addHandler(logging.NullHandler())
     return drgn
 
 
@@ -350,6 +357,24 @@ class VmcoreSource(Source):
             self._tmpdir = None
 
 
+def _keep_heap() -> None:
+    """Keep this process's freed heap memory instead of giving it back.
+
+    Reading the live kernel allocates tens of MB (``struct page`` chunks):
+    every page the reader faults in or unmaps is itself a page-allocator
+    event in the state being read. With glibc's heap neither trimmed nor
+    bypassed by ``mmap`` for big blocks, a second read reuses the first
+    one's pages, so a retried read (``record --live``) can see no events of
+    its own."""
+    import ctypes
+
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+        libc.mallopt(m_mmap_threshold, 32 << 20)  # glibc's largest
+
+
 class LiveSource(Source):
     kind = "live"
 
@@ -365,6 +390,7 @@ class LiveSource(Source):
         except Exception as e:
             raise BuddyscopeError(f"cannot open the live kernel: {e}") from None
         _load_debug_info(self.prog, vmlinux, "the running kernel", find_vmlinux)
+        _keep_heap()
 
     def snapshot(self) -> Snapshot:
         return _read(self.prog, "live", "/proc/kcore", paused=False)
