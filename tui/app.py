@@ -207,9 +207,17 @@ class MainScreen(Screen):
                 yield FindPanel(id="find-panel")
         yield Footer(compact=True)
 
+    def on_mount(self) -> None:
+        self.fit_tabs()
+
     def on_resize(self, event) -> None:
+        self.fit_tabs()
+
+    def fit_tabs(self) -> None:
+        """Short tab titles below 110 columns. From the app's size now, not
+        the event's: resize events at start-up can arrive out of order."""
         tabs = self.query_one("#tabs", TabbedContent)
-        narrow = event.size.width < 110
+        narrow = self.app.size.width < 110
         self.set_class(narrow, "-narrow")
         for t in TABS:
             if self.query(f"TabPane#{t}"):

@@ -24,6 +24,7 @@ import pytest
 
 from buddyscope.lab import record
 from buddyscope.lab.guest import Guest
+from buddyscope.probe import tracing
 
 pytestmark = pytest.mark.lab
 pytest.importorskip("drgn")
@@ -137,7 +138,7 @@ def test_interrupted_record_restores_the_guest(guest, monkeypatch, phase, sig):
     from buddyscope import cli
     from buddyscope.probe import sources
 
-    before = record.save_tracing(guest)
+    before = tracing.save_tracing(guest)
     run_cmd = lambda prefix: (lambda self, script, *a, **k: script.startswith(prefix))  # noqa: E731
     where = {
         "prepare": (Guest, "run", run_cmd("/run/workload prepare")),
@@ -155,7 +156,7 @@ def test_interrupted_record_restores_the_guest(guest, monkeypatch, phase, sig):
         signal.signal(signal.SIGTERM, old)
     monkeypatch.undo()
     assert guest.status == "running"
-    assert record.save_tracing(guest) == before
+    assert tracing.save_tracing(guest) == before
 
 
 def test_tui_refresh_after_the_guest_was_killed(lab_kernel):

@@ -67,7 +67,8 @@ PANELS = [
     ("help", lambda: app_on(SNAP_72), ("question_mark",)),
     ("help-end", lambda: app_on(SNAP_72), ("question_mark", "end")),
     ("replay", lambda: app_on(REC_61), ("7", "n", "n", "N")),
-    ("procfs-free", _procfs, ()),
+    # "1": one more key and settle, as every other procfs case has.
+    ("procfs-free", _procfs, ("1",)),
     ("procfs-pcp", _procfs, ("2",)),
     ("procfs-pageblocks", _procfs, ("4",)),
     ("procfs-history", _procfs, ("r", "r", "7")),
