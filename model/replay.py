@@ -24,13 +24,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import re
 import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.allocator import (
-    ALLOC_CMA, MIGRATE_MOVABLE, Allocator, ModelError, Outcome, Step,
+    ALLOC_CMA, Allocator, ModelError, Outcome, Step,
 )
 from buddyscope.model.events import (
     ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC,
@@ -38,8 +37,8 @@ from buddyscope.model.events import (
     MM_PAGE_PCPU_DRAIN, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import PageEvent
-from buddyscope.model.gfp import GfpError, gfp_names
 from buddyscope.model.profile import Profile
+from buddyscope.model.replay_kprobes import KprobeEvents, _BulkCall, _DrainWindow
 from buddyscope.model.replay_report import (
     REASONS, AllocRecord, NaivePredictor, ReplayReport, format_report,
 )
@@ -61,47 +60,12 @@ ISOLATE, ISOLATE_RET = ISOLATE_EVENTS
 (WMARKS,) = WATERMARK_EVENTS
 
 
-@dataclasses.dataclass
-class _BulkCall:
-    """One ``alloc_pages_bulk`` call under way on a CPU: its entry kprobe
-    event, the pcp refills traced during it, and the order-0 allocations
-    traced during it (the ``failed:`` path's single page among them)."""
-
-    entry: PageEvent
-    #: Its ``mm_page_alloc_zone_locked`` (and ``mm_page_alloc_extfrag``) events.
-    refills: List[PageEvent] = dataclasses.field(default_factory=list)
-    singles: int = 0
-
-
-@dataclasses.dataclass
-class _DrainWindow:
-    """The ``mm_page_pcpu_drain`` events expected next on a CPU, and those
-    seen. A pcp free opens one (``kind`` ``"free"``: the drain of its commit,
-    traced by the same task right after its ``mm_page_free``, under the zone
-    lock, so nothing else on that CPU comes in between); a drain with no
-    free of the same task before it opens one of its own (``"vmstat"``:
-    ``decay_pcp_high`` from vmstat's ``refresh_cpu_vm_stats`` on that CPU's
-    kworker, or ``drain_pages_zone`` of ``drain_all_pages``)."""
-
-    kind: str
-    pid: int
-    predicted: list
-    actual: list = dataclasses.field(default_factory=list)
-    #: The pcp the free went to (zone index, cpu), None if to the buddy.
-    pcp: Optional[Tuple[int, int]] = None
-    #: pcp->count after the free's list_add (before any drain), or before a
-    #: vmstat drain.
-    count: int = 0
-    #: A vmstat prediction's pcp->high after it (None: drain_pages_zone).
-    high: Optional[int] = None
-
-
 class ReplayError(BuddyscopeError):
     """An event that contradicts the state, in strict mode; or a trace that
     cannot be replayed against this snapshot."""
 
 
-class Replayer:
+class Replayer(KprobeEvents):
     """Steps a model through a kmem event stream, scoring each allocation."""
 
     def __init__(self, snapshot: Snapshot, profile: Optional[Profile] = None,
@@ -282,75 +246,6 @@ class Replayer:
         rep.seconds = time.perf_counter() - t0
         return rep
 
-    # -- kswapd's reclaim window (balance_pgdat kprobe events) ------------------
-    def _on_reclaim(self, e: PageEvent) -> None:
-        """``balance_pgdat`` entry sets ZONE_RECLAIM_ACTIVE on the zones up
-        to its ``highest_zoneidx`` (``set_reclaim_active``), its return
-        clears them (``clear_reclaim_active``): the pcp free path keeps
-        fewer pages meanwhile (``nr_pcp_high``)."""
-        if e.name == RECLAIM:
-            self._reclaim[e.pid] = e.count
-            self.alloc.set_reclaim_active(e.count, True)
-        else:
-            # An entry before the snapshot: every zone it could have set.
-            zoneidx = self._reclaim.pop(e.pid, max(z.zone_idx for z in self.alloc.zones))
-            self.alloc.set_reclaim_active(zoneidx, False)
-
-    def _on_decay(self, e: PageEvent) -> None:
-        """vmstat's ``decay_pcp_high`` of this CPU's pcp in the zone that
-        starts at ``count`` (6.12 L2412, 7.2 L2564): lower pcp->high now,
-        and expect the drain it makes, if any, from the same task next."""
-        a = self.alloc
-        z = a.zone_of(e.count) if e.count is not None else None
-        pcp = z.pcp.get(e.cpu) if z is not None else None
-        if pcp is None:
-            return
-        w = _DrainWindow("vmstat", e.pid, a.decay_pcp_high(z, pcp))
-        w.pcp, w.count, w.high = (z.index, e.cpu), pcp.count, pcp.high
-        self._pending_drain[e.cpu] = w
-
-    # -- compaction's free page isolation (__isolate_free_page kprobe events) -----
-    def _on_isolated(self, e: PageEvent) -> None:
-        """``__isolate_free_page`` returned: unless its watermark check
-        refused (0), the free block left its list with no kmem event
-        (compaction's free scanner, ``isolate_freepages_block``), and one of
-        at least half a pageblock made its blocks MOVABLE. The block comes
-        back as migration targets (freed later as the pages they hold) or
-        through ``release_free_list``, whose frees are traced."""
-        entry = self._isolating.pop(e.cpu, None)
-        a = self.alloc
-        k = a.snapshot_kernel
-        if entry is None or not e.count or k.vmemmap is None or not k.sizeof_page:
-            return
-        pfn, rem = divmod(entry.count - k.vmemmap, k.sizeof_page)
-        if rem or not a.is_free(pfn):
-            self.report.contradictions["isolated_page_not_free"] += 1
-            return
-        z = a.zone_of(pfn)
-        self._take_block(entry, pfn, entry.order)
-        for p in range(pfn, pfn + (1 << entry.order), a.pageblock_nr_pages):
-            a.isolate_free_page_retype(z, p, entry.order)
-        a.mark_allocated(pfn, entry.order, MIGRATE_MOVABLE)
-        self.report.isolated_pages += 1 << entry.order
-
-    # -- watermarks set anew (setup_per_zone_wmarks kprobe event) ---------------
-    def _on_wmarks(self, e: PageEvent) -> None:
-        """New watermarks, lowmem reserves and pcp sizes of every zone with
-        pages, as the kernel had them when ``setup_per_zone_wmarks``
-        returned (``min_free_kbytes`` changed: turning THP on raises it)."""
-        per_zone: Dict[int, Dict[str, int]] = collections.defaultdict(dict)
-        for word in (e.gfp or "").split():
-            key, _, value = word.partition("=")
-            m = re.match(r"z(\d+)(.+)$", key)
-            if m and value:
-                per_zone[int(m.group(1))][m.group(2)] = int(value, 0)
-        for zi, f in per_zone.items():
-            marks = [f[f"w{i}"] for i in range(4) if f"w{i}" in f]
-            reserve = [f[f"r{i}"] for i in range(8) if f"r{i}" in f]
-            pageset = {k[1:]: v for k, v in f.items() if k.startswith("_")}
-            self.alloc.setup_zone_wmarks(zi, marks, reserve, pageset)
-        self.report.watermark_changes += 1
-
     def _contradiction(self, kind: str, e: PageEvent, what: str) -> None:
         if self.strict:
             raise ReplayError(f"line {e.lineno}: {e.name} pfn {e.pfn:#x}: {what}")
@@ -430,31 +325,6 @@ class Replayer:
             return
         refill = any(g.name == ZONE_LOCKED or g.name == EXTFRAG for g in group)
         a.pcplist_effects(z, e.cpu, e.order, refill)
-
-    def _zone_skipped(self, req: Request, predicted: Outcome, e: PageEvent) -> None:
-        """The kernel served from a zone after the one the model chose in
-        the zonelist: it found that zone below its watermark. Without the
-        setup_wmarks events, its watermarks were raised with no event
-        (min_free_kbytes: turning THP on): raise the model's, all marks
-        alike, just enough for the check that passed to fail
-        (``__zone_watermark_ok``: free <= mark + lowmem_reserve)."""
-        if self._wmarks_traced:
-            return
-        a = self.alloc
-        actual = a.zone_of(e.pfn)
-        zl = a.zonelist(req.highest_zoneidx)
-        if actual not in zl:
-            return
-        for z in zl[:zl.index(actual)]:
-            if z.name != predicted.zone:
-                continue
-            low = z.watermarks["low"] + z.boost
-            need = z.free_pages - z.lowmem_reserve[min(req.highest_zoneidx, len(z.lowmem_reserve) - 1)]
-            if need > low:
-                delta = need - low
-                a.set_watermarks(z, {k: v + delta for k, v in z.watermarks.items()})
-                a.zone_pcp_update(z)
-                self.report.inferred_watermarks += 1
 
     def _late_page_for(self, e: PageEvent) -> Optional[int]:
         pindex = self.alloc.pindex.get((e.order, e.migratetype))
@@ -655,105 +525,6 @@ class Replayer:
                 else:
                     self._last_note = "page_not_free_in_model"
         a.mark_allocated(pfn, e.order, e.migratetype)
-
-    # -- the bulk allocator ------------------------------------------------------
-    def _on_bulk_return(self, e: PageEvent) -> None:
-        """Apply what one ``alloc_pages_bulk`` call did, from its kprobe
-        events: it took pcp heads of its zone's order-0 list of its
-        migratetype, one after another (``__rmqueue_pcplist``), and when the
-        list ran empty ``rmqueue_bulk`` refilled it (the traced
-        ``mm_page_alloc_zone_locked`` events, put on the tail in order).
-        The caller's array is taken to be empty on entry (vmalloc's is), so
-        ``nr_populated`` counts the pages it handed out; one of them came
-        from the ``failed:`` path, traced, when an order-0 ``mm_page_alloc``
-        fell inside the call."""
-        a = self.alloc
-        call = self._bulk.pop(e.cpu, None)
-        if call is None:
-            # Its entry came before the snapshot: what it asked is unknown.
-            self.report.contradictions["bulk_return_without_call"] += 1
-            return
-        taken = e.count - (1 if call.singles else 0)
-        refills = call.refills
-        if taken <= 0 and not refills:
-            return
-        req = self._bulk_request(call.entry)
-        if req is None:
-            self.report.contradictions["bulk_gfp_unreadable"] += 1
-            return
-        pindex = a.pindex.get((0, req.migratetype))
-        if refills:
-            z = a.zone_of(refills[-1].pfn)
-        else:
-            # The first zone that meets the low watermark plus the pages asked.
-            z = a.bulk_zone(req.highest_zoneidx, call.entry.count, req.alloc_flags)
-        if z is None or pindex is None or e.cpu not in z.pcp:
-            self.report.contradictions["bulk_zone_unknown"] += 1
-            return
-
-        def refill() -> bool:
-            nonlocal refills
-            if not refills:
-                return False
-            refills = self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
-            return True
-
-        if a.take_pcp_heads(z, e.cpu, pindex, max(taken, 0), req.migratetype, refill) < taken:
-            self.report.contradictions["bulk_took_more_than_pcp_held"] += 1
-        while refills:
-            refills = self._bulk_refill(z, e.cpu, pindex, req.migratetype, refills)
-        self.report.bulk_calls += 1
-        self.report.bulk_pages += max(taken, 0)
-        self._index += 1
-        self._last_alloc[e.cpu] = self._index
-
-    def _bulk_refill(self, z, cpu: int, pindex: int, mt: int, refills: List[PageEvent]
-                     ) -> List[PageEvent]:
-        """One refill of the bulk allocator's list: ``alloc_pages_bulk``
-        (6.12 L4774, 7.2 L5260) takes pages with ``__rmqueue_pcplist``, which
-        asks ``nr_pcp_alloc`` (6.12 L3021, 7.2 L3264: it raises pcp->high
-        and alloc_factor as for any refill; 5.10/6.1 change nothing) how
-        many blocks, then ``rmqueue_bulk`` takes them off the buddy lists
-        (with any fallback steal or claim its extfrag events show) onto the
-        pcp tail in order. Returns the events of later refills (the list
-        ran empty again within the call)."""
-        a = self.alloc
-        n = a.pcp_refill_count(z, z.pcp[cpu], 0)
-        # The events of each block taken: 6.12+ a zone_locked and the
-        # extfrag of a claim below pageblock_order after it, or an extfrag
-        # alone; 5.10/6.1 any extfrag before the zone_locked it led to.
-        claim = a.profile.fallback == "claim"
-        units: List[List[PageEvent]] = []
-        ahead: List[PageEvent] = []
-        for g in refills:
-            if g.name == ZONE_LOCKED:
-                units.append(ahead + [g])
-                ahead = []
-            elif not claim:
-                ahead.append(g)
-            elif units and units[-1][-1].name == ZONE_LOCKED and units[-1][-1].pfn == g.pfn:
-                units[-1].append(g)
-            else:
-                units.append([g])
-        if ahead:
-            units.append(ahead)
-        mine = [g for u in units[:n] for g in u]
-        self._apply_removals(mine, cpu, None)
-        a.pcp_refill(z.index, cpu, pindex,
-                     (p for p in self._removed_pfns(mine) if p not in a.on_pcp), mt)
-        return [g for u in units[n:] for g in u]
-
-    def _bulk_request(self, entry: PageEvent) -> Optional[Request]:
-        key = (entry.gfp, entry.cpu)
-        r = self._requests.get(key)
-        if r is None:
-            try:
-                names = gfp_names(int(entry.gfp, 16), self.alloc.profile.gfp_table)
-                r = make_request(self.alloc, 0, entry.cpu, gfp=names)
-            except (GfpError, RequestError, ValueError):
-                return None
-            self._requests[key] = r
-        return r
 
     def _reclassify(self, index: Optional[int], reason: str) -> None:
         """The earlier miss that skipped a late-traced page: its page was
@@ -965,82 +736,6 @@ class Replayer:
         if w.pcp is not None:
             # (count after the free, the model's high fits it, the kernel drained)
             self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.actual))
-
-    # -- what a free's drain, or its absence, tells of untraced state ------------
-    #
-    # Traces without the balance_pgdat and decay_pcp_high kprobe events (a
-    # user's own trace-cmd recording) do not show kswapd's reclaim window nor
-    # vmstat's pcp->high decay. Whether the kernel drained at a free, and at
-    # which count, is evidence of both: the model takes the one explanation
-    # the kernel's nr_pcp_high allows, and drops it when a later free refutes
-    # it. With the kprobe events in the trace, nothing is guessed.
-
-    def _resync_free_drain(self, w: _DrainWindow) -> None:
-        a = self.alloc
-        zi, c = w.pcp
-        z = a.zones[zi]
-        pcp = z.pcp[c]
-        p = a.profile
-        if w.actual:
-            # The kernel drained where the model had room.
-            if p.pcp_high_reclaim_active and not self._reclaim_traced and not z.reclaim_active \
-                    and w.count < (pcp.high_min if p.pcp_high_decays else pcp.high):
-                # Below pcp->high (6.1: no decay) or high_min (6.7+: neither
-                # a decay nor ZONE_BELOW_HIGH drains there): only kswapd's
-                # ZONE_RECLAIM_ACTIVE (nr_pcp_high) does.
-                a.set_reclaim_active(z.zone_idx, True)
-                if p.pcp_free_batch == "free_factor":
-                    # The drain's own nr_pcp_free grew free_factor.
-                    a.nr_pcp_free_factor(pcp, min(pcp.batch << 2, pcp.high))
-                self._reclaim_inferred = True
-                self.report.inferred_reclaim += 1
-                return
-            if not self._decay_traced and p.pcp_high_decays:
-                # The kernel found count >= high: its pcp->high had decayed
-                # with no event (vmstat decay_pcp_high, count <= high then).
-                before = pcp.high
-                prev = self._last_free.get(w.pcp)
-                if prev is not None and prev[1] and not prev[2] and prev[0] < w.count <= pcp.high:
-                    # The free before, at a lower count, kept its pages: the
-                    # kernel's high lay above that count and at most this
-                    # one; nr_pcp_high then raised it to hold free_count +
-                    # batch (6.12 L2666, 7.2 L2815).
-                    a.set_pcp_high_drained_at(pcp, w.count)
-                    self.report.silent_decays += 1
-                    self._assumed_decay[w.pcp] = before
-                elif a.untraced_decays(z, pcp, w.count):
-                    # Bring it down as those decays would have.
-                    self.report.silent_decays += 1
-                    self._assumed_decay[w.pcp] = before
-            return
-        # The model foresaw a drain the kernel did not make.
-        if z.reclaim_active and self._reclaim_inferred:
-            a.set_reclaim_active(max(x.zone_idx for x in a.zones), False)
-            self._reclaim_inferred = False
-        elif w.pcp in self._assumed_decay:
-            # The decay assumed at an earlier drain did not happen (the
-            # model's count was short, not the kernel's high): undo it.
-            a.set_pcp_high(pcp, max(pcp.high, self._assumed_decay.pop(w.pcp)))
-        elif z.below_high and p.below_high_flag and w.count >= pcp.high_min:
-            # With ZONE_BELOW_HIGH the kernel drains whenever count >=
-            # high_min (nr_pcp_high): its flag was clear.
-            a.set_below_high(z, False)
-
-    def _vmstat_resync(self, w: _DrainWindow, exact: bool) -> None:
-        """After a vmstat drain the kernel's pcp->high is known: the model's
-        decay when it foresaw the drain; else decay_pcp_high left count at
-        high (to_drain = count - high), and drain_pages_zone left it alone."""
-        if w.pcp is None or w.high is None or not w.actual or (self._decay_traced and not exact):
-            # (A traced decay's change of pcp->high is applied at its event.)
-            return
-        a = self.alloc
-        zi, c = w.pcp
-        pcp = a.zones[zi].pcp[c]
-        if exact:
-            a.set_pcp_high(pcp, w.high)
-        elif pcp.count:
-            a.set_pcp_high(pcp, max(pcp.count, pcp.high_min))
-
 
 def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Profile] = None,
            strict: bool = False, keep_steps: bool = False,
