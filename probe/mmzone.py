@@ -253,6 +253,17 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
             lists.append(walk_list(pagemap, head, first, layout.buddy_link, bound,
                                    f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]",
                                    anomalies, order=order, private_offset=private))
+        mask = (1 << order) - 1
+        for mt, lst in enumerate(lists):
+            if any(pfn & mask for pfn in lst):
+                # A running kernel's list read mid-merge or mid-split: a
+                # free block is always aligned to its order, so the entry
+                # is not one (a paused kernel never shows this).
+                where = f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]"
+                for pfn in (p for p in lst if p & mask):
+                    anomalies.append(Anomaly("misaligned", where,
+                                             f"pfn {pfn:#x} is not aligned to order {order}"))
+                lists[mt] = [p for p in lst if not p & mask]
         nr_free = area.nr_free.value_()
         if sum(len(l) for l in lists) != nr_free:
             anomalies.append(Anomaly("count_mismatch", f"{name} free_area[{order}]",

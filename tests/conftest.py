@@ -103,3 +103,33 @@ def first_pcp_allocations(fixture):
                 position = IN_FLIGHT
             checks.append((e.cpu, key[2], skipped, position))
     return checks
+
+
+# The lab tier's long matrices. CI runs one case of each (the README's test
+# command, under 20 minutes); BUDDYSCOPE_LAB_FULL=1 runs every case. Each
+# entry: a test function, and the parameter ids of it that CI runs.
+_LAB_MATRIX = {
+    # a signal at each of 7 phases, twice: CI sends them during the workload
+    "test_record_lab_interrupted": ("-run-",),
+    "test_interrupted_record_restores_the_guest": ("-run-",),
+    "test_record_lab_guest_killed": ("-snapshot",),
+    # every dump format: CI reads QEMU's and makedumpfile's zlib ones
+    "test_the_format_gives_the_lists_of_the_elf_dump": ("-qemu-kdump-zlib", "-d31-zlib]"),
+    # the live TUI in a pseudo-terminal inside a guest (about 90 s)
+    "test_tui_live_opens_on_the_live_kernel": (),
+    # why's hugetlb and near-min states (each fills the guest's memory)
+    "test_hugetlb_compaction_agrees": (),
+    "test_low_memory_near_min": (),
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    import pytest
+
+    if os.environ.get("BUDDYSCOPE_LAB_FULL") == "1":
+        return
+    skip = pytest.mark.skip(reason="long lab matrix: BUDDYSCOPE_LAB_FULL=1 runs this case")
+    for item in items:
+        keep = _LAB_MATRIX.get(item.originalname)
+        if keep is not None and not any(k in item.nodeid for k in keep):
+            item.add_marker(skip)

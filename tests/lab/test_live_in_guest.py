@@ -26,11 +26,13 @@ import base64
 import re
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from buddyscope.lab import hostroot
+from buddyscope.errors import GuestError
 from buddyscope.lab.guest import Guest
 
 pytestmark = pytest.mark.lab
@@ -160,7 +162,19 @@ def test_snapshot_live_agrees_with_a_paused_qmp_snapshot(guest, lab_kernel):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     try:
-        guest.wait_console("@@bs-live-read-done", timeout=1800, since=since)
+        # The read's marker, unless the command ends first (an error).
+        deadline = time.monotonic() + 1800
+        while True:
+            try:
+                guest.wait_console("@@bs-live-read-done", timeout=5, since=since)
+                break
+            except GuestError:
+                if not t.is_alive():
+                    r = done.get("r")
+                    pytest.fail("snapshot --live ended before its read was done: "
+                                + (r.stderr.decode(errors="replace") if r else "no result"))
+                if time.monotonic() > deadline:
+                    raise
         with guest.paused():
             outside = read_snapshot(prog, "qmp", str(guest.qmp_path), True)
             counters = tracing.ring_buffer_counters(prog)
