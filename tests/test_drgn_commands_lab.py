@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+from buddyscope.lab.kernels import find_vmlinux
 from buddyscope.lab.guest import Guest
 from buddyscope.probe.sources import SourceSpec, open_source
 
@@ -70,7 +71,7 @@ def test_drgn_runs_buddyscope_commands_on_a_guest(guest, lab_kernel, tmp_path):
         p = subprocess.run([sys.executable, "-m", "drgn", "--qemu", str(guest.qmp_path),
                             "-s", str(lab_kernel.vmlinux), "--no-default-symbols", str(script)],
                            capture_output=True, text=True, timeout=600, cwd="/")
-        with open_source(SourceSpec(qmp=guest.qmp_path)) as src:
+        with open_source(SourceSpec(qmp=guest.qmp_path, find_vmlinux=find_vmlinux)) as src:
             snap = src.snapshot()
         got = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else None
         # `buddyscope find` on the same paused guest, as a user runs it.

@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from buddyscope.lab.kernels import find_vmlinux
 from buddyscope.lab.guest import Guest
 from buddyscope.metrics import make_registry, render
 from buddyscope.probe.sources import SourceSpec, open_source
@@ -38,7 +39,7 @@ def test_fragmentation_indices_match_the_kernels_debugfs(lab_kernel):
     with Guest.boot(lab_kernel, smp=1, mem_mib=512) as g:
         g.run(STIR, check=True)
         g.run(MOUNT, check=True)
-        with open_source(SourceSpec(qmp=g.qmp_path)) as src:
+        with open_source(SourceSpec(qmp=g.qmp_path, find_vmlinux=find_vmlinux)) as src:
             with g.paused_after(READ, settle=0.5) as p:
                 snap = src.snapshot()
         kernel = _kernel_rows(p.result.text)

@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from buddyscope.lab.kernels import find_vmlinux
 from buddyscope.lab import record
 from buddyscope.lab.guest import Guest
 from buddyscope.probe import tracing
@@ -166,11 +167,11 @@ def test_tui_refresh_after_the_guest_was_killed(lab_kernel):
     from tuihelp import PinnedApp, run, settle
 
     from buddyscope.probe.sources import SourceSpec
-    from buddyscope.tui.session import open_session
+    from buddyscope.wiring import open_session
     from buddyscope.tui.widgets import HeaderBar
 
     with Guest.boot(lab_kernel) as g:
-        session = open_session(SourceSpec(qmp=g.qmp_path, pause=g.pause_path))
+        session = open_session(SourceSpec(qmp=g.qmp_path, pause=g.pause_path, find_vmlinux=find_vmlinux))
         pid = g.pid
 
         async def body(app, pilot):

@@ -3,6 +3,7 @@ the address computed by drgn's own pfn_to_page() on the same guest."""
 
 import pytest
 
+from buddyscope.lab.kernels import find_vmlinux
 from buddyscope.lab.guest import Guest
 from buddyscope.model.find import find_page
 from buddyscope.probe.sources import SourceSpec, open_source
@@ -15,7 +16,7 @@ def test_a_struct_page_address_finds_the_page_drgn_names(lab_kernel):
     from drgn.helpers.linux.mm import pfn_to_page
 
     with Guest.boot(lab_kernel, smp=2, mem_mib=512) as g:
-        with open_source(SourceSpec(qmp=g.qmp_path, pause=g.pause_path)) as src:
+        with open_source(SourceSpec(qmp=g.qmp_path, pause=g.pause_path, find_vmlinux=find_vmlinux)) as src:
             snap = src.snapshot()
             z = max(snap.zones, key=lambda z: z.managed_pages)
             order, lst = next((o, l) for o, a in enumerate(z.free_area) if o >= 1

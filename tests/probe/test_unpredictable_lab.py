@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from buddyscope.lab.kernels import find_vmlinux
 from buddyscope import cli
 from buddyscope.lab.guest import Guest
 from buddyscope.probe.sources import SourceSpec, open_source
@@ -24,7 +25,7 @@ def _config_has(kernel, option):
 def test_the_snapshot_says_whether_the_free_lists_are_shuffled(lab_kernel, append, tmp_path, capsys):
     with Guest.boot(lab_kernel, smp=1, mem_mib=512, append=append) as g:
         param = g.run("cat /sys/module/page_alloc/parameters/shuffle 2>/dev/null || echo none").text.strip()
-        with open_source(SourceSpec(qmp=g.qmp_path, pause=g.pause_path)) as src:
+        with open_source(SourceSpec(qmp=g.qmp_path, pause=g.pause_path, find_vmlinux=find_vmlinux)) as src:
             snap = src.snapshot()
         out = tmp_path / "snap.json"
         assert cli.main(["snapshot", "--qmp", str(g.qmp_path), "--pause", str(g.pause_path),
