@@ -186,7 +186,8 @@ def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_k
 
     with open_source(SourceSpec(live=True, vmlinux=vmlinux, find_vmlinux=find_vmlinux)) as src:
         snap, trace, counts, rec = _record(host, src, contextlib.nullcontext, run_workload,
-                                           buffer_kb, timeout=600, attempts=attempts, log=log)
+                                           buffer_kb, timeout=600, attempts=attempts, log=log,
+                                           clear_between_attempts=True)
     import psutil
 
     provenance = {
@@ -227,7 +228,8 @@ def restore_live(log: Callable[[str], None] = lambda m: None) -> str:
 
 def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callable[[], None],
             buffer_kb: int, timeout: float, attempts: int = 20,
-            log: Callable[[str], None] = lambda m: None):
+            log: Callable[[str], None] = lambda m: None,
+            clear_between_attempts: bool = False):
     """The recording both kinds share: start tracing, place a snapshot in the
     event stream (inside *pause*), run the workload, read every CPU's events
     after the boundary and check none was lost. Restores the tracing state.
@@ -258,10 +260,12 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         events = tracing.start_tracing(host, buffer_kb, kprobes)
         best = None
         for attempt in range(1, attempts + 1):
-            if best is not None:
+            if best is not None and clear_between_attempts:
                 # The last attempt overlapped events: drop them (a live
                 # kernel's retries would otherwise pile up its reader's own
-                # allocations in the buffer) and count afresh.
+                # allocations in the buffer) and count afresh. Not for a
+                # guest read from outside: the clear's own command would
+                # then overlap the next read.
                 host.run(f"echo > {tracefs}/trace", check=True)
             with pause():
                 before = tracing.ring_buffer_counters(src.prog)

@@ -205,7 +205,8 @@ def test_from_log_on_a_vmcore(lab, thp_cycles):
         g.dump_vmcore(core)
     p = subprocess.run([sys.executable, "-m", "buddyscope", "why", "--vmcore", str(core),
                         "--vmlinux", str(g.kernel.vmlinux), "--from-log", "--json"],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300,
+                       cwd="/")  # outside the checkout: the installed package imports
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
     assert (d["order"], d["gfp_mask"], d["log"]["cpu"]) == (4, 0xcc0, 0)

@@ -37,8 +37,9 @@ def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path, name):
     out = tmp_path / name
     Snapshot.load(bundled_snapshot()).save(out)
     before = out.read_bytes()
+    # Outside the checkout, so that the installed package is what imports.
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(bundled_snapshot()), str(out)],
-                             stdout=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, text=True, cwd="/")
     try:
         assert child.stdout.readline().strip() == "half"
         leftovers = [p.name for p in tmp_path.iterdir() if p.name != name]
