@@ -38,6 +38,7 @@ from textual.widgets import Footer, Input, Select, Static, TabbedContent, TabPan
 from textual.worker import get_current_worker
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model._atomic import write_atomic
 from buddyscope.model.find import FoundPage, find_page
 from buddyscope.model.snapshot import Snapshot
 from buddyscope.model.window import RunningScore, WindowScore, score_window
@@ -702,7 +703,7 @@ class BuddyscopeApp(App):
     def action_screenshot_svg(self) -> None:
         path = self._out_path(".svg")
         try:
-            _write_atomic(path, self.export_screenshot().encode())
+            write_atomic(path, self.export_screenshot().encode())
         except OSError as e:
             self.notify(f"cannot write {path}: {e.strerror or e}", severity="error")
             return
@@ -715,7 +716,7 @@ class BuddyscopeApp(App):
             return
         path = self._out_path(".json.gz")
         try:
-            _save_atomic(snap, path)
+            snap.save(path)  # written atomically (model._jsonfile)
         except OSError as e:
             self.notify(f"cannot write {path}: {e.strerror or e}", severity="error")
             return
@@ -962,39 +963,6 @@ def _why(kind: str) -> str:
     if kind == "procfs":
         return "PFNs need root, /proc/kcore and the kernel's debug info (vmlinux)"
     return ""
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name in the same directory, then rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        # mkstemp makes it 0600; a screenshot is as readable as any file.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def _save_atomic(snap: Snapshot, path: Path) -> None:
-    """Snapshot.save under a temporary name (same suffixes), then rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{''.join(path.suffixes)}")
-    try:
-        snap.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _default_zone(snap: Snapshot) -> int:
