@@ -141,6 +141,17 @@ class PageEvent:
             return None
         return f[2] in "hsHzZ"
 
+    @property
+    def preempt_depth(self) -> Optional[int]:
+        """The flags column's preempt count (its fourth character: ``.`` for
+        0, then hex, capped at 15); in an interrupt, that of the context it
+        interrupted plus its own. ``None`` if the line printed none."""
+        f = self.flags
+        if f is None or len(f) < 4:
+            return None
+        d = f[3]
+        return 0 if d == "." else int(d, 16) if d in "0123456789abcdefABCDEF" else None
+
 
 @dataclasses.dataclass(frozen=True)
 class BadLine:

@@ -141,7 +141,7 @@ class Replayer(KprobeEvents):
             deferred, batched_order = deferred_frees(events)
             contig = (contig_free_runs(events, deferred, self.alloc.nr_orders - 1)
                       if self.alloc.profile.contig_free_runs else {})
-            locked = (frees_under_pcp_lock(events, deferred)
+            locked = (frees_under_pcp_lock(events, deferred, self.alloc.zone_of)
                       if self.alloc.profile.pcp_trylock_free else set())
             self.passes = passes = (events, deferred, batched_order, contig, locked)
         _, deferred, batched_order, contig, locked = passes

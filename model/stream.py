@@ -17,10 +17,11 @@ Pure Python: imports neither drgn nor textual.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from buddyscope.model.events import (
-    MM_PAGE_ALLOC as ALLOC, MM_PAGE_FREE as FREE, MM_PAGE_FREE_BATCHED as FREE_BATCHED,
+    MM_PAGE_ALLOC as ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED as ZONE_LOCKED, MM_PAGE_FREE as FREE,
+    MM_PAGE_FREE_BATCHED as FREE_BATCHED,
 )
 from buddyscope.model.ftrace import PageEvent
 
@@ -150,27 +151,75 @@ def contig_free_runs(events: Sequence[PageEvent], deferred: set, max_order: int
     return out
 
 
-def frees_under_pcp_lock(events: Sequence[PageEvent], deferred: set) -> set:
+def frees_under_pcp_lock(events: Sequence[PageEvent], deferred: set,
+                         zone_of: Optional[Callable[[int], object]] = None) -> set:
     """Frees that find their CPU's pcp lock taken and go to the buddy.
-    ``free_unref_folios`` holds the pcp lock across its commit loop, where
-    it traces ``mm_page_free_batched`` (7.2 L3064-L3081) with interrupts
-    on; an interrupt or softirq freeing on that CPU meanwhile fails
-    ``pcp_spin_trylock`` and calls ``free_one_page`` (``__free_frozen_pages``
-    L2977-L2984; the softirq frees carry ``s`` and a deeper preempt count in
-    the trace): no event says so. In the trace: ``mm_page_free`` events
-    (not batched later) between two ``mm_page_free_batched`` of their CPU."""
+    The lock is per CPU and per zone (``zone->per_cpu_pageset``) and is held
+    with interrupts on; an interrupt or softirq freeing a page of that zone
+    on that CPU meanwhile fails ``pcp_spin_trylock`` and calls
+    ``free_one_page`` (``__free_frozen_pages`` L2977-L2984): no event says
+    so. The trace shows the lock held only where an event is traced inside
+    it, on the CPU of the task the interrupt preempted (the interrupt's own
+    events carry that task's pid):
+
+    - ``free_unref_folios`` traces ``mm_page_free_batched`` under the lock of
+      the folio's zone (L3064-L3081) and keeps it to the next folio of that
+      zone: frees between two batched events of one task, nothing of another
+      task between them, in the zone of the first.
+    - ``rmqueue_pcplist`` (L3370-L3382) refills under it: ``rmqueue_bulk``
+      traces ``mm_page_alloc_zone_locked`` with the zone lock taken
+      irqsave (L2531-L2555); interrupts that came meanwhile run at its
+      ``spin_unlock_irqrestore``, still under the pcp lock, and
+      ``mm_page_alloc`` comes after ``pcp_spin_unlock``. The flags column
+      tells them apart: the refill is traced at the allocation's preempt
+      count + 3 (``pcpu_task_pin``, the pcp lock, the zone lock), and an
+      interrupt under the pcp lock counts at least the allocation's + 2;
+      one after the unlock may count less.
+
+    A free inside ``free_frozen_page_commit`` or a refill-less
+    ``rmqueue_pcplist`` has no event inside the lock: the trace cannot
+    tell, and the free is taken to reach the pcp. *zone_of* maps a PFN to
+    its zone (None: all one zone)."""
     out: set = set()
-    prev: Dict[int, str] = {}
-    pending: Dict[int, List[int]] = {}
+    same_zone = ((lambda a, b: zone_of(a) is zone_of(b)) if zone_of is not None
+                 else (lambda a, b: True))
+    last: Dict[int, int] = {}       # cpu -> its last task-context event
+    # pid -> (the event that opened the window, the frees in it, whether
+    # another task ran on that CPU since).
+    pending: Dict[int, Tuple[int, List[int], bool]] = {}
     for i, e in enumerate(events):
         c = e.cpu
-        if e.name == FREE and i not in deferred:
-            if prev.get(c) == FREE_BATCHED:
-                pending.setdefault(c, []).append(i)
-                continue
-        elif e.name == FREE_BATCHED and c in pending:
-            out.update(pending.pop(c))
-        else:
-            pending.pop(c, None)
-        prev[c] = e.name
+        irq = e.in_interrupt
+        if e.name == FREE and i not in deferred and irq is not False:
+            j = last.get(c)
+            if j is not None:
+                opener = events[j]
+                if (opener.name == FREE_BATCHED and (irq is None or opener.pid == e.pid)
+                        or opener.name == ZONE_LOCKED and irq and opener.pid == e.pid):
+                    pending.setdefault(opener.pid, (j, [], False))[1].append(i)
+            continue
+        if irq:
+            continue        # the preempted task still holds what it held
+        j = last.get(c)
+        if j is not None and events[j].pid != e.pid:
+            p = pending.get(events[j].pid)
+            if p is not None:
+                pending[events[j].pid] = (p[0], p[1], True)
+        last[c] = i
+        p = pending.pop(e.pid, None)
+        if p is None:
+            continue
+        j, frees, switched = p
+        opener = events[j]
+        if opener.name == FREE_BATCHED:
+            # A batched free of the same call: nothing of another task
+            # between (the lock pins the task).
+            if e.name == FREE_BATCHED and not switched and e.cpu == opener.cpu:
+                out.update(k for k in frees if same_zone(events[k].pfn, opener.pfn))
+        elif e.name == ALLOC:
+            zl, al = opener.preempt_depth, e.preempt_depth
+            if zl is not None and al is not None and zl - al >= 3:
+                out.update(k for k in frees
+                           if (events[k].preempt_depth or 0) >= al + 2
+                           and same_zone(events[k].pfn, opener.pfn))
     return out

@@ -53,10 +53,7 @@ PRESSURE = {
     "6.12-2cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
     "5.10-2cpu-pressure-compact": (99.9, 100.0, 100.0, 1),
     "6.1-2cpu-pressure-tmpfs": (100.0, 100.0, 100.0, 0),
-    # 20 softirq frees taken as "under the pcp lock" (between two
-    # mm_page_free_batched of their CPU) went to the pcp in the kernel: 9
-    # misses, 8 in a row (issue 12, not solved).
-    "7.2-2cpu-pressure-tmpfs": (99.7, 100.0, 88.2, 8),
+    "7.2-2cpu-pressure-tmpfs": (100.0, 100.0, 100.0, 0),
 }
 FLOORS.update({name: v[0] for name, v in PRESSURE.items()})
 

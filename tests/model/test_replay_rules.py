@@ -82,13 +82,15 @@ def test_frees_between_batched_frees_of_their_cpu_find_the_pcp_lock_taken():
     # 7.2 free_unref_folios holds the pcp lock across its commit loop, which
     # traces mm_page_free_batched; a softirq free in between fails
     # pcp_spin_trylock and goes to free_one_page.
-    ev = _lines(
-        ("sh", 10, 0, "mm_page_free_batched: page=x pfn=0x100 order=0"),
-        ("sh", 10, 0, "mm_page_free: page=x pfn=0x200 order=0"),
-        ("sh", 10, 0, "mm_page_free_batched: page=x pfn=0x101 order=0"),
-        ("sh", 10, 1, "mm_page_free: page=x pfn=0x300 order=0"),
-        ("sh", 10, 0, "mm_page_free: page=x pfn=0x400 order=0"),
+    ev = _flagged(
+        ("sh", 10, 0, "...2.", "mm_page_free_batched: page=x pfn=0x100 order=0"),
+        ("sh", 10, 0, "..s2.", "mm_page_free: page=x pfn=0x200 order=0"),
+        ("sh", 10, 0, "...2.", "mm_page_free_batched: page=x pfn=0x101 order=0"),
+        ("sh", 10, 1, "..s..", "mm_page_free: page=x pfn=0x300 order=0"),
+        ("sh", 10, 0, "..s2.", "mm_page_free: page=x pfn=0x400 order=0"),
+        ("sh", 10, 0, ".....", "mm_page_free: page=x pfn=0x102 order=0"),
     )
+    # The last softirq free came after the call had dropped the lock.
     assert frees_under_pcp_lock(ev, set()) == {1}
 
 
@@ -105,3 +107,72 @@ def test_every_path_step_of_every_7_2_recording_can_be_described():
     rep = replay(fx.snapshot, parse_text("\n".join(fx.trace)).events, keep_steps=True)
     # Describing runs inside replay: reaching here means every step read.
     assert rep.allocations > 6000 and all(r.steps for r in rep.records)
+
+
+def _recording(name):
+    from pathlib import Path
+
+    from buddyscope.model.fixture import Fixture
+    from buddyscope.model.ftrace import parse_lines
+    from buddyscope.model.replay import Replayer
+    from buddyscope.model.stream import deferred_frees
+
+    fx = Fixture.load(Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
+                      / f"{name}.json.gz")
+    ev = parse_lines(fx.trace).events
+    alloc = Replayer(fx.snapshot).alloc
+    locked = frees_under_pcp_lock(ev, deferred_frees(ev)[0], alloc.zone_of)
+    return ev, {ev[i].lineno for i in locked}, alloc
+
+
+def test_the_pcp_lock_held_between_batched_frees_is_that_of_one_zone():
+    # 7.2-2cpu-pressure-tmpfs, cpu 1: rm frees DMA pages (0x972, 0x22d, then
+    # 0x973...) through free_unref_folios, which holds the DMA zone's pcp
+    # lock; a softirq frees ten pages meanwhile (lines 13042-13051, "..s4.").
+    # Nine are DMA32 pages: their trylock takes DMA32's pcp lock, and the
+    # kernel hands them out of cpu 1's pcp list later, LIFO (lines
+    # 18119-18126, 18516: no mm_page_alloc_zone_locked before them). The
+    # tenth, 0x4f3, is a DMA page: its lock is taken, it goes to the buddy.
+    ev, locked, alloc = _recording("7.2-2cpu-pressure-tmpfs")
+    by_line = {e.lineno: e for e in ev}
+    assert [by_line[n].flags for n in (13041, 13042, 13052)] == ["...2.", "..s4.", "...2."]
+    assert alloc.zone_of(0x22d) is alloc.zone_of(0x4f3) is not alloc.zone_of(0x2688d)
+    assert 13051 in locked and not locked & set(range(13042, 13051))
+    taken = [by_line[n].pfn for n in range(18119, 18127)]
+    assert taken == [by_line[n].pfn for n in range(13050, 13042, -1)]
+    # On cpu 0, rm-709 frees DMA32 pages the same way; the softirq's ten
+    # DMA32 frees there (lines 18587-18596) find the lock taken.
+    assert set(range(18587, 18597)) <= locked
+
+
+def test_a_softirq_after_a_refill_outside_the_pcp_lock_frees_to_the_pcp():
+    # 7.2-1cpu-pipes-sockets: workload-241 refills its order-2 list (lines
+    # 480-486, "d..3.": pin, pcp lock, zone lock); a softirq then frees 14
+    # pages on its CPU ("Bs.." at lines 487-500: preempt count 0, so the
+    # task had already dropped the pcp lock, which would count 2), and dd-242
+    # takes them from the pcp list, LIFO (lines 508-520).
+    ev, locked, _ = _recording("7.2-1cpu-pipes-sockets")
+    by_line = {e.lineno: e for e in ev}
+    assert by_line[486].flags == "d..3." and by_line[487].flags == ".Bs.."
+    assert by_line[487].preempt_depth == 0
+    assert not locked & set(range(487, 501))
+    assert [by_line[n].pfn for n in range(508, 521)] == [by_line[n].pfn for n in range(500, 487, -1)]
+
+
+def test_a_softirq_under_the_refills_pcp_lock_frees_to_the_buddy():
+    # MADE UP in the kernel's format: the same refill, the softirq counting
+    # the task's pin and pcp lock (2); a free of another zone's page takes
+    # that zone's lock.
+    ev = _flagged(
+        ("sh", 10, 0, "d..3.", "mm_page_alloc_zone_locked: page=x pfn=0x8340 order=0 migratetype=0 percpu_refill=1"),
+        ("sh", 10, 0, "..s2.", "mm_page_free: page=x pfn=0x8100 order=0"),
+        ("sh", 10, 0, "..s2.", "mm_page_free: page=x pfn=0x100 order=0"),
+        ("sh", 10, 0, ".....", "mm_page_alloc: page=x pfn=0x8340 order=0 migratetype=0 gfp_flags=GFP_KERNEL"),
+        ("sh", 10, 0, "d..3.", "mm_page_alloc_zone_locked: page=x pfn=0x8350 order=0 migratetype=0 percpu_refill=1"),
+        ("sh", 10, 0, "..s1.", "mm_page_free: page=x pfn=0x8101 order=0"),
+        ("sh", 10, 0, ".....", "mm_page_alloc: page=x pfn=0x8350 order=0 migratetype=0 gfp_flags=GFP_KERNEL"),
+    )
+    zone = {True: "DMA", False: "DMA32"}
+    zones = {z: object() for z in zone.values()}
+    assert frees_under_pcp_lock(ev, set(), lambda pfn: zones[zone[pfn < 0x1000]]) == {1}
+    assert frees_under_pcp_lock(ev, set()) == {1, 2}
