@@ -431,8 +431,17 @@ class Replayer(KprobeEvents):
         removed: List[int] = []
         seen = set()
         for k, g in enumerate(group):
+            nxt = group[k + 1] if k + 1 < len(group) else None
+            # A fallback of this allocation (next to one of its takes; a
+            # capture's extfrag, traced from a free, has none), applied where
+            # the kernel made it: before the take it is traced after (6.12+
+            # claim below pageblock_order), else at the extfrag.
+            if g.name == ZONE_LOCKED and nxt is not None and nxt.name == EXTFRAG and nxt.pfn == g.pfn:
+                self._fallback_found_lists_empty(nxt)
+            elif (g.name == EXTFRAG and nxt is not None and nxt.name == ZONE_LOCKED
+                    and not (k and group[k - 1].name == ZONE_LOCKED and group[k - 1].pfn == g.pfn)):
+                self._fallback_found_lists_empty(g)
             if g.name == ZONE_LOCKED:
-                nxt = group[k + 1] if k + 1 < len(group) else None
                 if (nxt is not None and nxt.name == EXTFRAG and nxt.pfn == g.pfn
                         and a.profile.fallback == "claim"):
                     self._claim_block(nxt)
@@ -559,6 +568,25 @@ class Replayer(KprobeEvents):
             # The model held a smaller free block here: the rest was taken too.
             self._contradiction("buddy_removal_larger_than_free_block", e,
                                 f"order {order} taken, the model has order {held} free")
+
+    def _fallback_found_lists_empty(self, g: PageEvent) -> None:
+        """A fallback inside an allocation: ``__rmqueue`` falls back only
+        after ``__rmqueue_smallest`` found no free block of the requested
+        type at the requested order or above (7.2 L2483-L2514; 5.10-6.12
+        ``__rmqueue`` likewise), so whatever the model still holds there had
+        left the lists with no event (compaction's free page isolation, in a
+        trace without its kprobes). Taken off before the fallback applies."""
+        a = self.alloc
+        z = a.zone_of(g.pfn)
+        if z is None or g.alloc_migratetype is None or g.alloc_order is None:
+            return
+        gone = 0
+        for order in range(g.alloc_order, a.nr_orders):
+            for pfn in a.free_list(z.index, order, g.alloc_migratetype):
+                a.take_block(pfn, order)
+                gone += 1 << order
+        if gone:
+            self.report.contradictions["free_pages_gone_before_fallback"] += gone
 
     def _steal_fallback(self, g: PageEvent) -> None:
         """5.10/6.1: apply ``steal_suitable_fallback`` to the fallback block

@@ -176,3 +176,32 @@ def test_a_softirq_under_the_refills_pcp_lock_frees_to_the_buddy():
     zones = {z: object() for z in zone.values()}
     assert frees_under_pcp_lock(ev, set(), lambda pfn: zones[zone[pfn < 0x1000]]) == {1}
     assert frees_under_pcp_lock(ev, set()) == {1, 2}
+
+
+def test_a_fallback_shows_the_requested_free_lists_empty():
+    # 7.2-1cpu-pressure-tmpfs (recorded without compaction's kprobes): the
+    # order-9 block at 0x4a00 was claimed MOVABLE (line 2714) and refills took
+    # its pages from 0x4a00 up; kcompactd ran (line 4091) and took the rest as
+    # migration targets with no event (line 5412 frees 0x4bd6, never traced
+    # allocated). At line 9138 head-402's refill takes 0x4a3a-0x4a3f, then
+    # falls back (extfrag, line 9145): __rmqueue falls back only after
+    # __rmqueue_smallest found no MOVABLE block (7.2 L2483-L2514), so the
+    # 445 pages of 0x4a40-0x4bff the model still held free were gone. With
+    # them dropped there, the next two refills (lines 9424, 9610) are exact.
+    from pathlib import Path
+
+    from buddyscope.model.fixture import Fixture
+    from buddyscope.model.ftrace import parse_lines
+    from buddyscope.model.replay import replay
+
+    recordings = Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
+    fx = Fixture.load(recordings / "7.2-1cpu-pressure-tmpfs.json.gz")
+    ev = parse_lines(fx.trace).events
+    by_line = {e.lineno: e for e in ev}
+    assert by_line[9145].name == "mm_page_alloc_extfrag" and by_line[9145].alloc_migratetype == 1
+    assert by_line[9137].pfn == 0x4a39 and by_line[9143].pfn == 0x4a3f
+    rep = replay(fx.snapshot, ev, events_enabled=fx.provenance.get("events_enabled"))
+    assert rep.contradictions["free_pages_gone_before_fallback"] == 445
+    # The refill of line 9170 was predicted before its fallback showed the
+    # pages gone: its set stays wrong; the two after it are exact.
+    assert (rep.refills, rep.refills_exact) == (9, 8)
