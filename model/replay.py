@@ -44,7 +44,9 @@ from buddyscope.model.replay_report import (
 )
 from buddyscope.model.request import Request, RequestError, make_request
 from buddyscope.model.snapshot import Snapshot
-from buddyscope.model.stream import contig_free_runs, deferred_frees, frees_under_pcp_lock
+from buddyscope.model.stream import (
+    contig_free_runs, deferred_frees, frees_maybe_under_pcp_lock, frees_under_pcp_lock,
+)
 
 # AllocRecord, ReplayReport, REASONS and format_report live in replay_report;
 # they are imported here for the callers that take them from replay.
@@ -96,6 +98,10 @@ class Replayer(KprobeEvents):
         self._index = 0
         self._pushed: Dict[int, int] = {}
         self._last_alloc: Dict[int, int] = {}
+        #: Interrupt frees (ids) that may have met their pcp lock taken, and
+        #: the pages they put on a pcp list (stream.frees_maybe_under_pcp_lock).
+        self._maybe_locked: set = set()
+        self._maybe_locked_pfns: set = set()
         #: cpu -> the bulk allocator call under way there
         self._bulk: Dict[int, _BulkCall] = {}
         #: kswapd pid -> highest_zoneidx of its balance_pgdat under way.
@@ -143,6 +149,9 @@ class Replayer(KprobeEvents):
                       if self.alloc.profile.contig_free_runs else {})
             locked = (frees_under_pcp_lock(events, deferred, self.alloc.zone_of)
                       if self.alloc.profile.pcp_trylock_free else set())
+            self._maybe_locked = ({id(events[k]) for k in frees_maybe_under_pcp_lock(
+                events, deferred, locked, self.alloc.zone_of, {o for o, _ in self.alloc.pindex})}
+                if self.alloc.profile.pcp_trylock_free else set())
             self.passes = passes = (events, deferred, batched_order, contig, locked)
         _, deferred, batched_order, contig, locked = passes
         if start == 0:
@@ -487,6 +496,15 @@ class Replayer(KprobeEvents):
                     # those frees (an interrupt or softirq freeing between
                     # the take and the mm_page_alloc, traced after them).
                     self._last_note = "free_traced_before_alloc"
+                elif all(x in self._maybe_locked_pfns for x in ahead):
+                    # Every page ahead was freed by an interrupt that may
+                    # have found the pcp lock taken where no event shows it;
+                    # the kernel's pick shows it did: free_one_page.
+                    for x in ahead:
+                        a.pcp_take(x)
+                        a.free_to_buddy(z, x, e.order)
+                    self.report.contradictions["free_to_buddy_pcp_locked_inferred"] += len(ahead)
+                    self._last_note = "free_under_pcp_lock"
                 elif a.profile.bulk_allocator:
                     # Pages ahead of it left with no mm_page_alloc: the bulk
                     # allocator (alloc_pages_bulk) takes pcp heads untraced,
@@ -674,6 +692,10 @@ class Replayer(KprobeEvents):
         a = self.alloc
         pfn = e.pfn
         self._check_freed(e, pfn, order)
+        if id(e) in self._maybe_locked:
+            self._maybe_locked_pfns.add(pfn)
+        else:
+            self._maybe_locked_pfns.discard(pfn)
         try:
             drain = a.free(e.cpu, pfn, order, apply_drain=False)
         except ModelError as err:

@@ -206,6 +206,11 @@ REASONS = {
                          "mm_page_alloc (7.2 is PREEMPT_LAZY): traced after this one",
     "free_traced_before_alloc": "frees traced between its take and its mm_page_alloc "
                                 "(an interrupt or softirq freeing in between)",
+    "free_under_pcp_lock": "the pcp pages ahead of it were freed by an interrupt whose preempt "
+                           "count shows the task it interrupted may have held this pcp lock, "
+                           "where no event is traced under it (free_frozen_page_commit, "
+                           "rmqueue_pcplist without a refill): their trylock failed, they went "
+                           "to the buddy",
     "other_pcp_list": "the block was on another CPU's or list's pcp in the model "
                       "(the task moved between CPUs around the event)",
     "alloc_in_flight_at_snapshot": "the task's first event, of a block on no list of the "

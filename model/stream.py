@@ -25,7 +25,8 @@ from buddyscope.model.events import (
 )
 from buddyscope.model.ftrace import PageEvent
 
-__all__ = ("contig_chunks", "contig_free_runs", "deferred_frees", "frees_under_pcp_lock")
+__all__ = ("contig_chunks", "contig_free_runs", "deferred_frees", "frees_maybe_under_pcp_lock",
+           "frees_under_pcp_lock")
 
 
 def deferred_frees(events: Sequence[PageEvent]) -> Tuple[set, Dict[int, int]]:
@@ -222,4 +223,47 @@ def frees_under_pcp_lock(events: Sequence[PageEvent], deferred: set,
                 out.update(k for k in frees
                            if (events[k].preempt_depth or 0) >= al + 2
                            and same_zone(events[k].pfn, opener.pfn))
+    return out
+
+
+def frees_maybe_under_pcp_lock(events: Sequence[PageEvent], deferred: set, locked: set,
+                               zone_of: Callable[[int], object], pcp_orders) -> set:
+    """Interrupt frees that may have found the pcp lock of their zone taken
+    in a window with no event inside it: the task they interrupted had just
+    traced its own pcp free (``free_frozen_page_commit`` takes the lock
+    after ``mm_page_free``, L2977) or traces a pcp allocation next with no
+    refill (``rmqueue_pcplist``, L3370-L3382, traces nothing under the
+    lock), and their preempt count is at least that event's + 2, as under
+    the task's pin and pcp lock. The same count is seen when the task holds
+    two other locks or the handler takes them, so these go to the pcp as
+    traced; a later allocation that shows them gone names the cause
+    (:meth:`Replayer._apply_removals`). Needs the flags column."""
+    out: set = set()
+    last: Dict[int, int] = {}
+    pending: Dict[int, List[int]] = {}     # pid -> frees waiting on its next event
+    for i, e in enumerate(events):
+        irq = e.in_interrupt
+        if irq is None:
+            return out
+        if irq:
+            if e.name != FREE or i in deferred or i in locked:
+                continue
+            j = last.get(e.cpu)
+            if j is None or events[j].pid != e.pid:
+                continue
+            t, d = events[j], e.preempt_depth
+            if d is None or t.preempt_depth is None:
+                continue
+            if (t.name == FREE and j not in deferred and t.order in pcp_orders
+                    and d >= t.preempt_depth + 2 and zone_of(t.pfn) is zone_of(e.pfn)):
+                out.add(i)
+            elif t.name != ZONE_LOCKED:
+                pending.setdefault(e.pid, []).append(i)
+            continue
+        last[e.cpu] = i
+        frees = pending.pop(e.pid, None)
+        if (frees and e.name == ALLOC and e.pfn and e.order in pcp_orders
+                and e.preempt_depth is not None):
+            out.update(k for k in frees if events[k].preempt_depth >= e.preempt_depth + 2
+                       and zone_of(events[k].pfn) is zone_of(e.pfn))
     return out

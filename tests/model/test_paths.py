@@ -1098,3 +1098,44 @@ def test_claim_of_a_block_typed_highatomic_only_6_12_refuses(series):
         assert got is None and a.pageblock_mt_of(z, BASE) == H
     else:
         assert got == BASE and a.pageblock_mt_of(z, BASE) == U
+
+
+def _flagged_replay(snapshot, *lines):
+    """Replay *lines* ((task-pid, flags, event text), all on cpu 0)."""
+    from buddyscope.model.ftrace import parse_text
+    from buddyscope.model.replay import Replayer
+
+    text = "".join(f"  {who} [000] {flags} {ts}: {line}\n"
+                   for ts, (who, flags, line) in enumerate(lines, 1))
+    r = Replayer(snapshot)
+    r.run(parse_text(text).events)
+    return r
+
+
+@pytest.mark.parametrize("kernel_took", ["below", "head"])
+def test_softirq_frees_maybe_under_the_commit_windows_pcp_lock(kernel_took):
+    # MADE UP in the kernel's format, in the shape of a real 7.2 trace
+    # (sh frees a page, "....."; a softirq then frees two at preempt count
+    # 2, "..s2.", as under the pcp lock free_frozen_page_commit takes after
+    # mm_page_free, 7.2 L2977; or under two other locks). Traced as they
+    # come, the two go on the pcp list (the committed 7.2 recordings have
+    # 244 such frees, all later handed out of the pcp). When the kernel
+    # hands out the page below them, their trylock had failed: they go to
+    # the buddy and the miss says why.
+    snap = build_snapshot("7.2", [U, U], free=[(BASE + PB, 9, U)], pcp={(0, U): [BASE + 1]})
+    alloc = "mm_page_alloc: page=(____ptrval____) pfn={:#x} order=0 migratetype=0 gfp_flags=GFP_KERNEL"
+    took = BASE if kernel_took == "below" else BASE + 3
+    # ksoftirqd's free (its own task: no lock of sh's) is handed out first.
+    r = _flagged_replay(snap, ("sh-10", ".....", freed(BASE)),
+                        ("sh-10", "..s2.", freed(BASE + 2)), ("sh-10", "..s2.", freed(BASE + 3)),
+                        ("ksoftirqd/0-14", "..s..", freed(BASE + 4)),
+                        ("sh-11", ".....", alloc.format(BASE + 4)),
+                        ("sh-11", ".....", alloc.format(took)))
+    rep, a = r.report, r.alloc
+    if kernel_took == "below":
+        assert dict(rep.reasons) == {"free_under_pcp_lock": 1}
+        assert a.is_free(BASE + 2) and a.is_free(BASE + 3)
+        assert pcp_lists(a) == {(0, U): [BASE + 1]}
+    else:
+        assert rep.hits == 2 and not rep.reasons
+        assert pcp_lists(a) == {(0, U): [BASE + 2, BASE, BASE + 1]}

@@ -205,3 +205,33 @@ def test_a_fallback_shows_the_requested_free_lists_empty():
     # The refill of line 9170 was predicted before its fallback showed the
     # pages gone: its set stays wrong; the two after it are exact.
     assert (rep.refills, rep.refills_exact) == (9, 8)
+
+
+def test_a_softirq_right_after_a_tasks_pcp_free_reaches_the_pcp_as_traced():
+    # 7.2-1cpu-fork-exec: sh-272 frees 0x5dff ("....." line 4342), then a
+    # softirq frees 24 pages at preempt count 2 (".ls2.", lines 4343-4366):
+    # as under the pcp lock free_frozen_page_commit takes after mm_page_free,
+    # or under two other locks; the trace cannot tell. Here they reached the
+    # pcp: workload-240 takes them LIFO (lines 4369-4372), and the replay,
+    # which puts such frees on the pcp as traced, predicts each.
+    from pathlib import Path
+
+    from buddyscope.model.fixture import Fixture
+    from buddyscope.model.ftrace import parse_lines
+    from buddyscope.model.replay import replay
+    from buddyscope.model.stream import deferred_frees, frees_maybe_under_pcp_lock
+
+    ev, locked_lines, alloc = _recording("7.2-1cpu-fork-exec")
+    by_line = {e.lineno: e for e in ev}
+    assert by_line[4342].flags == "....." and by_line[4343].flags == ".ls2."
+    deferred = deferred_frees(ev)[0]
+    maybe = frees_maybe_under_pcp_lock(ev, deferred, set(), alloc.zone_of,
+                                       {o for o, _ in alloc.pindex})
+    assert set(range(4343, 4367)) <= {ev[i].lineno for i in maybe}
+    assert not locked_lines & set(range(4343, 4367))
+    assert [by_line[n].pfn for n in range(4369, 4373)] == [by_line[n].pfn for n in range(4366, 4362, -1)]
+    fx = Fixture.load(Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
+                      / "7.2-1cpu-fork-exec.json.gz")
+    rep = replay(fx.snapshot, parse_lines(fx.trace).events)
+    hits = {r.lineno: r.hit for r in rep.records}
+    assert all(hits[n] for n in range(4369, 4373))
