@@ -1119,7 +1119,7 @@ def test_softirq_frees_maybe_under_the_commit_windows_pcp_lock(kernel_took):
     # 2, "..s2.", as under the pcp lock free_frozen_page_commit takes after
     # mm_page_free, 7.2 L2977; or under two other locks). Traced as they
     # come, the two go on the pcp list (the committed 7.2 recordings have
-    # 244 such frees, all later handed out of the pcp). When the kernel
+    # 224 such frees: 192 later handed out of a pcp, none from the buddy). When the kernel
     # hands out the page below them, their trylock had failed: they go to
     # the buddy and the miss says why.
     snap = build_snapshot("7.2", [U, U], free=[(BASE + PB, 9, U)], pcp={(0, U): [BASE + 1]})
