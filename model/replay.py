@@ -118,8 +118,8 @@ class Replayer(KprobeEvents):
         #: PREEMPT_LAZY): pfn -> (cpu, pindex, that task's pid, the record
         #: of the allocation that skipped them).
         self._late: Dict[int, Tuple[int, int, int, Optional[int]]] = {}
-        #: Indices of mm_page_alloc events already stepped at their take.
-        self._stepped: set = set()
+        #: mm_page_alloc events already stepped at their take: index -> record.
+        self._stepped: Dict[int, Optional[AllocRecord]] = {}
 
     # -- requests ------------------------------------------------------------
     def request_for(self, e: PageEvent) -> Request:
@@ -195,9 +195,7 @@ class Replayer(KprobeEvents):
                 call = self._bulk.get(e.cpu)
                 if call is not None and e.order == 0:
                     call.singles += 1
-                if i in self._stepped:
-                    self._stepped.discard(i)
-                else:
+                if i not in self._stepped:   # (else stepped at its take)
                     self._on_alloc(e)
                     self._after_alloc(e)
             elif n == ZONE_LOCKED or n == EXTFRAG:
@@ -328,10 +326,18 @@ class Replayer(KprobeEvents):
         """Step the allocation traced at event *j* now, at its last removal
         event: its take came before the events traced since."""
         e = self.passes[0][j]
-        self._stepped.add(j)
+        self._stepped[j] = None
         self._at = e
+        n = len(self.report.records)
         self._on_alloc(e)
         self._after_alloc(e)
+        if len(self.report.records) > n:
+            self._stepped[j] = self.report.records[-1]
+
+    def stepped_at_take(self, j: int) -> Optional[AllocRecord]:
+        """The record of the allocation traced at event *j* if it was
+        already stepped at its take (its prediction was made then)."""
+        return self._stepped.get(j)
 
     def _pcplist_effects(self, group: List[PageEvent], e: PageEvent) -> None:
         """After a miss: the pcp changes the kernel's ``rmqueue_pcplist``
