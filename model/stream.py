@@ -206,7 +206,10 @@ def alloc_takes(events: Sequence[PageEvent], strict_mt: bool) -> Dict[int, int]:
     L3212). Its ``mm_page_alloc`` comes only when ``__alloc_pages``
     returns (5.10 ``__alloc_pages_nodemask`` L5057, 6.1 L5680, 6.12 L4881,
     7.2 L5382), after interrupts, other CPUs' events and, if the task was
-    preempted, other tasks'. Those all came after the take. Returns the
+    preempted, other tasks'. Those all came after the take; the task
+    itself (in its own context) traces nothing in between: when it did,
+    the removal events were not this allocation's take (the bulk
+    allocator's refill, in a trace without its kprobe events). Returns the
     index of the allocation's last removal event -> the index of its
     ``mm_page_alloc``, for those with events in between. The removal
     events are grouped with their allocation as
@@ -215,8 +218,12 @@ def alloc_takes(events: Sequence[PageEvent], strict_mt: bool) -> Dict[int, int]:
     held: Dict[int, List[int]] = {}
     bulk: set = set()
     out: Dict[int, int] = {}
+    #: (cpu, pid, in interrupt) -> index of the last event traced there.
+    last: Dict[Tuple[int, int, bool], int] = {}
     for i, e in enumerate(events):
         n = e.name
+        own = (e.cpu, e.pid, bool(e.in_interrupt))
+        before, last[own] = last.get(own, -1), i
         if n == ZONE_LOCKED or n == EXTFRAG:
             order = e.order if n == ZONE_LOCKED else e.alloc_order
             if not (e.cpu in bulk and order == 0):
@@ -228,7 +235,7 @@ def alloc_takes(events: Sequence[PageEvent], strict_mt: bool) -> Dict[int, int]:
             mine = [k for k in group if removal_for(events[k], e, strict_mt)]
             if mine:
                 held[e.cpu] = [k for k in group if k not in mine]
-                if mine[-1] + 1 < i:
+                if mine[-1] + 1 < i and before <= mine[-1]:
                     out[mine[-1]] = i
         elif n == BULK:
             bulk.add(e.cpu)

@@ -126,3 +126,21 @@ def test_stepping_shows_the_prediction_made_at_the_take():
     after = st.state_at(j + 1)
     assert after.last_record is not None and after.last_record.lineno == 9009
     assert after.last_record.hit
+
+
+def test_removals_the_task_traced_past_are_not_its_take():
+    # 6.12-2cpu-thp with its kprobe events dropped (a plain trace-cmd
+    # recording): agent-145's alloc_pages_bulk refill (lines 963-993, 31
+    # order-0 zone_locked events; alloc_pages_bulk at 962 and _ret at 994
+    # dropped) is held as if an allocation's, and the next order-0
+    # mm_page_alloc (996) takes it. But agent-145 traced its own order-1
+    # mm_page_alloc (995) in between: a task cannot allocate again between
+    # its take and its own mm_page_alloc, so those events were no take of
+    # the allocation at 996, which is stepped where it is traced.
+    fx, events = _recording("6.12-2cpu-thp")
+    kmem = [e for e in events if e.name.startswith("mm_")]
+    own = kmem[_at(kmem, 995)]
+    assert (own.pid, own.cpu, own.order, own.in_interrupt) == (145, 1, 1, False)
+    assert _at(kmem, 993) not in alloc_takes(kmem, strict_mt=False)
+    # With the kprobe events the bulk call owns the refill: nothing held.
+    assert alloc_takes(events, strict_mt=False) == {}
