@@ -17,6 +17,7 @@ Pure Python: imports neither drgn nor textual.
 
 from __future__ import annotations
 
+import itertools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from buddyscope.model.events import (
@@ -193,6 +194,15 @@ def removal_for(g: PageEvent, e: PageEvent, strict_mt: bool) -> bool:
     return order == e.order and (mt == e.migratetype or (not strict_mt and mt >= 3))
 
 
+def _traced_own(events: Sequence[PageEvent], t: int, i: int) -> bool:
+    """Whether the task of event *i* traced an event in its own context
+    (its CPU, its pid, the same interrupt or task context) between *t* and *i*."""
+    e = events[i]
+    irq = bool(e.in_interrupt)
+    return any(g.cpu == e.cpu and g.pid == e.pid and bool(g.in_interrupt) == irq
+               for g in itertools.islice(events, t + 1, i))
+
+
 def alloc_takes(events: Sequence[PageEvent], strict_mt: bool) -> Dict[int, int]:
     """Allocations whose ``mm_page_alloc`` is traced after other events that
     followed their take. An allocation that takes blocks off the buddy
@@ -218,12 +228,8 @@ def alloc_takes(events: Sequence[PageEvent], strict_mt: bool) -> Dict[int, int]:
     held: Dict[int, List[int]] = {}
     bulk: set = set()
     out: Dict[int, int] = {}
-    #: (cpu, pid, in interrupt) -> index of the last event traced there.
-    last: Dict[Tuple[int, int, bool], int] = {}
     for i, e in enumerate(events):
         n = e.name
-        own = (e.cpu, e.pid, bool(e.in_interrupt))
-        before, last[own] = last.get(own, -1), i
         if n == ZONE_LOCKED or n == EXTFRAG:
             order = e.order if n == ZONE_LOCKED else e.alloc_order
             if not (e.cpu in bulk and order == 0):
@@ -234,9 +240,11 @@ def alloc_takes(events: Sequence[PageEvent], strict_mt: bool) -> Dict[int, int]:
                 continue
             mine = [k for k in group if removal_for(events[k], e, strict_mt)]
             if mine:
-                held[e.cpu] = [k for k in group if k not in mine]
-                if mine[-1] + 1 < i and before <= mine[-1]:
-                    out[mine[-1]] = i
+                taken = set(mine)
+                held[e.cpu] = [k for k in group if k not in taken]
+                t = mine[-1]
+                if t + 1 < i and not _traced_own(events, t, i):
+                    out[t] = i
         elif n == BULK:
             bulk.add(e.cpu)
         elif n == BULK_RET:
