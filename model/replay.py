@@ -9,7 +9,9 @@ refill or buddy allocation, any ``mm_page_alloc_extfrag``, and its
 ``mm_page_alloc``) are its outcome. They are held back per CPU until that
 CPU's ``mm_page_alloc`` arrives; the prediction is made from the state before
 any of them is applied; then the real outcome is applied, so one miss does
-not cascade. Frees, batched frees and drains are applied as they come; the
+not cascade. An allocation with such events is stepped at its last one, the
+take, when events (another CPU's, an interrupt's) were traced between it and
+its ``mm_page_alloc`` (see :func:`~buddyscope.model.stream.alloc_takes`). Frees, batched frees and drains are applied as they come; the
 drain each pcp free triggers is predicted too and scored on its own, and so
 is each run of drain events no free of the same task explains (6.12+:
 vmstat's ``decay_pcp_high``; ``drain_all_pages``).
@@ -45,7 +47,8 @@ from buddyscope.model.replay_report import (
 from buddyscope.model.request import Request, RequestError, make_request
 from buddyscope.model.snapshot import Snapshot
 from buddyscope.model.stream import (
-    contig_free_runs, deferred_frees, frees_maybe_under_pcp_lock, frees_under_pcp_lock,
+    alloc_takes, contig_free_runs, deferred_frees, frees_maybe_under_pcp_lock,
+    frees_under_pcp_lock, removal_for,
 )
 
 # AllocRecord, ReplayReport, REASONS and format_report live in replay_report;
@@ -120,6 +123,8 @@ class Replayer(KprobeEvents):
         #: PREEMPT_LAZY): pfn -> (cpu, pindex, that task's pid, the record
         #: of the allocation that skipped them).
         self._late: Dict[int, Tuple[int, int, int, Optional[int]]] = {}
+        #: mm_page_alloc events already stepped at their take: index -> record.
+        self._stepped: Dict[int, Optional[AllocRecord]] = {}
 
     # -- requests ------------------------------------------------------------
     def request_for(self, e: PageEvent) -> Request:
@@ -153,6 +158,7 @@ class Replayer(KprobeEvents):
                 events, deferred, locked, self.alloc.zone_of, {o for o, _ in self.alloc.pindex})}
                 if self.alloc.profile.pcp_trylock_free else set())
             self.passes = passes = (events, deferred, batched_order, contig, locked)
+            self._takes = alloc_takes(events, self.alloc.profile.zone_locked_in_rmqueue)
         _, deferred, batched_order, contig, locked = passes
         if start == 0:
             # With decay_pcp_high traced, no decay is silent; with
@@ -197,8 +203,9 @@ class Replayer(KprobeEvents):
                 call = self._bulk.get(e.cpu)
                 if call is not None and e.order == 0:
                     call.singles += 1
-                self._on_alloc(e)
-                self._after_alloc(e)
+                if i not in self._stepped:   # (else stepped at its take)
+                    self._on_alloc(e)
+                    self._after_alloc(e)
             elif n == ZONE_LOCKED or n == EXTFRAG:
                 call = self._bulk.get(e.cpu)
                 if call is not None and (e.order if n == ZONE_LOCKED else e.alloc_order) == 0:
@@ -237,6 +244,8 @@ class Replayer(KprobeEvents):
             if last is not None and last != e.pid:
                 self._prev_pid[e.cpu] = last
             self._last_pid[e.cpu] = e.pid
+            if i in self._takes:
+                self._alloc_at_take(self._takes[i])
             if self.after_event is not None:
                 self.after_event(i, e)
 
@@ -321,6 +330,23 @@ class Replayer(KprobeEvents):
                 self._zone_skipped(req, predicted, e)
         rep.records.append(rec)
 
+    def _alloc_at_take(self, j: int) -> None:
+        """Step the allocation traced at event *j* now, at its last removal
+        event: its take came before the events traced since."""
+        e = self.passes[0][j]
+        self._stepped[j] = None
+        self._at = e
+        n = len(self.report.records)
+        self._on_alloc(e)
+        self._after_alloc(e)
+        if len(self.report.records) > n:
+            self._stepped[j] = self.report.records[-1]
+
+    def stepped_at_take(self, j: int) -> Optional[AllocRecord]:
+        """The record of the allocation traced at event *j* if it was
+        already stepped at its take (its prediction was made then)."""
+        return self._stepped.get(j)
+
     def _pcplist_effects(self, group: List[PageEvent], e: PageEvent) -> None:
         """After a miss: the pcp changes the kernel's ``rmqueue_pcplist``
         made whichever page it found (a pcp order and type: every such
@@ -355,9 +381,7 @@ class Replayer(KprobeEvents):
         strict_mt = self.alloc.profile.zone_locked_in_rmqueue
         mine, rest = [], []
         for g in held:
-            order = g.order if g.name == ZONE_LOCKED else g.alloc_order
-            mt = g.migratetype if g.name == ZONE_LOCKED else g.alloc_migratetype
-            if order == e.order and (mt == e.migratetype or (not strict_mt and mt >= 3)):
+            if removal_for(g, e, strict_mt):
                 mine.append(g)
             else:
                 rest.append(g)

@@ -69,7 +69,8 @@ class ReplayState:
         """The scored allocation of the last event, if it was one."""
         if self.event is None or self.event.name != ALLOC or not self.report.records:
             return None
-        r = self.report.records[-1]
+        # (One stepped at its take was scored before the events traced since.)
+        r = self.replayer.stepped_at_take(self.step - 1) or self.report.records[-1]
         return r if r.lineno == self.event.lineno else None
 
 
@@ -188,7 +189,11 @@ class Stepper:
         event = self.events[step - 1] if step > 0 else None
         nxt = self.events[step] if step < n else None
         predicted, path = None, ""
-        if nxt is not None and nxt.name == ALLOC and nxt.pfn is not None:
+        done = r.stepped_at_take(step) if nxt is not None else None
+        if done is not None:
+            # Already stepped at its take, events ago: what was predicted then.
+            predicted, path = done.predicted_pfn, done.path
+        elif nxt is not None and nxt.name == ALLOC and nxt.pfn is not None:
             try:
                 req = r.request_for(nxt)
                 with r.alloc.trial():

@@ -17,16 +17,18 @@ Pure Python: imports neither drgn nor textual.
 
 from __future__ import annotations
 
+import itertools
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from buddyscope.model.events import (
-    MM_PAGE_ALLOC as ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED as ZONE_LOCKED, MM_PAGE_FREE as FREE,
-    MM_PAGE_FREE_BATCHED as FREE_BATCHED,
+    ALLOC_PAGES_BULK as BULK, ALLOC_PAGES_BULK_RET as BULK_RET, MM_PAGE_ALLOC as ALLOC,
+    MM_PAGE_ALLOC_EXTFRAG as EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED as ZONE_LOCKED,
+    MM_PAGE_FREE as FREE, MM_PAGE_FREE_BATCHED as FREE_BATCHED,
 )
 from buddyscope.model.ftrace import PageEvent
 
-__all__ = ("contig_chunks", "contig_free_runs", "deferred_frees", "frees_maybe_under_pcp_lock",
-           "frees_under_pcp_lock")
+__all__ = ("alloc_takes", "contig_chunks", "contig_free_runs", "deferred_frees",
+           "frees_maybe_under_pcp_lock", "frees_under_pcp_lock", "removal_for")
 
 
 def deferred_frees(events: Sequence[PageEvent]) -> Tuple[set, Dict[int, int]]:
@@ -266,4 +268,76 @@ def frees_maybe_under_pcp_lock(events: Sequence[PageEvent], deferred: set, locke
                 and e.preempt_depth is not None):
             out.update(k for k in frees if events[k].preempt_depth >= e.preempt_depth + 2
                        and zone_of(events[k].pfn) is zone_of(e.pfn))
+    return out
+
+
+def removal_for(g: PageEvent, e: PageEvent, strict_mt: bool) -> bool:
+    """Whether the removal event *g* (``mm_page_alloc_zone_locked`` or
+    ``mm_page_alloc_extfrag``) held on *e*'s CPU belongs to the
+    ``mm_page_alloc`` *e*: same order (the zone_locked event prints the
+    requested order), and with *strict_mt* (5.10: it prints the requested
+    migratetype) the same migratetype; else any type from
+    ``MIGRATE_PCPTYPES`` up (HIGHATOMIC, CMA: the list's type) matches too."""
+    if g.name == ZONE_LOCKED:
+        order, mt = g.order, g.migratetype
+    else:
+        order, mt = g.alloc_order, g.alloc_migratetype
+    return order == e.order and (mt == e.migratetype or (not strict_mt and mt >= 3))
+
+
+def _traced_own(events: Sequence[PageEvent], t: int, i: int) -> bool:
+    """Whether the task of event *i* traced an event in its own context
+    (its CPU, its pid, the same interrupt or task context) between *t* and *i*."""
+    e = events[i]
+    irq = bool(e.in_interrupt)
+    return any(g.cpu == e.cpu and g.pid == e.pid and bool(g.in_interrupt) == irq
+               for g in itertools.islice(events, t + 1, i))
+
+
+def alloc_takes(events: Sequence[PageEvent], strict_mt: bool) -> Dict[int, int]:
+    """Allocations whose ``mm_page_alloc`` is traced after other events that
+    followed their take. An allocation that takes blocks off the buddy
+    lists does it, and takes its page, under the locks its
+    ``mm_page_alloc_zone_locked`` (and ``mm_page_alloc_extfrag``) events are
+    traced in: ``rmqueue_bulk`` under ``zone->lock`` with the pcp head
+    taken before interrupts are back on (5.10 ``rmqueue_pcplist`` L3401,
+    ``local_irq_save``) or the pcp lock is dropped (6.1 L3833, 6.12 L3104,
+    7.2 L3361), or ``__rmqueue`` under ``zone->lock`` for the buddy path
+    (5.10 ``rmqueue`` L3426, ``rmqueue_buddy`` 6.1 L3745, 6.12 L2981, 7.2
+    L3212). Its ``mm_page_alloc`` comes only when ``__alloc_pages``
+    returns (5.10 ``__alloc_pages_nodemask`` L5057, 6.1 L5680, 6.12 L4881,
+    7.2 L5382), after interrupts, other CPUs' events and, if the task was
+    preempted, other tasks'. Those all came after the take; the task
+    itself (in its own context) traces nothing in between: when it did,
+    the removal events were not this allocation's take (the bulk
+    allocator's refill, in a trace without its kprobe events). Returns the
+    index of the allocation's last removal event -> the index of its
+    ``mm_page_alloc``, for those with events in between. The removal
+    events are grouped with their allocation as
+    :meth:`~buddyscope.model.replay.Replayer._take_group` does (the bulk
+    allocator's order-0 refills are its own)."""
+    held: Dict[int, List[int]] = {}
+    bulk: set = set()
+    out: Dict[int, int] = {}
+    for i, e in enumerate(events):
+        n = e.name
+        if n == ZONE_LOCKED or n == EXTFRAG:
+            order = e.order if n == ZONE_LOCKED else e.alloc_order
+            if not (e.cpu in bulk and order == 0):
+                held.setdefault(e.cpu, []).append(i)
+        elif n == ALLOC:
+            group = held.get(e.cpu)
+            if not group:
+                continue
+            mine = [k for k in group if removal_for(events[k], e, strict_mt)]
+            if mine:
+                taken = set(mine)
+                held[e.cpu] = [k for k in group if k not in taken]
+                t = mine[-1]
+                if t + 1 < i and not _traced_own(events, t, i):
+                    out[t] = i
+        elif n == BULK:
+            bulk.add(e.cpu)
+        elif n == BULK_RET:
+            bulk.discard(e.cpu)
     return out

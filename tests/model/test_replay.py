@@ -51,7 +51,7 @@ PRESSURE = {
     "7.2-1cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
     "6.1-1cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
     "6.12-2cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
-    "5.10-2cpu-pressure-compact": (99.9, 100.0, 100.0, 1),
+    "5.10-2cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
     "6.1-2cpu-pressure-tmpfs": (100.0, 100.0, 100.0, 0),
     "7.2-2cpu-pressure-tmpfs": (100.0, 100.0, 100.0, 0),
 }
