@@ -113,15 +113,19 @@ def contig_free_runs(events: Sequence[PageEvent], deferred: set, max_order: int
             out[j] = None
         out[run[-1]] = contig_chunks(first, n, max_order)
 
+    def track(i: int, e: PageEvent) -> None:
+        # Each page's traced allocation of order >= 1 (its index), if any.
+        if e.name == ALLOC and e.pfn is not None:
+            for p in range(e.pfn, e.pfn + (1 << e.order)):
+                block_of[p] = i if e.order else None
+        elif e.name in (FREE, FREE_BATCHED) and e.pfn is not None:
+            for p in range(e.pfn, e.pfn + (1 << e.order)):
+                block_of[p] = None
+
     for i, e in enumerate(events):
         if e.in_interrupt:
             # Not the task's: committed as it comes, the run goes on.
-            if e.name == ALLOC and e.pfn is not None:
-                for p in range(e.pfn, e.pfn + (1 << e.order)):
-                    block_of[p] = i if e.order else None
-            elif e.name in (FREE, FREE_BATCHED) and e.pfn is not None:
-                for p in range(e.pfn, e.pfn + (1 << e.order)):
-                    block_of[p] = None
+            track(i, e)
             continue
         run = runs.get(e.cpu)
         if e.name == FREE and e.order == 0 and e.pfn is not None and i not in deferred:
@@ -143,12 +147,7 @@ def contig_free_runs(events: Sequence[PageEvent], deferred: set, max_order: int
             continue
         if run is not None:
             close(e.cpu)
-        if e.name == ALLOC and e.pfn is not None:
-            for p in range(e.pfn, e.pfn + (1 << e.order)):
-                block_of[p] = i if e.order else None
-        elif e.name in (FREE, FREE_BATCHED) and e.pfn is not None:
-            for p in range(e.pfn, e.pfn + (1 << e.order)):
-                block_of[p] = None
+        track(i, e)
     for cpu in list(runs):
         close(cpu)
     return out

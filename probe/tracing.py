@@ -90,6 +90,36 @@ def ring_buffer_counters(prog: drgn.Program) -> dict[int, RingBufferCounters]:
 _X86_64_ARG_REGS = ("%di", "%si", "%dx", "%cx", "%r8", "%r9")
 
 
+def _on_x86_64(prog: drgn.Program) -> bool:
+    """Whether *prog* is an x86-64 kernel (the only calling convention the
+    kprobe definitions below know)."""
+    import drgn
+
+    return prog.platform is not None and prog.platform.arch == drgn.Architecture.X86_64
+
+
+def _arg_registers(prog: drgn.Program, functions: tuple[str, ...],
+                   *params: str) -> Optional[tuple[str, list[str]]]:
+    """The first of *functions* in the debug info, and the x86-64 registers
+    that pass its *params* on entry: what a kprobe fetches them as. ``None``
+    off x86-64, when none of *functions* is there (inlined, or another
+    kernel), or when that function lacks a parameter or passes it on the
+    stack."""
+    if not _on_x86_64(prog):
+        return None
+    for name in functions:
+        try:
+            fn = prog.function(name)
+        except (LookupError, ValueError):
+            continue
+        names = [p.name for p in fn.type_.parameters]
+        try:
+            return name, [_X86_64_ARG_REGS[names.index(p)] for p in params]
+        except (ValueError, IndexError):
+            return None
+    return None
+
+
 def bulk_alloc_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     """``kprobe_events`` definitions of the two events that show each call of
     the bulk allocator (``alloc_pages_bulk``, with its gfp mask and
@@ -98,28 +128,17 @@ def bulk_alloc_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     the architecture is not x86-64. The argument registers come from the
     function's own parameter list in the debug info.
     """
-    import drgn
-
-    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
-        return None
     # Since Linux kernel commit b951aaff5035 ("mm: enable page allocation
     # tagging") (in v6.10) the function is alloc_pages_bulk_noprof; from
     # commit 387ba26fb1cb ("mm/page_alloc: add a bulk page allocator") (in
     # v5.13) until then, __alloc_pages_bulk.
-    for name in ("alloc_pages_bulk_noprof", "__alloc_pages_bulk"):
-        try:
-            fn = prog.function(name)
-        except (LookupError, ValueError):
-            continue
-        params = [p.name for p in fn.type_.parameters]
-        try:
-            gfp = _X86_64_ARG_REGS[params.index("gfp")]
-            nr_pages = _X86_64_ARG_REGS[params.index("nr_pages")]
-        except (ValueError, IndexError):
-            return None
-        return [f"p:buddyscope/{ALLOC_PAGES_BULK} {name} gfp={gfp}:x32 nr_pages={nr_pages}:s32",
-                f"r:buddyscope/{ALLOC_PAGES_BULK_RET} {name} nr_populated=$retval:s32"]
-    return None
+    found = _arg_registers(prog, ("alloc_pages_bulk_noprof", "__alloc_pages_bulk"),
+                           "gfp", "nr_pages")
+    if found is None:
+        return None
+    name, (gfp, nr_pages) = found
+    return [f"p:buddyscope/{ALLOC_PAGES_BULK} {name} gfp={gfp}:x32 nr_pages={nr_pages}:s32",
+            f"r:buddyscope/{ALLOC_PAGES_BULK_RET} {name} nr_populated=$retval:s32"]
 
 
 def reclaim_kprobes(prog: drgn.Program) -> Optional[list[str]]:
@@ -131,18 +150,10 @@ def reclaim_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     tracepoint shows it. ``None`` when the function is not in the debug info
     (inlined) or the architecture is not x86-64.
     """
-    import drgn
-
-    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+    found = _arg_registers(prog, ("balance_pgdat",), "highest_zoneidx")
+    if found is None:
         return None
-    try:
-        fn = prog.function("balance_pgdat")
-    except (LookupError, ValueError):
-        return None
-    params = [p.name for p in fn.type_.parameters]
-    if "highest_zoneidx" not in params or params.index("highest_zoneidx") >= len(_X86_64_ARG_REGS):
-        return None
-    reg = _X86_64_ARG_REGS[params.index("highest_zoneidx")]
+    _, (reg,) = found
     return [f"p:buddyscope/balance_pgdat balance_pgdat highest_zoneidx={reg}:s32",
             "r:buddyscope/balance_pgdat_ret balance_pgdat"]
 
@@ -155,18 +166,10 @@ def pcp_decay_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     ``None`` when the kernel has no such function (before 6.7) or the
     architecture is not x86-64.
     """
-    import drgn
-
-    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+    found = _arg_registers(prog, ("decay_pcp_high",), "zone")
+    if found is None:
         return None
-    try:
-        fn = prog.function("decay_pcp_high")
-    except (LookupError, ValueError):
-        return None
-    params = [p.name for p in fn.type_.parameters]
-    if "zone" not in params or params.index("zone") >= len(_X86_64_ARG_REGS):
-        return None
-    reg = _X86_64_ARG_REGS[params.index("zone")]
+    _, (reg,) = found
     off = prog.type("struct zone").member("zone_start_pfn").offset
     return [f"p:buddyscope/decay_pcp_high decay_pcp_high zone_start_pfn=+{off}({reg}):x64"]
 
@@ -180,20 +183,10 @@ def compaction_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     snapshot's ``vmemmap`` and ``sizeof_page`` turn the pointer into a PFN.
     ``None`` when the function is not in the debug info or the architecture
     is not x86-64."""
-    import drgn
-
-    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+    found = _arg_registers(prog, ("__isolate_free_page",), "page", "order")
+    if found is None:
         return None
-    try:
-        fn = prog.function("__isolate_free_page")
-    except (LookupError, ValueError):
-        return None
-    params = [p.name for p in fn.type_.parameters]
-    try:
-        page = _X86_64_ARG_REGS[params.index("page")]
-        order = _X86_64_ARG_REGS[params.index("order")]
-    except (ValueError, IndexError):
-        return None
+    _, (page, order) = found
     return [f"p:buddyscope/isolate_free_page __isolate_free_page page={page}:x64 order={order}:u32",
             "r:buddyscope/isolate_free_page_ret __isolate_free_page nr=$retval:s32"]
 
@@ -215,7 +208,7 @@ def watermark_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     ``None`` on a kernel without ``node_data`` or off x86-64."""
     import drgn
 
-    if prog.platform is None or prog.platform.arch != drgn.Architecture.X86_64:
+    if not _on_x86_64(prog):
         return None
     try:
         prog.function("setup_per_zone_wmarks")

@@ -35,7 +35,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Select, Static, TabbedContent, TabPane
-from textual.worker import get_current_worker
+from textual.worker import Worker, get_current_worker
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model._atomic import write_atomic
@@ -46,7 +46,8 @@ from buddyscope.tui.overview import History, zone_rows
 from buddyscope.tui.panels import FindPanel, FoundView, HistoryPanel, ZonesPanel, plural
 from buddyscope.tui.screens import GotoScreen, HelpScreen, ListScreen
 from buddyscope.tui.session import Session
-from buddyscope.tui.text import record_text, replay_status, running_text, window_text
+from buddyscope.tui.text import (
+    record_text, replay_status, running_text, score_brief, trace_status)
 from buddyscope.tui.views import (
     HeaderView, Prediction, PredictionRequest, ZoneViews, compare_view, header_view,
     model_snapshot, pageblock_type, parse_request, pfn_lines, run_prediction, source_label,
@@ -519,6 +520,9 @@ class BuddyscopeApp(App):
         self.main.why = session.why or _why(session.kind)
         self.running = RunningScore()
         self.windows: List[WindowScore] = []
+        self._last_window: Optional[WindowScored] = None
+        self._quitting = False
+        self._window_shown = True
         self._source_lock = threading.Lock()
         self._model_lock = threading.Lock()
         self._model = None            # (snapshot, Allocator) of the shown state
@@ -612,30 +616,30 @@ class BuddyscopeApp(App):
             f"every {self.interval:g} s" if self.interval else "no auto refresh")
         if not self.refreshing:
             every = "read once"
-        hits = ""
-        if self.windows:
-            r = self.running
-            pct = f"{100.0 * r.accuracy:.2f} %" if r.accuracy is not None else "n/a"
-            hits = f" · {r.hits}/{r.allocations} exact ({pct}) in {r.scored} windows"
+        hits = f" · {score_brief(self.running)}" if self.windows else ""
         self._status(f"{self._last_read} · {every}{hits}")
 
     # -- traced windows ------------------------------------------------------------------
     def on_window_scored(self, m: WindowScored) -> None:
+        # The totals take every window, even while the view is frozen.
+        self.running = self.running.add(m.score)
+        self.windows.append(m.score)
+        self._window_shown = False
+        self._last_window = m
+        if not self.paused:
+            self._show_window()
+
+    def _show_window(self) -> None:
+        """The last window in the Trace panel (and the score in the header
+        and the Compare panel)."""
+        m = self._last_window
+        if m is None or self._window_shown or self.return_code is not None:
+            return
+        self._window_shown = True
         w = m.score
-        self.running = self.running.add(w)
-        self.windows.append(w)
         panel = self.main.query_one("#trace-panel", TracePanel)
-        history = " · ".join(
-            f"#{x.index} " + ("invalid" if not x.valid else
-                              f"{x.hits}/{x.allocations}" if x.allocations else "no allocs")
-            for x in self.windows[-HISTORY:])
-        notes = [f"trace read in {m.read_seconds:.2f} s, replayed in {w.seconds:.2f} s"]
-        if m.rearmed:
-            notes.append("ring buffer cleared after it: the next window starts at the "
-                         "snapshot taken just after")
-        panel.status = "\n".join([running_text(self.running), window_text(w),
-                                   "  " + "; ".join(notes), f"windows: {history}",
-                                   "the allocations of this window (misses in red):"])
+        panel.status = trace_status(self.running, w, self.windows[-HISTORY:], m.read_seconds,
+                                    m.rearmed, self.session.workload)
         names = self.main.snapshot.kernel.migratetypes if self.main.snapshot else ()
         recs = w.records
         panel.records = (len(recs), lambda i: Text(
@@ -725,6 +729,8 @@ class BuddyscopeApp(App):
         self.notify(f"{what}: {path}", title="exported")
 
     def on_prediction_ready(self, m: PredictionReady) -> None:
+        if self.return_code is not None:
+            return   # quitting: the panels may be gone already
         panel = self.main.query_one("#predict-panel", PredictPanel)
         panel.error = m.error
         if m.prediction is not None:
@@ -844,10 +850,28 @@ class BuddyscopeApp(App):
 
     def action_next_miss(self) -> None:
         """Go to just after the next allocation the model got wrong (from a
-        full replay, computed once)."""
+        full replay, computed once); on a traced source, the next miss in
+        the Trace panel's list of the last window."""
         if self.stepper is None:
+            if self.traced:
+                self._next_trace_miss()
             return
         self._find_miss(self.step)
+
+    def _next_trace_miss(self) -> None:
+        self.main.action_show_tab("trace")
+        panel = self.main.query_one("#trace-panel", TracePanel)
+        m = self._last_window if self._window_shown else None
+        recs = m.score.records if m is not None else ()
+        after = panel.marked if panel.marked is not None else -1
+        nxt = next((i for i in range(after + 1, len(recs)) if not recs[i].hit), None)
+        if nxt is None:
+            nxt = next((i for i in range(0, after + 1) if not recs[i].hit), None)
+        if nxt is None:
+            self.notify("no misses in this window")
+        else:
+            # After the tab switch has laid the list out.
+            self.main.call_after_refresh(panel.show_record, nxt)
 
     @work(thread=True, exclusive=True, group="miss", exit_on_error=False)
     def _find_miss(self, after: int) -> None:
@@ -873,7 +897,9 @@ class BuddyscopeApp(App):
     def check_action(self, action: str, parameters) -> Optional[bool]:
         replay = self.stepper is not None
         # False hides a key from the footer and disables it.
-        if action in ("step", "alloc_step", "next_miss", "goto"):
+        if action == "next_miss":
+            return replay or self.traced
+        if action in ("step", "alloc_step", "goto"):
             return replay
         if action in ("refresh", "pause", "interval", "resume"):
             # A file, vmcore or recording never changes: nothing to refresh.
@@ -885,8 +911,28 @@ class BuddyscopeApp(App):
     def action_help(self) -> None:
         self.push_screen(HelpScreen())
 
+    def _reading(self) -> bool:
+        return any(w.group == "read" and w.is_running for w in self.workers)
+
+    async def action_quit(self) -> None:
+        """Quit; on a traced guest, once the read under way has ended: the
+        read cannot be cut short, and quitting under it would leave a blank
+        terminal until it ends (seconds to tens of seconds under TCG)."""
+        if self.traced and self._reading():
+            if not self._quitting:
+                self._quitting = True
+                if self._timer is not None:
+                    self._timer.stop()
+                self.notify("quitting once the read under way ends", timeout=60)
+            return
+        self.exit()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if self._quitting and event.worker.group == "read" and event.worker.is_finished:
+            self.exit()
+
     def action_refresh(self) -> None:
-        if self.traced and any(w.group == "read" and w.is_running for w in self.workers):
+        if self.traced and self._reading():
             self.notify("a refresh is under way")
             return
         self.read_source()
@@ -896,6 +942,8 @@ class BuddyscopeApp(App):
 
     def action_pause(self) -> None:
         self.paused = not self.paused
+        if not self.paused:
+            self._show_window()
         if self._last_read:
             self._show_read_status()
         else:

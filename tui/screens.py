@@ -75,6 +75,8 @@ HELP = """\
   snapshot; the events since the previous refresh are replayed from the
   previous snapshot: which allocations the model predicted exactly, per
   window and in total. A window with lost events is shown, not scored.
+  m            next allocation of the last window the model got wrong
+  p            freezes the Trace panel too (the totals keep counting)
 
 Fragmentation indices are the kernel's own (mm/vmstat.c):
 unusable_free_index and __fragmentation_index, shown as the kernel's

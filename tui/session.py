@@ -80,6 +80,11 @@ class Session:
         return _REFRESH.get(self.kind)
 
     @property
+    def workload(self) -> Optional[str]:
+        """The workload a traced lab guest runs (None: idle, or no guest)."""
+        return getattr(self.source, "workload", None)
+
+    @property
     def check(self) -> str:
         return _CHECK.get(self.kind, "predictions are not checked for this source")
 

@@ -15,7 +15,8 @@ from buddyscope.model.replay import AllocRecord
 from buddyscope.model.stepping import ReplayState
 from buddyscope.model.window import RunningScore, WindowScore
 
-__all__ = ("record_text", "replay_status", "running_text", "window_text")
+__all__ = ("record_text", "replay_status", "running_text", "score_brief", "trace_status",
+           "window_text")
 
 
 def _mt(names: Sequence[str], mt: Optional[int]) -> str:
@@ -82,3 +83,36 @@ def running_text(r: RunningScore) -> str:
     if r.invalid:
         out += f"; {r.invalid} window{'s' if r.invalid != 1 else ''} invalid (not scored)"
     return out
+
+
+def score_brief(r: RunningScore) -> str:
+    """The running score for the header: the rate first, so that a narrow
+    header cuts the counts, not the rate."""
+    n = r.scored
+    return (f"exact {_pct(r.hits, r.allocations)} ({r.hits}/{r.allocations}, "
+            f"{n} window{'s' if n != 1 else ''})")
+
+
+def trace_status(running: RunningScore, w: WindowScore, history: Sequence[WindowScore],
+                 read_seconds: float, rearmed: bool, workload: Optional[str]) -> str:
+    """The Trace panel's status above the window's allocations: the running
+    score, the last window, how it was read, the recent windows, and what
+    the list below holds (or why it is empty)."""
+    notes = [f"trace read in {read_seconds:.2f} s, replayed in {w.seconds:.2f} s"]
+    if rearmed:
+        notes.append("ring buffer cleared after it: the next window starts at the "
+                     "snapshot taken just after")
+    recent = " · ".join(
+        f"#{x.index} " + ("invalid" if not x.valid else
+                          f"{x.hits}/{x.allocations}" if x.allocations else "no allocs")
+        for x in history)
+    lines = [running_text(running), window_text(w), "  " + "; ".join(notes),
+             f"windows: {recent}"]
+    if w.records:
+        lines.append("the allocations of this window (misses in red; m: next miss):")
+    elif w.valid:
+        idle = ("" if workload else
+                ": the guest runs no workload (start with --workload FILE, e.g. "
+                "fixtures/workloads/fork-exec.sh)")
+        lines.append(f"no allocations in this window{idle}")
+    return "\n".join(lines)

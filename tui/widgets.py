@@ -649,5 +649,17 @@ class TracePanel(Vertical):
         self.query_one("#trace-status", Static).update(Text(status))
 
     def watch_records(self, records) -> None:
+        # A new window is a new list: from its top, nothing marked.
         count, line = records
-        self.query_one("#trace-records", LinesView).set_lines(count, line)
+        v = self.query_one("#trace-records", LinesView)
+        v.mark = None
+        v.set_lines(count, line)
+        v.scroll_home(animate=False, immediate=True)
+
+    @property
+    def marked(self) -> Optional[int]:
+        """The allocation highlighted (by m), or None."""
+        return self.query_one("#trace-records", LinesView).mark
+
+    def show_record(self, i: int) -> None:
+        self.query_one("#trace-records", LinesView).show_line(i)

@@ -5,8 +5,10 @@ the report pytest writes, then run ``pytest tests/tui --snapshot-update``.
 Snapshots come from the committed snapshot files (fixtures/snapshots), the
 committed procfs capture (fixtures/procfs/7.2, for the History panel of a
 source read again and again) and one recording (the Replay panel: re-record
-it and these snapshots are updated with it). The Trace panel needs a lab
-guest (``tui --lab``) and is driven in the lab tier only.
+it and these snapshots are updated with it). The Trace panel (``tui
+--lab``) is drawn without a guest: a watcher that hands out a real
+recording's snapshot and its own traced events as the first window (7.2,
+2 vCPUs, fork-exec), ``m`` marking the first allocation the model got wrong.
 
 ``test_screen[readme-120x28]`` is the picture in the README."""
 
@@ -18,7 +20,7 @@ import pytest
 from buddyscope.probe.sources import SourceSpec
 from buddyscope.wiring import open_session
 
-from tuihelp import REC_61, REPO, SNAP_72, PinnedApp, app_on, settle
+from tuihelp import REC_61, RECORDINGS, REPO, SNAP_72, PinnedApp, RecordingWatcher, app_on, settle
 
 pytest.importorskip("pytest_textual_snapshot")
 
@@ -51,6 +53,15 @@ def _procfs():
                      interval=None)
 
 
+def _traced():
+    from buddyscope.model.fixture import Fixture
+    from buddyscope.model.ftrace import parse_lines
+    from buddyscope.tui.session import Session
+
+    fx = Fixture.load(RECORDINGS / "7.2-2cpu-fork-exec.json.gz")
+    return PinnedApp(Session(RecordingWatcher(fx, parse_lines(fx.trace).events)), interval=None)
+
+
 # Order 4 is above the pcp orders: buddy allocations that split blocks.
 _COMPARE = ({"order": "4", "what": "Unmovable", "n": "3"}, "6")
 PANELS = [
@@ -72,6 +83,7 @@ PANELS = [
     ("procfs-pcp", _procfs, ("2",)),
     ("procfs-pageblocks", _procfs, ("4",)),
     ("procfs-history", _procfs, ("r", "r", "7")),
+    ("trace", _traced, ("r", "8", "m")),
 ]
 CASES = [(f"{name}-{w}x{h}", make, keys, (w, h))
          for name, make, keys in PANELS for w, h in ((80, 24), (200, 50))]

@@ -6,7 +6,6 @@ hands out a real recording's snapshot and events as its window."""
 
 import collections
 
-from buddyscope.lab.watch import Refresh, Window
 from buddyscope.model.fixture import Fixture
 from buddyscope.model.ftrace import parse_lines
 from buddyscope.model.replay import AllocRecord, replay
@@ -15,7 +14,7 @@ from buddyscope.tui.session import Session
 from buddyscope.tui.text import running_text, window_text
 from buddyscope.tui.widgets import ComparePanel, HeaderBar, LinesView, TracePanel
 
-from tuihelp import RECORDINGS, PinnedApp, run, screen_text, settle
+from tuihelp import RECORDINGS, PinnedApp, RecordingWatcher, run, screen_text, settle
 
 REC_72 = RECORDINGS / "7.2-2cpu-fork-exec.json.gz"   # 3 misses in a full replay
 
@@ -108,42 +107,11 @@ def test_windows_split_anywhere_add_up_when_each_starts_from_its_own_state():
 # -- the Trace tab, through the pilot ------------------------------------------------------
 
 
-class FakeWatcher:
-    """Duck-types LabWatcher: refresh 0 is the snapshot; refresh 1 ends a
-    window with a real recording's events; refresh 2 a window that lost
-    events."""
-
-    kind = "lab"
-
-    def __init__(self, fx, events):
-        snap = fx.snapshot
-        self.results = [
-            Refresh(snap, None, 0.01, 0.01),
-            Refresh(snap, Window(1, snap, events, list(fx.trace), "",
-                                 {0: (0, 1), 1: (0, 1)}, 0.5), 0.01, 0.6),
-            Refresh(snap, Window(2, snap, [], [], "CPU 1 lost events (overrun 12, "
-                                 "commit_overrun 0, dropped 0)"), 0.01, 0.1, rearmed=True),
-        ]
-        self.refreshes = 0
-        self.closed = False
-
-    def refresh(self):
-        r = self.results[min(self.refreshes, len(self.results) - 1)]
-        self.refreshes += 1
-        return r
-
-    def snapshot(self):
-        return self.refresh().snapshot
-
-    def close(self):
-        self.closed = True
-
-
 def test_trace_tab_shows_which_predictions_came_true():
     fx, events = _load()
     rep = replay(fx.snapshot, events)
     assert 0 < rep.allocations - rep.hits < 10
-    watcher = FakeWatcher(fx, events)
+    watcher = RecordingWatcher(fx, events)
 
     async def body(app, pilot):
         out = {}
@@ -184,7 +152,7 @@ def test_trace_tab_shows_which_predictions_came_true():
     assert all("MISS" in t for t in red)
     assert f"running: {rep.hits}/{rep.allocations}" in out["screen"]
     assert str(recs[0])[:60] in out["screen"]   # the list is on screen, from its top
-    assert f"{rep.hits}/{rep.allocations} exact ({pct}) in 1 windows" in out["header"]
+    assert f"exact {pct} ({rep.hits}/{rep.allocations}, 1 window)" in out["header"]
     assert f"running: {rep.hits}/{rep.allocations}" in out["check"]
     # A window that lost events: shown as invalid, the totals unchanged.
     s2 = out["status2"]
@@ -216,3 +184,121 @@ def test_tui_lab_bad_input_is_one_line_and_boots_nothing(capsys, tmp_path, monke
         assert cli.main(argv) == 1, argv
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("buddyscope: error: ") and want in err, err
+
+
+# -- what a person trying `tui --lab` in tmux ran into ------------------------------------
+
+
+def test_m_walks_the_misses_of_the_window_and_a_new_window_starts_at_its_top():
+    fx, events = _load()
+    rep = replay(fx.snapshot, events)
+    want = [i for i, r in enumerate(rep.records) if not r.hit]
+    assert len(want) == rep.allocations - rep.hits >= 1
+
+    async def body(app, pilot):
+        await pilot.press("r")
+        await settle(app, pilot)
+        v = app.main.query_one("#trace-records", LinesView)
+        seen = []
+        for _ in range(len(want) + 1):
+            await pilot.press("m")          # from any panel: m goes to the Trace tab
+            await settle(app, pilot)
+            seen.append(v.mark)
+        shown = screen_text(app)
+        top = (v.scroll_offset.y, v.scrollable_content_region.height)
+        await pilot.press("end")
+        await settle(app, pilot)
+        at_end = v.scroll_offset.y
+        await pilot.press("r")              # the next window: a new list
+        await settle(app, pilot)
+        return (seen, shown, top, v.mark, (at_end, v.scroll_offset.y),
+                app.main.query_one("#tabs").active)
+
+    watcher = RecordingWatcher(fx, events)
+    watcher.results[2] = watcher.results[1]   # the next window as long as this one
+    app = PinnedApp(Session(watcher), interval=None)
+    seen, shown, top, mark_after, top_after, tab = run(app, body, size=(100, 30))
+    assert seen == want + want[:1]          # in order, then round again
+    assert tab == "trace"
+    y, height = top                          # the miss marked is in view
+    assert y <= want[0] < y + height and "MISS" in shown
+    assert mark_after is None and top_after[0] > 0 and top_after[1] == 0
+
+
+def test_p_freezes_the_trace_panel_while_the_totals_keep_counting():
+    fx, events = _load()
+
+    async def body(app, pilot):
+        panel = app.main.query_one(TracePanel)
+        await pilot.press("r", "8")
+        await settle(app, pilot)
+        first = panel.status
+        header = app.main.query_one(HeaderBar).status
+        await pilot.press("p", "r")         # frozen; a read ends a window anyway
+        await settle(app, pilot)
+        frozen = (panel.status, app.main.query_one(HeaderBar).status, app.running.windows)
+        await pilot.press("p")
+        await settle(app, pilot)
+        return first, header, frozen, panel.status
+
+    app = PinnedApp(Session(RecordingWatcher(fx, events)), interval=None)
+    first, header, (frozen, frozen_header, counted), after = run(app, body)
+    assert "window 1:" in first
+    assert frozen == first and counted == 2
+    assert "view frozen" in frozen_header and "1 window)" in frozen_header
+    assert "window 2:" in after and "1 window invalid" in after
+
+
+def test_an_idle_guest_says_why_its_windows_are_empty():
+    from buddyscope.lab.watch import Refresh, Window
+
+    fx, _ = _load()
+    snap = fx.snapshot
+    idle = RecordingWatcher(fx, [], workload=None)
+    idle.results[1] = Refresh(snap, Window(1, snap, [], [], ""), 0.01, 0.1)
+
+    async def body(app, pilot):
+        await pilot.press("r", "8")
+        await settle(app, pilot)
+        return app.main.query_one(TracePanel).status
+
+    status = run(PinnedApp(Session(idle), interval=None), body)
+    assert "no allocations in this window: the guest runs no workload" in status
+    assert "--workload FILE" in status and "misses in red" not in status
+    busy = RecordingWatcher(fx, [], workload="fork-exec.sh")
+    busy.results[1] = idle.results[1]
+    status = run(PinnedApp(Session(busy), interval=None), body)
+    assert "no allocations in this window" in status and "no workload" not in status
+
+
+def test_q_during_a_read_quits_once_the_read_ends_and_says_so():
+    import threading
+
+    fx, events = _load()
+    go = threading.Event()
+
+    class Held(RecordingWatcher):
+        def refresh(self):
+            if self.refreshes:
+                go.wait(30)   # a window being read off the guest
+            return super().refresh()
+
+    async def body(app, pilot):
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press("q")
+        await pilot.pause()
+        held = (app.return_code, [n.message for n in app._notifications])
+        go.set()
+        await app.workers.wait_for_complete()
+        for _ in range(20):
+            if app.return_code is not None:
+                break
+            await pilot.pause(0.05)
+        return held, app.return_code
+
+    app = PinnedApp(Session(Held(fx, events)), interval=None)
+    (code_while_reading, notes), code = run(app, body)
+    assert code_while_reading is None
+    assert "quitting once the read under way ends" in notes
+    assert code == 0

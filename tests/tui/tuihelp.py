@@ -37,6 +37,13 @@ class PinnedApp(BuddyscopeApp):
     def stamp(self, seconds: float) -> str:
         return "read 12:00:00 in 0.01 s"
 
+    def on_window_scored(self, m) -> None:
+        # The replay's own time, pinned as the read time is. (Textual calls
+        # the handler of each class in the MRO, this one first: no super.)
+        import dataclasses
+
+        m.score = dataclasses.replace(m.score, seconds=0.25)
+
 
 def app_on(path: Path, **kw) -> BuddyscopeApp:
     return PinnedApp(open_session(SourceSpec(file=path)), **kw)
@@ -60,6 +67,41 @@ class FakeSource:
 
     def close(self):
         pass
+
+
+class RecordingWatcher:
+    """Duck-types :class:`~buddyscope.lab.watch.LabWatcher` with a real
+    recording (``tui --lab`` without a guest): refresh 0 is the recording's
+    snapshot; refresh 1 ends a window holding the recording's own events;
+    refresh 2 a window that lost events (and nothing else changes)."""
+
+    kind = "lab"
+
+    def __init__(self, fx, events, workload="fork-exec.sh"):
+        from buddyscope.lab.watch import Refresh, Window
+
+        snap = fx.snapshot
+        self.workload = workload
+        self.results = [
+            Refresh(snap, None, 0.01, 0.01),
+            Refresh(snap, Window(1, snap, events, list(fx.trace), "",
+                                 {0: (0, 1), 1: (0, 1)}, 0.5), 0.01, 0.6),
+            Refresh(snap, Window(2, snap, [], [], "CPU 1 lost events (overrun 12, "
+                                 "commit_overrun 0, dropped 0)"), 0.01, 0.1, rearmed=True),
+        ]
+        self.refreshes = 0
+        self.closed = False
+
+    def refresh(self):
+        r = self.results[min(self.refreshes, len(self.results) - 1)]
+        self.refreshes += 1
+        return r
+
+    def snapshot(self):
+        return self.refresh().snapshot
+
+    def close(self):
+        self.closed = True
 
 
 def fake_app(kind, *results) -> BuddyscopeApp:
