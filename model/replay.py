@@ -39,6 +39,7 @@ from buddyscope.model.events import (
 from buddyscope.model.ftrace import PageEvent
 from buddyscope.model.profile import Profile
 from buddyscope.model.replay_kprobes import KprobeEvents, _BulkCall, _DrainWindow
+from buddyscope.model.replay_windows import WindowEvents
 from buddyscope.model.replay_report import (
     REASONS, AllocRecord, NaivePredictor, ReplayReport, format_report,
 )
@@ -65,7 +66,7 @@ class ReplayError(BuddyscopeError):
     cannot be replayed against this snapshot."""
 
 
-class Replayer(KprobeEvents):
+class Replayer(KprobeEvents, WindowEvents):
     """Steps a model through a kmem event stream, scoring each allocation."""
 
     def __init__(self, snapshot: Snapshot, profile: Optional[Profile] = None,
@@ -158,6 +159,7 @@ class Replayer(KprobeEvents):
             #: (zone index, cpu) -> the last pcp free there: its count, whether
             #: the model foresaw no drain, whether the kernel drained.
             self._last_free: Dict[Tuple[int, int], Tuple[int, bool, bool]] = {}
+            self._start_windows(events)
         numbered = enumerate(itertools.islice(events, start, None), start)
         while True:
             try:
@@ -208,17 +210,21 @@ class Replayer(KprobeEvents):
             elif n == DRAIN:
                 self._on_drain(e)
             elif n == BULK:
-                self._bulk[e.cpu] = _BulkCall(e)
+                if i not in self._unpaired:   # (a call cut in half: replay_windows)
+                    self._bulk[e.cpu] = _BulkCall(e)
             elif n == BULK_RET:
-                self._on_bulk_return(e)
+                if i not in self._unpaired:
+                    self._on_bulk_return(e)
             elif n == RECLAIM or n == RECLAIM_RET:
                 self._on_reclaim(e)
             elif n == DECAY:
                 self._on_decay(e)
             elif n == ISOLATE:
-                self._isolating[e.cpu] = e
+                if i not in self._unpaired:
+                    self._isolating[e.cpu] = e
             elif n == ISOLATE_RET:
-                self._on_isolated(e)
+                if i not in self._unpaired:
+                    self._on_isolated(e)
             elif n == WMARKS:
                 self._on_wmarks(e)
             self._traced_tasks.add((e.cpu, e.pid))
@@ -228,6 +234,7 @@ class Replayer(KprobeEvents):
             if last is not None and last != e.pid:
                 self._prev_pid[e.cpu] = last
             self._last_pid[e.cpu] = e.pid
+            self._note_task(i, e)
             if self.after_event is not None:
                 self.after_event(i, e)
 
@@ -307,6 +314,7 @@ class Replayer(KprobeEvents):
             rec.steps = [s.describe() for s in predicted.path]
         if not hit:
             rec.reason = self._why(predicted, e, group)
+            self._label_miss(rec, e)
             rep.reasons[rec.reason] += 1
             if rec.reason == "zone":
                 self._zone_skipped(req, predicted, e)
@@ -478,13 +486,15 @@ class Replayer(KprobeEvents):
                     # those frees (an interrupt or softirq freeing between
                     # the take and the mm_page_alloc, traced after them).
                     self._last_note = "free_traced_before_alloc"
-                elif a.profile.bulk_allocator:
+                else:
                     # Pages ahead of it left with no mm_page_alloc: the bulk
                     # allocator (alloc_pages_bulk) takes pcp heads untraced,
                     # or the task that ran before this one on the CPU took
                     # them and was preempted before its mm_page_alloc (the
                     # one traced last on the CPU, or, when that is this task,
-                    # the one traced before this task's run began).
+                    # the one traced before this task's run began), or the
+                    # trace lost their events (any series: left on the
+                    # list, they would be predicted again and again).
                     prev_pid = self._last_pid.get(e.cpu)
                     if prev_pid == e.pid:
                         prev_pid = self._prev_pid.get(e.cpu)
@@ -502,9 +512,8 @@ class Replayer(KprobeEvents):
                                 and prev_pid != e.pid):
                             self._late[stale] = (e.cpu, pi, prev_pid, self.report.allocations)
                     self.report.contradictions["pcp_pages_taken_untraced"] += taken
-                    self._last_note = "pcp_taken_untraced" if self._bulk_traced else "bulk_allocator"
-                else:
-                    self._last_note = "pcp_list_order"
+                    self._last_note = ("bulk_allocator" if a.profile.bulk_allocator
+                                       and not self._bulk_traced else "pcp_taken_untraced")
             a.pcp_take(pfn)
         elif pfn in self._late:
             # The late mm_page_alloc of a page an earlier miss saw gone.
@@ -641,6 +650,7 @@ class Replayer(KprobeEvents):
             # no event (compaction isolation, page reporting) and given back.
             self._take_block(e, pfn, order)
             self._contradiction("free_of_free_page", e, "freed but already free in the model")
+            self._freed_while_free(e, pfn)
 
     def _on_free(self, e: PageEvent, order: int) -> None:
         a = self.alloc
