@@ -314,7 +314,7 @@ class Replayer(KprobeEvents, WindowEvents):
             rec.steps = [s.describe() for s in predicted.path]
         if not hit:
             rec.reason = self._why(predicted, e, group)
-            self._label_miss(rec, e)
+            self._label_miss(rec, e, late, group)
             rep.reasons[rec.reason] += 1
             if rec.reason == "zone":
                 self._zone_skipped(req, predicted, e)
@@ -564,10 +564,12 @@ class Replayer(KprobeEvents, WindowEvents):
                 self._contradiction("buddy_removal_of_pcp_page", e, "taken from the buddy but on a pcp list in the model")
             else:
                 self._contradiction("buddy_removal_of_page_not_free", e, "taken from the buddy but not free in the model")
+                self._last_note = "page_not_free_in_model"   # (its free was not traced)
         elif held < order:
             # The model held a smaller free block here: the rest was taken too.
             self._contradiction("buddy_removal_larger_than_free_block", e,
                                 f"order {order} taken, the model has order {held} free")
+            self._last_note = "page_not_free_in_model"
 
     def _steal_fallback(self, g: PageEvent) -> None:
         """5.10/6.1: apply ``steal_suitable_fallback`` to the fallback block

@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from buddyscope.model.events import (
-    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED,
+    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, ISOLATE_EVENTS, MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED,
 )
 from buddyscope.model.ftrace import PageEvent
 
@@ -97,11 +97,21 @@ class WindowEvents:
         #: pageblock number -> lines of frees of pages the model held free
         self._untraced_isolation: Dict[int, int] = {}
         self._kcompactd: Optional[List[int]] = None
+        #: (cpu, pid) -> line of the task's last mm_page_alloc in task context
+        self._task_alloc: Dict[Tuple[int, int], int] = {}
         self._kcompactd_at = -KCOMPACTD_GAP - 1
+
+    def _bulk_untraced(self, e: PageEvent) -> bool:
+        """The bulk allocator may have run on *e*'s CPU with no event."""
+        return self.alloc.profile.bulk_allocator and (not self._bulk_traced or any(
+            c == e.cpu and a <= e.lineno <= b for c, a, b in self._bulk_windows))
 
     def _note_task(self, i: int, e: PageEvent) -> None:
         """kcompactd at work (its own events, the frees of the pages it
-        migrated): a compaction window, by its task name."""
+        migrated): a compaction window, by its task name. And each task's
+        last allocation in task context, per CPU."""
+        if e.name == MM_PAGE_ALLOC and not e.in_interrupt:
+            self._task_alloc[(e.cpu, e.pid)] = e.lineno
         if not e.comm.startswith("kcompactd"):
             return
         w = self._kcompactd
@@ -133,9 +143,23 @@ class WindowEvents:
     def _in_isolated_block(self, pfn: Optional[int]) -> bool:
         return pfn is not None and (pfn // self.alloc.pageblock_nr_pages) in self._untraced_isolation
 
-    def _label_miss(self, rec, e: PageEvent) -> None:
-        """Set a miss's reason in the light of the windows (see below)."""
+    def _label_miss(self, rec, e: PageEvent, late: Optional[int] = None,
+                    group: Sequence[PageEvent] = ()) -> None:
+        """Set a miss's reason in the light of the windows (see below). A
+        miss that predicted *late*, the page an earlier miss saw gone and
+        took for this task's (taken, then preempted before its
+        mm_page_alloc), was wrong about who took it: the pcp page still
+        left untraced."""
+        if late is not None and rec.predicted_pfn == late and rec.reason not in _NOT_COMPACTION:
+            rec.reason = "pcp_taken_untraced"
         rec.reason = self._window_reason(rec.reason, rec.predicted_pfn, e)
+        if rec.reason not in _NOT_COMPACTION + ("compaction",) and self._bulk_untraced(e) \
+                and group and group[0].lineno < self._task_alloc.get((e.cpu, e.pid), 0):
+            # Its removal events came before the task's own previous
+            # allocation in task context: not this allocation's refill (a
+            # task does not allocate inside its own refill) but an untraced
+            # bulk call's, which took them for its pcp list.
+            rec.reason = "bulk_allocator"
         if rec.reason not in _NOT_COMPACTION + ("compaction",):
             self._missed.append(rec)
 
@@ -147,8 +171,7 @@ class WindowEvents:
             return reason
         if self._in_isolated_block(predicted_pfn):
             return "compaction"
-        if reason == "pcp_taken_untraced" and any(
-                c == e.cpu and a <= e.lineno <= b for c, a, b in self._bulk_windows):
+        if reason == "pcp_taken_untraced" and self._bulk_traced and self._bulk_untraced(e):
             return "bulk_allocator"
         if (reason in ("buddy_list_order", "pcp_list_order", "pcp_nonempty_in_kernel")
                 and self._pending_bulk_refill(predicted_pfn, e)):
