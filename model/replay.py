@@ -506,6 +506,7 @@ class Replayer(KprobeEvents, WindowEvents):
                             # its mm_page_alloc). No event shows it taken:
                             # it stays where it is.
                             continue
+                        self._note_stale(stale, e.lineno, taken)
                         a.pcp_take(stale)
                         taken += 1
                         if (a.profile.preemptible_alloc_window and prev_pid is not None
@@ -515,8 +516,9 @@ class Replayer(KprobeEvents, WindowEvents):
                     self._last_note = ("bulk_allocator" if a.profile.bulk_allocator
                                        and not self._bulk_traced else "pcp_taken_untraced")
             a.pcp_take(pfn)
-        elif pfn in self._late:
-            # The late mm_page_alloc of a page an earlier miss saw gone.
+        elif pfn in self._late and self._late[pfn][2] == e.pid:
+            # The late mm_page_alloc of a page an earlier miss saw gone
+            # (by the task that was preempted; another's refutes the guess).
             _, _, _, rec_index = self._late.pop(pfn)
             self._last_note = "alloc_traced_late"
             self._reclassify(rec_index, "alloc_traced_late")
@@ -531,6 +533,8 @@ class Replayer(KprobeEvents, WindowEvents):
                     # on no list and no event named since: taken before
                     # the pause, traced after it.
                     self._last_note = "alloc_in_flight_at_snapshot"
+                elif self._put_back_stale(e, pfn):
+                    self._last_note = "pcp_list_order"
                 else:
                     self._last_note = "page_not_free_in_model"
         a.mark_allocated(pfn, e.order, e.migratetype)

@@ -221,7 +221,8 @@ REASONS = {
     "page_not_free_in_model": "the block was not free in the model: it was freed or moved by "
                               "a path with no event, or an earlier event was misattributed",
     "untraced_buddy_removal": "taken from the buddy with no mm_page_alloc_zone_locked",
-    "pcp_list_order": "the pcp list order differs from the kernel's",
+    "pcp_list_order": "the pcp list order differs from the kernel's (the kernel handed out a "
+                      "page replay had taken as gone untraced: put back, with those behind it)",
     "buddy_list_order": "the free list order differs from the kernel's (compaction and page "
                         "reporting reorder lists with no event)",
     "pcp_empty_in_kernel": "the model had pcp pages, the kernel refilled: pages left untraced",

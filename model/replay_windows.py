@@ -97,6 +97,9 @@ class WindowEvents:
         #: pageblock number -> lines of frees of pages the model held free
         self._untraced_isolation: Dict[int, int] = {}
         self._kcompactd: Optional[List[int]] = None
+        #: pfn -> (line, position, (zone index, cpu, pindex), migratetype) of
+        #: a pcp page replay took off its list with no event, none naming it since
+        self._stale: Dict[int, Tuple[int, int, Tuple[int, int, int], int]] = {}
         #: (cpu, pid) -> line of the task's last mm_page_alloc in task context
         self._task_alloc: Dict[Tuple[int, int], int] = {}
         self._kcompactd_at = -KCOMPACTD_GAP - 1
@@ -106,10 +109,41 @@ class WindowEvents:
         return self.alloc.profile.bulk_allocator and (not self._bulk_traced or any(
             c == e.cpu and a <= e.lineno <= b for c, a, b in self._bulk_windows))
 
+    # -- a recovery the kernel refutes --------------------------------------------
+    def _note_stale(self, pfn: int, lineno: int, k: int) -> None:
+        """Replay is about to take *pfn* off its pcp list with no event (the
+        *k*-th page ahead of the block the kernel handed out at *lineno*):
+        remember where it stood."""
+        a = self.alloc
+        self._stale[pfn] = (lineno, k, a.on_pcp[pfn], a.pcp_mt.get(pfn, 0))
+
+    def _put_back_stale(self, e: PageEvent, pfn: int) -> bool:
+        """The kernel hands out *pfn*, a page replay took off the pcp list
+        untraced: the pages were not gone, the model's list order was not
+        the kernel's. The pages taken with it from behind it that no event
+        has named since go back to the head of their list, in order."""
+        took = self._stale.pop(pfn, None)
+        if took is None:
+            return False
+        self._late.pop(pfn, None)
+        lineno, k, where, _ = took
+        if where[1] != e.cpu:
+            return True
+        back = sorted((v[1], p, v[3]) for p, v in self._stale.items()
+                      if v[0] == lineno and v[1] > k and v[2] == where)
+        if back:
+            for _, p, _ in back:
+                del self._stale[p]
+                self._late.pop(p, None)
+            self.alloc.pcp_put_back(*where, [p for _, p, _ in back], [mt for _, _, mt in back])
+        return True
+
     def _note_task(self, i: int, e: PageEvent) -> None:
         """kcompactd at work (its own events, the frees of the pages it
         migrated): a compaction window, by its task name. And each task's
         last allocation in task context, per CPU."""
+        if self._stale and e.pfn in self._stale:
+            del self._stale[e.pfn]   # named by an event: no longer replay's guess
         if e.name == MM_PAGE_ALLOC and not e.in_interrupt:
             self._task_alloc[(e.cpu, e.pid)] = e.lineno
         if not e.comm.startswith("kcompactd"):
