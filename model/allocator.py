@@ -1728,6 +1728,14 @@ class Allocator:
         pageblock claims count it MOVABLE or not (``move_freepages``)."""
         self._mark_allocated(pfn, order, mt)
 
+    def pcp_put_back(self, zi: int, cpu: int, pindex: int, pfns: Iterable[int],
+                     mts: Iterable[int]) -> None:
+        """Put pages taken off the pcp list *pindex* of *cpu* in zone *zi*
+        with no event back at its head, *pfns* head first (each of
+        migratetype *mts*): replay undoing a recovery the kernel refuted."""
+        for pfn, mt in reversed(list(zip(pfns, mts))):
+            self._pcp_add(zi, cpu, pindex, pfn, False, mt)
+
     def forget_allocated(self, pfn: int, order: int) -> None:
         """Every page of the block *pfn* of *order* stops being a block the
         model saw handed out: a free of pages allocated one by one, or as

@@ -41,6 +41,7 @@ from buddyscope.model.events import (
 from buddyscope.model.ftrace import PageEvent
 from buddyscope.model.profile import Profile
 from buddyscope.model.replay_kprobes import KprobeEvents, _BulkCall, _DrainWindow
+from buddyscope.model.replay_windows import WindowEvents
 from buddyscope.model.replay_report import (
     REASONS, AllocRecord, NaivePredictor, ReplayReport, format_report,
 )
@@ -70,7 +71,7 @@ class ReplayError(BuddyscopeError):
     cannot be replayed against this snapshot."""
 
 
-class Replayer(KprobeEvents):
+class Replayer(KprobeEvents, WindowEvents):
     """Steps a model through a kmem event stream, scoring each allocation."""
 
     def __init__(self, snapshot: Snapshot, profile: Optional[Profile] = None,
@@ -105,6 +106,8 @@ class Replayer(KprobeEvents):
         #: the pages they put on a pcp list (stream.frees_maybe_under_pcp_lock).
         self._maybe_locked: set = set()
         self._maybe_locked_pfns: set = set()
+        # Pages replay put on the buddy by that inference, until an event names them.
+        self._inferred_buddy: set = set()
         #: cpu -> the bulk allocator call under way there
         self._bulk: Dict[int, _BulkCall] = {}
         #: kswapd pid -> highest_zoneidx of its balance_pgdat under way.
@@ -173,6 +176,7 @@ class Replayer(KprobeEvents):
             #: (zone index, cpu) -> the last pcp free there: its count, whether
             #: the model foresaw no drain, whether the kernel drained.
             self._last_free: Dict[Tuple[int, int], Tuple[int, bool, bool]] = {}
+            self._start_windows(events)
         numbered = enumerate(itertools.islice(events, start, None), start)
         while True:
             try:
@@ -224,17 +228,21 @@ class Replayer(KprobeEvents):
             elif n == DRAIN:
                 self._on_drain(e)
             elif n == BULK:
-                self._bulk[e.cpu] = _BulkCall(e)
+                if i not in self._unpaired:   # (a call cut in half: replay_windows)
+                    self._bulk[e.cpu] = _BulkCall(e)
             elif n == BULK_RET:
-                self._on_bulk_return(e)
+                if i not in self._unpaired:
+                    self._on_bulk_return(e)
             elif n == RECLAIM or n == RECLAIM_RET:
                 self._on_reclaim(e)
             elif n == DECAY:
                 self._on_decay(e)
             elif n == ISOLATE:
-                self._isolating[e.cpu] = e
+                if i not in self._unpaired:
+                    self._isolating[e.cpu] = e
             elif n == ISOLATE_RET:
-                self._on_isolated(e)
+                if i not in self._unpaired:
+                    self._on_isolated(e)
             elif n == WMARKS:
                 self._on_wmarks(e)
             self._traced_tasks.add((e.cpu, e.pid))
@@ -244,6 +252,7 @@ class Replayer(KprobeEvents):
             if last is not None and last != e.pid:
                 self._prev_pid[e.cpu] = last
             self._last_pid[e.cpu] = e.pid
+            self._note_task(i, e)
             if i in self._takes:
                 self._alloc_at_take(self._takes[i])
             if self.after_event is not None:
@@ -325,6 +334,7 @@ class Replayer(KprobeEvents):
             rec.steps = [s.describe() for s in predicted.path]
         if not hit:
             rec.reason = self._why(predicted, e, group)
+            self._label_miss(rec, e, late, group)
             rep.reasons[rec.reason] += 1
             if rec.reason == "zone":
                 self._zone_skipped(req, predicted, e)
@@ -527,15 +537,18 @@ class Replayer(KprobeEvents):
                     for x in ahead:
                         a.pcp_take(x)
                         a.free_to_buddy(z, x, e.order)
+                        self._inferred_buddy.add(x)
                     self.report.contradictions["free_to_buddy_pcp_locked_inferred"] += len(ahead)
                     self._last_note = "free_under_pcp_lock"
-                elif a.profile.bulk_allocator:
+                else:
                     # Pages ahead of it left with no mm_page_alloc: the bulk
                     # allocator (alloc_pages_bulk) takes pcp heads untraced,
                     # or the task that ran before this one on the CPU took
                     # them and was preempted before its mm_page_alloc (the
                     # one traced last on the CPU, or, when that is this task,
-                    # the one traced before this task's run began).
+                    # the one traced before this task's run began), or the
+                    # trace lost their events (any series: left on the
+                    # list, they would be predicted again and again).
                     prev_pid = self._last_pid.get(e.cpu)
                     if prev_pid == e.pid:
                         prev_pid = self._prev_pid.get(e.cpu)
@@ -547,18 +560,19 @@ class Replayer(KprobeEvents):
                             # its mm_page_alloc). No event shows it taken:
                             # it stays where it is.
                             continue
+                        self._note_stale(stale, e.lineno, taken)
                         a.pcp_take(stale)
                         taken += 1
                         if (a.profile.preemptible_alloc_window and prev_pid is not None
                                 and prev_pid != e.pid):
                             self._late[stale] = (e.cpu, pi, prev_pid, self.report.allocations)
                     self.report.contradictions["pcp_pages_taken_untraced"] += taken
-                    self._last_note = "pcp_taken_untraced" if self._bulk_traced else "bulk_allocator"
-                else:
-                    self._last_note = "pcp_list_order"
+                    self._last_note = ("bulk_allocator" if a.profile.bulk_allocator
+                                       and not self._bulk_traced else "pcp_taken_untraced")
             a.pcp_take(pfn)
-        elif pfn in self._late:
-            # The late mm_page_alloc of a page an earlier miss saw gone.
+        elif pfn in self._late and self._late[pfn][2] == e.pid:
+            # The late mm_page_alloc of a page an earlier miss saw gone
+            # (by the task that was preempted; another's refutes the guess).
             _, _, _, rec_index = self._late.pop(pfn)
             self._last_note = "alloc_traced_late"
             self._reclassify(rec_index, "alloc_traced_late")
@@ -573,6 +587,8 @@ class Replayer(KprobeEvents):
                     # on no list and no event named since: taken before
                     # the pause, traced after it.
                     self._last_note = "alloc_in_flight_at_snapshot"
+                elif self._put_back_stale(e, pfn):
+                    self._last_note = "pcp_list_order"
                 else:
                     self._last_note = "page_not_free_in_model"
         a.mark_allocated(pfn, e.order, e.migratetype)
@@ -606,10 +622,12 @@ class Replayer(KprobeEvents):
                 self._contradiction("buddy_removal_of_pcp_page", e, "taken from the buddy but on a pcp list in the model")
             else:
                 self._contradiction("buddy_removal_of_page_not_free", e, "taken from the buddy but not free in the model")
+                self._last_note = "page_not_free_in_model"   # (its free was not traced)
         elif held < order:
             # The model held a smaller free block here: the rest was taken too.
             self._contradiction("buddy_removal_larger_than_free_block", e,
                                 f"order {order} taken, the model has order {held} free")
+            self._last_note = "page_not_free_in_model"
 
     def _fallback_found_lists_empty(self, g: PageEvent) -> None:
         """A fallback inside an allocation: ``__rmqueue`` falls back only
@@ -710,12 +728,21 @@ class Replayer(KprobeEvents):
             # Freed while the model holds it free: taken off the lists with
             # no event (compaction isolation, page reporting) and given back.
             self._take_block(e, pfn, order)
-            self._contradiction("free_of_free_page", e, "freed but already free in the model")
+            if pfn in self._inferred_buddy:
+                # Replay's own guess (free_under_pcp_lock) was wrong: the
+                # page had been handed out with no event, not freed to the
+                # buddy. Not compaction's.
+                self._contradiction("free_of_page_inferred_on_buddy", e,
+                                    "freed but put on the buddy by replay's inference")
+            else:
+                self._contradiction("free_of_free_page", e, "freed but already free in the model")
+                self._freed_while_free(e, pfn)
 
     def _on_free(self, e: PageEvent, order: int) -> None:
         a = self.alloc
         pfn = e.pfn
         self._check_freed(e, pfn, order)
+        self._inferred_buddy.discard(pfn)
         if id(e) in self._maybe_locked:
             self._maybe_locked_pfns.add(pfn)
         else:

@@ -103,6 +103,12 @@ class ReplayReport:
     #: does not have). How many, and the first MAX_SKIPPED_KEPT as
     #: (line number, why).
     skipped: int = 0
+    #: Stretches of the trace whose kprobe events are missing, as (kind, cpu,
+    #: first line, last line): "bulk" or "compaction", a call cut in half
+    #: (kprobes enabled or lost mid-run); "compaction", kcompactd at work or
+    #: pages freed that compaction had isolated with no event
+    #: (:mod:`~buddyscope.model.replay_windows`).
+    windows: List[Any] = dataclasses.field(default_factory=list)
     skipped_lines: List[Tuple[int, str]] = dataclasses.field(default_factory=list)
 
     def skip_line(self, lineno: int, why: str) -> None:
@@ -156,6 +162,8 @@ class ReplayReport:
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
             "skipped": self.skipped,
+            "windows": [{"kind": k, "cpu": c, "first_line": a, "last_line": b}
+                        for k, c, a, b in self.windows],
             "skipped_lines": [{"line": n, "why": why} for n, why in self.skipped_lines],
         }
         if records:
@@ -199,9 +207,9 @@ class NaivePredictor:
 REASONS = {
     "bulk_allocator": "pcp pages ahead of it left with no mm_page_alloc (alloc_pages_bulk, "
                       "e.g. vmalloc'd kernel stacks at fork): a state change no event shows",
-    "pcp_taken_untraced": "pcp pages ahead of it left with no event although the bulk allocator "
-                          "was traced: a task preempted between its take and its mm_page_alloc "
-                          "(7.2), or the model's list order",
+    "pcp_taken_untraced": "pcp pages ahead of it left with no event although no bulk allocator "
+                          "call went untraced: a task preempted between its take and its "
+                          "mm_page_alloc (7.2), an event the trace lost, or the model's list order",
     "alloc_traced_late": "another task took the page ahead and was preempted before its "
                          "mm_page_alloc (7.2 is PREEMPT_LAZY): traced after this one",
     "free_traced_before_alloc": "frees traced between its take and its mm_page_alloc "
@@ -218,7 +226,8 @@ REASONS = {
     "page_not_free_in_model": "the block was not free in the model: it was freed or moved by "
                               "a path with no event, or an earlier event was misattributed",
     "untraced_buddy_removal": "taken from the buddy with no mm_page_alloc_zone_locked",
-    "pcp_list_order": "the pcp list order differs from the kernel's",
+    "pcp_list_order": "the pcp list order differs from the kernel's (the kernel handed out a "
+                      "page replay had taken as gone untraced: put back, with those behind it)",
     "buddy_list_order": "the free list order differs from the kernel's (compaction and page "
                         "reporting reorder lists with no event)",
     "pcp_empty_in_kernel": "the model had pcp pages, the kernel refilled: pages left untraced",
@@ -227,6 +236,9 @@ REASONS = {
     "fallback": "a fallback (steal/claim) the model took differently; claim thresholds read "
                 "PageLRU, which no event shows",
     "model_failed": "the model found no page (reclaim and compaction are not modelled)",
+    "compaction": "the predicted block lies in a pageblock where compaction took free pages "
+                  "with no event (a trace without the isolate_free_page kprobe events): the "
+                  "trace frees pages there the model holds free",
 }
 
 
@@ -265,6 +277,11 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
             lines.append(f"  line {n}: {why}")
         if rep.skipped > min(len(rep.skipped_lines), misses):
             lines.append(f"  ... and {rep.skipped - min(len(rep.skipped_lines), misses)} more")
+    if rep.windows:
+        kinds = collections.Counter(w[0] for w in rep.windows)
+        lines.append("windows with kprobe events missing: " + ", ".join(
+            f"{n} {k} (first at line {min(w[2] for w in rep.windows if w[0] == k)})"
+            for k, n in sorted(kinds.items())))
     if rep.contradictions:
         lines.append("events that contradicted the model (applied anyway):")
         for kind, n in rep.contradictions.most_common():

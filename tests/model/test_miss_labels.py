@@ -1,0 +1,509 @@
+"""Every miss label replay gives, proven on a real recording (issue 12, item 4).
+
+Each test replays a committed recording, whole or with events removed as a
+user's partial trace would lack them (no kprobes, a lost line), and asserts
+the label of the misses AND the cause the trace itself shows (the event
+order, the events removed, the snapshot's lists), never the model's own
+opinion alone. Labels no real trace has produced are listed in JUSTIFIED,
+each with why it is kept.
+
+Also here: no cascades. One lost ``mm_page_alloc`` line costs at most two
+misses in a row, and the model's recovery keeps every page the trace has
+not shown taken (issue 12's "21 pages marked taken late" case).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from pathlib import Path
+
+import pytest
+
+from buddyscope.model.events import (
+    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, BULK_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC,
+    MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
+    MM_PAGE_PCPU_DRAIN, WATERMARK_EVENTS,
+)
+from buddyscope.model.fixture import Fixture
+from buddyscope.model.ftrace import parse_lines
+from buddyscope.model.replay import Replayer, replay
+from buddyscope.model.replay_report import REASONS
+
+RECORDINGS = Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
+FREES = (MM_PAGE_FREE, MM_PAGE_FREE_BATCHED)
+TAKES = (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED)
+
+
+@functools.lru_cache(maxsize=None)
+def _recording(name):
+    fx = Fixture.load(RECORDINGS / f"{name}.json.gz")
+    return fx, tuple(parse_lines(fx.trace).events)
+
+
+def _replay(name, drop_names=(), drop=None):
+    """Replay *name* without the events named in *drop_names* (and their
+    names left out of what the recording says it traced) and without those
+    *drop* picks. Line numbers stay those of the recording."""
+    fx, events = _recording(name)
+    kept = [e for e in events if e.name not in drop_names and not (drop and drop(e))]
+    enabled = [n for n in fx.provenance.get("events_enabled") or () if n not in drop_names]
+    return replay(fx.snapshot, kept, events_enabled=enabled)
+
+
+def _labelled(rep, reason):
+    return [r for r in rep.misses() if r.reason == reason]
+
+
+def _between(events, first, last, cpu=None):
+    """Events strictly between two line numbers (on *cpu*)."""
+    return [e for e in events if first < e.lineno < last and (cpu is None or e.cpu == cpu)]
+
+
+def _snapshot_free_pages(snapshot):
+    """PFN -> 'pcp' or 'buddy' for every page free in the snapshot."""
+    free = {}
+    for z in snapshot.zones:
+        for o, area in enumerate(z.free_area):
+            for pfns in area.free_list or []:
+                for b in pfns:
+                    free.update(dict.fromkeys(range(b, b + (1 << o)), "buddy"))
+        for p in z.pcp:
+            for pfns in p.lists or []:
+                free.update(dict.fromkeys(pfns, "pcp"))
+    return free
+
+
+def _covers(e, pfn):
+    order = e.alloc_order if e.name == MM_PAGE_ALLOC_EXTFRAG else e.order
+    return e.pfn is not None and e.pfn <= pfn < e.pfn + (1 << (order or 0))
+
+
+# -- bulk_allocator -------------------------------------------------------------------
+def test_bulk_allocator_in_a_trace_without_the_bulk_kprobes():
+    # 6.1 fork-exec: vmalloc'd kernel stacks come from alloc_pages_bulk,
+    # which takes pcp heads with no kmem event.
+    name = "6.1-1cpu-fork-exec"
+    _, events = _recording(name)
+    whole = _replay(name)
+    rep = _replay(name, drop_names=BULK_EVENTS)
+    misses = rep.misses()
+    assert misses and all(r.reason == "bulk_allocator" for r in misses)
+    for r in misses:
+        # The cause, in the recording: a bulk call on that CPU before the
+        # miss that returned pages, after which no event named the page the
+        # model predicted: it left the pcp list untraced...
+        calls = [e for e in events if e.name == ALLOC_PAGES_BULK_RET and e.cpu == r.cpu
+                 and e.lineno < r.lineno and e.count]
+        assert calls
+        assert not [e for e in _between(events, calls[-1].lineno, r.lineno)
+                    if e.pfn == r.predicted_pfn]
+        # ...and with the bulk events kept, the same allocation is a hit.
+        assert whole.records[r.index].hit and whole.records[r.index].lineno == r.lineno
+
+
+def test_bulk_allocator_refill_with_no_allocation_after_it():
+    # 6.12 under pressure: a bulk call refilled the order-0 list (7
+    # zone_locked events, no mm_page_alloc); without the bulk events those
+    # pages wait for an allocation to claim them, and an order-1 refill the
+    # model predicted from them misses: the untraced bulk call's doing.
+    name = "6.12-2cpu-pressure-compact"
+    _, events = _recording(name)
+    rep = _replay(name, drop_names=BULK_EVENTS)
+    misses = rep.misses()
+    assert all(r.reason == "bulk_allocator" for r in misses)
+    order1 = [r for r in misses if r.order == 1]
+    assert order1
+    for r in order1:
+        taken = [e for e in events if e.name == MM_PAGE_ALLOC_ZONE_LOCKED and e.order == 0
+                 and e.cpu == r.cpu and e.pfn == r.predicted_pfn and e.lineno < r.lineno]
+        assert taken, "the predicted page was taken off the buddy by an order-0 refill"
+        bulk = [e for e in events if e.name == ALLOC_PAGES_BULK and e.cpu == r.cpu
+                and e.lineno < taken[-1].lineno]
+        rets = [e for e in events if e.name == ALLOC_PAGES_BULK_RET and e.cpu == r.cpu
+                and e.lineno > taken[-1].lineno]
+        assert bulk and rets, "inside a bulk call of the recording"
+        assert not [e for e in _between(events, taken[-1].lineno, r.lineno)
+                    if e.name == MM_PAGE_ALLOC and e.pfn == r.predicted_pfn]
+
+
+# -- pcp_taken_untraced, and no cascade after a lost mm_page_alloc ---------------------------
+def _lost_alloc_cases(name, n, seed=12):
+    """Order-0 pcp hits whose next allocation on the same CPU, list and
+    task is a pcp hit too, with no event of that CPU but allocations in
+    between: losing the first leaves its page at the model's list head."""
+    fx, events = _recording(name)
+    whole = _replay(name)
+    hits = {r.lineno: r for r in whole.records if r.hit and r.path == "pcp" and r.order == 0}
+    cases = []
+    for k, e in enumerate(events):
+        if e.lineno not in hits:
+            continue
+        for f in events[k + 1:]:
+            if f.cpu != e.cpu:
+                continue
+            if f.name == MM_PAGE_ALLOC and f.order == 0 and f.migratetype == e.migratetype:
+                if f.lineno in hits and f.pid == e.pid:
+                    cases.append((e, f))
+            if f.name != MM_PAGE_ALLOC or f.order == 0:
+                break
+    return random.Random(seed).sample(cases, min(n, len(cases)))
+
+
+@pytest.mark.parametrize("name", ["5.10-1cpu-fork-exec", "6.1-2cpu-fork-exec",
+                                  "6.12-1cpu-tmpfs-write", "7.2-1cpu-fork-exec"])
+def test_pcp_taken_untraced_after_a_lost_alloc_and_no_cascade(name):
+    whole = _replay(name)
+    before = {r.lineno for r in whole.misses()}
+    cases = _lost_alloc_cases(name, 4)
+    assert cases
+    for lost, nxt in cases:
+        rep = _replay(name, drop=lambda e: e is lost)
+        new = [r for r in rep.misses() if r.lineno not in before]
+        # The next allocation of that list misses: the model still held the
+        # lost allocation's page at the head, the kernel had handed it out.
+        assert (new[0].lineno, new[0].predicted_pfn) == (nxt.lineno, lost.pfn)
+        # On 7.2 the model may then expect the task before to have taken
+        # the page and be traced late: once wrong, one more miss, labelled
+        # for the same untraced take.
+        # When an interrupt had freed the lost page in a pcp-lock window no
+        # event shows (7.2), the trace cannot tell a lost mm_page_alloc from
+        # a free that went to the buddy: either label names a cause it shows.
+        assert len(new) <= 2 and all(r.reason in ("pcp_taken_untraced", "free_under_pcp_lock")
+                                     for r in new)
+        assert all(r.predicted_pfn == lost.pfn for r in new)
+        # No cascade: then the model is in step again.
+        assert rep.longest_miss_run <= max(2, whole.longest_miss_run)
+
+
+def test_recovery_keeps_pages_the_trace_has_not_shown_taken():
+    # Issue 12's cascade: a recovery that took off the list the pages freed
+    # after the CPU's last traced allocation (21 of them on 7.2), which the
+    # kernel then handed out LIFO. After each lost alloc, every page freed
+    # onto that CPU's pcp after its last traced allocation is still there.
+    name = "7.2-1cpu-fork-exec"
+    fx, events = _recording(name)
+    for lost, nxt in _lost_alloc_cases(name, 4, seed=3):
+        kept = [e for e in events if e is not lost]
+        r = Replayer(fx.snapshot, events_enabled=fx.provenance.get("events_enabled"))
+        seen = {}
+
+        def after(i, e, r=r):
+            if e is nxt:
+                seen["on_pcp"] = set(r.alloc.on_pcp)
+        r.after_event = after
+        last_alloc = max(e.lineno for e in kept if e.name == MM_PAGE_ALLOC
+                         and e.cpu == nxt.cpu and e.lineno < nxt.lineno)
+        freed_since = {e.pfn for e in _between(kept, last_alloc, nxt.lineno, nxt.cpu)
+                       if e.name in FREES}
+        r.run(kept)
+        assert freed_since <= seen["on_pcp"]
+
+
+# -- pcp_list_order: a recovery the kernel refutes ----------------------------------------------
+def test_pcp_list_order_after_a_lost_free():
+    # 6.12: lose one mm_page_free_batched line. The kernel hands that page
+    # out from its pcp head; the model, which never had it there, takes the
+    # pages ahead of it as gone untraced (pcp_taken_untraced). The kernel's
+    # next allocation is one of those pages: they were not gone, the
+    # model's list order was not the kernel's. It puts the rest back and
+    # the misses stop there (issue 12: no cascade).
+    name = "6.12-2cpu-tmpfs-write"
+    _, events = _recording(name)
+    whole = _replay(name)
+    before = {r.lineno for r in whole.misses()}
+    proven = 0
+    for lost in [e for e in events if e.name == MM_PAGE_FREE_BATCHED][300:340]:
+        rep = _replay(name, drop=lambda e: e is lost)
+        new = [r for r in rep.misses() if r.lineno not in before]
+        if not any(r.reason == "pcp_list_order" for r in new):
+            continue
+        first, second = new
+        assert (first.actual_pfn, first.reason) == (lost.pfn, "pcp_taken_untraced")
+        assert (second.actual_pfn, second.reason) == (first.predicted_pfn, "pcp_list_order")
+        assert second.cpu == first.cpu
+        assert rep.longest_miss_run <= 2
+        proven += 1
+    assert proven
+
+
+# -- alloc_traced_late --------------------------------------------------------------------------
+def test_alloc_traced_late_on_7_2():
+    # 7.2 is PREEMPT_LAZY: a task preempted between its pcp take and its
+    # mm_page_alloc is traced after the next task's allocation.
+    name = "7.2-1cpu-fallback"
+    _, events = _recording(name)
+    rep = _replay(name)
+    late = _labelled(rep, "alloc_traced_late")
+    assert late
+    for r in late:
+        # The page the model predicted is allocated later on that CPU by
+        # another task, with no event naming it in between...
+        later = [e for e in events if e.name == MM_PAGE_ALLOC and e.pfn == r.predicted_pfn
+                 and e.lineno > r.lineno]
+        assert later and later[0].cpu == r.cpu
+        miss = next(e for e in events if e.lineno == r.lineno)
+        assert later[0].pid != miss.pid
+        assert not [e for e in _between(events, r.lineno, later[0].lineno)
+                    if e.pfn == r.predicted_pfn]
+        # ...a task that ran on that CPU before the miss, after the missing
+        # task's previous allocation there.
+        prev = max(e.lineno for e in events if e.name == MM_PAGE_ALLOC and e.pid == miss.pid
+                   and e.cpu == r.cpu and e.lineno < r.lineno)
+        assert [e for e in _between(events, prev, r.lineno, r.cpu) if e.pid == later[0].pid]
+        # The late allocation itself is no miss.
+        assert next(x for x in rep.records if x.lineno == later[0].lineno).hit
+
+
+# -- free_traced_before_alloc ------------------------------------------------------------------
+def test_free_traced_before_alloc_on_7_2():
+    # Softirq frees (the 's' in the flags column) on the CPU between a
+    # task's pcp take and its mm_page_alloc are traced before it.
+    name = "7.2-1cpu-fork-exec"
+    _, events = _recording(name)
+    rep = _replay(name)
+    found = _labelled(rep, "free_traced_before_alloc")
+    assert found
+    for r in found:
+        before = [e for e in events if e.cpu == r.cpu and e.lineno < r.lineno]
+        freed = before[-1]
+        assert freed.name in FREES and freed.pfn == r.predicted_pfn
+        assert freed.in_interrupt and freed.flags[2] == "s"
+        # The kernel hands that page out next (it was behind the one taken).
+        nxt = next(e for e in events if e.cpu == r.cpu and e.lineno > r.lineno)
+        assert nxt.name == MM_PAGE_ALLOC and nxt.pfn == r.predicted_pfn
+        assert next(x for x in rep.records if x.lineno == nxt.lineno).hit
+
+
+# -- alloc_in_flight_at_snapshot ----------------------------------------------------------------
+@pytest.mark.parametrize("name", ["5.10-1cpu-pressure-tmpfs", "7.2-2cpu-fork-exec"])
+def test_alloc_in_flight_at_snapshot(name):
+    fx, events = _recording(name)
+    rep = _replay(name)
+    found = _labelled(rep, "alloc_in_flight_at_snapshot")
+    assert found
+    free = _snapshot_free_pages(fx.snapshot)
+    for r in found:
+        miss = next(e for e in events if e.lineno == r.lineno)
+        # The task's first event on that CPU, of a block the snapshot held
+        # on no list and no earlier event named.
+        assert not [e for e in events if e.lineno < r.lineno and (e.cpu, e.pid) == (miss.cpu, miss.pid)]
+        assert not any(p in free for p in range(miss.pfn, miss.pfn + (1 << miss.order)))
+        assert not [e for e in events if e.lineno < r.lineno and e.pfn == miss.pfn]
+
+
+# -- page_not_free_in_model ---------------------------------------------------------------------
+def test_page_not_free_in_model_after_a_lost_free():
+    # 5.10: an order-1 free goes to the buddy (no pcp list for order 1). Lose
+    # its mm_page_free line and the kernel's later allocation of that block
+    # takes a block the model holds allocated.
+    name = "5.10-1cpu-fork-exec"
+    _, events = _recording(name)
+    whole = _replay(name)
+    hits = {r.lineno for r in whole.records if r.hit}
+    cases = []
+    for k, e in enumerate(events):
+        if e.name == MM_PAGE_FREE and e.order == 1:
+            nxt = next((f for f in events[k + 1:] if f.pfn == e.pfn), None)
+            if nxt is not None and nxt.name == MM_PAGE_ALLOC_ZONE_LOCKED:
+                alloc = next(f for f in events if f.lineno > nxt.lineno and f.name == MM_PAGE_ALLOC
+                             and f.cpu == nxt.cpu)
+                if alloc.pfn == e.pfn and alloc.lineno in hits:
+                    cases.append((e, alloc))
+    assert cases
+    for lost, alloc in cases[:3]:
+        rep = _replay(name, drop=lambda e: e is lost)
+        r = next(x for x in rep.records if x.lineno == alloc.lineno)
+        assert not r.hit and r.reason == "page_not_free_in_model"
+        assert rep.contradictions["buddy_removal_of_page_not_free"] >= 1
+        assert rep.longest_miss_run <= 2
+
+
+# -- compaction ---------------------------------------------------------------------------------
+def test_compaction_in_a_trace_without_the_isolate_kprobes():
+    # 7.2 pressure-tmpfs was recorded without the __isolate_free_page
+    # kprobe: kcompactd and direct compaction took free pages untraced.
+    name = "7.2-1cpu-pressure-tmpfs"
+    fx, events = _recording(name)
+    assert not set(ISOLATE_EVENTS) & set(fx.provenance["events_enabled"])
+    rep = _replay(name)
+    found = _labelled(rep, "compaction")
+    assert found
+    pb = 1 << fx.snapshot.kernel.pageblock_order
+    free = _snapshot_free_pages(fx.snapshot)
+    for r in found:
+        # In the predicted block's pageblock the trace frees a page that was
+        # free in the snapshot and that no event took before that free: it
+        # left the free lists with no event.
+        block = r.predicted_pfn // pb
+        untraced = []
+        for e in events:
+            if e.name in FREES and e.pfn // pb == block and e.pfn in free:
+                if not [t for t in events if t.lineno < e.lineno and t.name in TAKES + (
+                        MM_PAGE_ALLOC_EXTFRAG,) and _covers(t, e.pfn)]:
+                    untraced.append(e)
+        assert untraced, f"miss at line {r.lineno}"
+    # The windows: kcompactd at work, by its task name, and the frees.
+    windows = [w for w in rep.windows if w[0] == "compaction"]
+    kcompactd = [e.lineno for e in events if e.comm.startswith("kcompactd")]
+    assert kcompactd and windows
+    assert all(any(w[2] <= n <= w[3] for w in windows) for n in kcompactd)
+
+
+def test_pressure_compact_without_the_isolate_kprobes():
+    # The committed pressure-compact recordings with the isolate events
+    # removed, as a user's own recording has them: the replay completes,
+    # kcompactd's work is marked, and no miss appears that the events
+    # would have avoided (on these recordings the pages compaction took
+    # came back after the trace ended, or not at all).
+    for name in ("5.10-2cpu-pressure-compact", "6.1-1cpu-pressure-compact",
+                 "6.12-2cpu-pressure-compact", "7.2-1cpu-pressure-compact"):
+        _, events = _recording(name)
+        whole = _replay(name)
+        rep = _replay(name, drop_names=ISOLATE_EVENTS)
+        assert rep.allocations == whole.allocations
+        assert {r.lineno for r in rep.misses()} == {r.lineno for r in whole.misses()}
+        # kcompactd's other events (the frees of the pages it migrated)
+        # are in compaction windows; on 5.10, whose isolations succeeded,
+        # one opens right after them.
+        kcompactd = [e for e in events if e.comm.startswith("kcompactd")
+                     and e.name not in ISOLATE_EVENTS]
+        windows = [w for w in rep.windows if w[0] == "compaction"]
+        assert all(any(w[2] <= e.lineno <= w[3] for w in windows) for e in kcompactd), name
+        took = [e for e in events if e.name == ISOLATE_EVENTS[1] and e.count]
+        if took:
+            assert any(0 < w[2] - took[0].lineno <= 64 for w in windows)
+
+
+# -- zone -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["6.1-1cpu-pressure-compact", "7.2-1cpu-pressure-compact"])
+def test_zone_after_watermarks_raised_with_no_event(name):
+    # Turning THP on raises min_free_kbytes: setup_per_zone_wmarks, traced
+    # only by record's kretprobe. Without it the model finds DMA32 above a
+    # watermark the kernel has it below, and the kernel serves from DMA.
+    fx, events = _recording(name)
+    whole = _replay(name)
+    rep = _replay(name, drop_names=WATERMARK_EVENTS)
+    found = _labelled(rep, "zone")
+    assert found
+    a = Replayer(fx.snapshot).alloc
+    for r in found:
+        raised = [e for e in events if e.name in WATERMARK_EVENTS and e.lineno < r.lineno]
+        assert raised
+        actual = a.zone_of(r.actual_pfn)
+        assert actual.name != r.predicted_zone
+        assert actual.zone_idx < next(z.zone_idx for z in a.zones if z.name == r.predicted_zone)
+        assert whole.records[r.index].hit
+
+
+# -- an untraced bulk call's refill, not a fallback ------------------------------------------
+def test_untraced_bulk_refill_with_a_steal_is_bulk_allocator():
+    # 6.1 tmpfs-write without the bulk events: a bulk call's refill stole a
+    # block (mm_page_alloc_extfrag inside the call); with no bulk events
+    # those removal events wait for the next order-0 allocation, which
+    # then looks like a fallback. They were traced before the task's own
+    # previous allocation: not that allocation's.
+    name = "6.1-2cpu-tmpfs-write"
+    _, events = _recording(name)
+    rep = _replay(name, drop_names=BULK_EVENTS)
+    assert not _labelled(rep, "fallback")
+    inside = []
+    for r in _labelled(rep, "bulk_allocator"):
+        if r.actual_path != "fallback":
+            continue
+        steal = max(e.lineno for e in events if e.name == MM_PAGE_ALLOC_EXTFRAG
+                    and e.cpu == r.cpu and e.lineno < r.lineno)
+        entry = max(e.lineno for e in events if e.name == ALLOC_PAGES_BULK and e.cpu == r.cpu
+                    and e.lineno < steal)
+        ret = min(e.lineno for e in events if e.name == ALLOC_PAGES_BULK_RET and e.cpu == r.cpu
+                  and e.lineno > entry)
+        assert entry < steal < ret < r.lineno
+        inside.append(r)
+    assert inside
+
+
+# -- buddy_list_order and untraced_buddy_removal: while the model still misses them ---------------
+def test_buddy_list_order():
+    # 5.10 pressure-compact: both blocks were free on the same list; the
+    # kernel took another one first (compaction reorders free lists).
+    name = "5.10-2cpu-pressure-compact"
+    _, events = _recording(name)
+    found = _labelled(_replay(name), "buddy_list_order")
+    if not found:
+        pytest.skip("no buddy_list_order miss left on this recording")
+    for r in found:
+        taken = [e for e in events if e.name == MM_PAGE_ALLOC_ZONE_LOCKED and e.pfn == r.actual_pfn
+                 and e.lineno < r.lineno]
+        assert taken and taken[-1].order == r.order and taken[-1].cpu == r.cpu
+        # The block the model predicted was free in the kernel too: taken
+        # off the buddy later, or never named again.
+        later = [e for e in events if e.lineno > r.lineno and e.pfn == r.predicted_pfn]
+        assert not later or later[0].name == MM_PAGE_ALLOC_ZONE_LOCKED
+
+
+def test_untraced_buddy_removal():
+    # 7.2 2-CPU pressure-tmpfs: softirq frees the model sent to the buddy
+    # (pcp lock held) came out of the kernel's pcp with no zone_locked.
+    name = "7.2-2cpu-pressure-tmpfs"
+    _, events = _recording(name)
+    found = _labelled(_replay(name), "untraced_buddy_removal")
+    if not found:
+        pytest.skip("no untraced_buddy_removal miss left on this recording")
+    for r in found:
+        named = [e for e in events if e.lineno < r.lineno and e.pfn == r.actual_pfn]
+        assert named and named[-1].name in FREES + (MM_PAGE_PCPU_DRAIN,)
+        assert named[-1].in_interrupt
+
+
+# -- every label ----------------------------------------------------------------------------------
+PROVEN = {
+    "bulk_allocator", "pcp_taken_untraced", "alloc_traced_late", "free_traced_before_alloc",
+    "alloc_in_flight_at_snapshot", "page_not_free_in_model", "compaction", "zone",
+    "buddy_list_order", "untraced_buddy_removal", "pcp_list_order",
+}
+#: Labels no committed recording, whole or cut, produces: each names a
+#: model error with no event behind it, kept so that such a miss says so.
+JUSTIFIED = {
+    # The kernel refilled where the model had pcp pages, or served from a
+    # pcp list the model had empty, with no event to say why: the count
+    # drifted through a path with no event.
+    "pcp_empty_in_kernel", "pcp_nonempty_in_kernel",
+    # The block was on another CPU's pcp in the model: a task migrating
+    # between its take and its mm_page_alloc (traced with preemption on).
+    "other_pcp_list",
+    # The model found no page where the kernel did: no committed recording
+    # runs a zone that low (a held-out 4-vCPU one does: issue 12's 4-CPU
+    # work, not committed).
+    "model_failed",
+    # A fallback the model took differently. Every fallback of the
+    # recordings is predicted exactly; the fallback misses seen came from
+    # compaction (7.2 pressure-tmpfs) or an untraced bulk call, and are
+    # labelled so (tests above).
+    "fallback",
+    # An interrupt free in a pcp-lock window no event shows (7.2) that the
+    # kernel's pick proves went to the buddy: only the held-out 7.2
+    # pressure-anon trace has one (lines 11403-11423, not committed); the
+    # rule itself is tested on committed recordings in test_replay_rules.
+    "free_under_pcp_lock",
+}
+
+
+def test_every_label_is_proven_or_justified():
+    assert PROVEN | JUSTIFIED == set(REASONS)
+    assert not PROVEN & JUSTIFIED
+
+
+# -- traces without the bulk kprobes: the other misses do not hide among them ---------------
+@pytest.mark.parametrize("name", ["6.1-2cpu-fork-exec", "6.1-2cpu-tmpfs-write",
+                                  "6.12-2cpu-fork-exec", "6.12-2cpu-pressure-compact"])
+def test_without_bulk_kprobes_other_misses_stay_within_target(name):
+    # Issue 12's target: misses other than bulk_allocator <= 0.05 %; and no
+    # miss the bulk events would not have avoided is labelled bulk_allocator
+    # (each is a hit with them).
+    whole = _replay(name)
+    rep = _replay(name, drop_names=BULK_EVENTS)
+    other = [r for r in rep.misses() if r.reason != "bulk_allocator"]
+    assert len(other) <= 0.0005 * rep.allocations
+    assert {r.lineno for r in other} <= {r.lineno for r in whole.misses()}
+    assert all(whole.records[r.index].hit for r in _labelled(rep, "bulk_allocator"))
+    assert rep.longest_miss_run <= 2
