@@ -239,6 +239,8 @@ class Allocator:
         #: load order. At 10 M free pages those dicts cost seconds and
         #: gigabytes a prediction never needs: a list goes in the first time
         #: it is used (_link), all of them before a lookup by PFN (link_all).
+        #: (A probe anomaly, a PFN listed twice, stays with the list linked
+        #: first, and is counted twice until the second list is linked.)
         self._unlinked: Dict[int, Tuple[int, int, int, Sequence[int]]] = {}
         #: PFN on a pcp list -> (zone index, cpu, pindex).
         self.on_pcp: Dict[int, Tuple[int, int, int]] = {}
