@@ -308,9 +308,14 @@ class Allocator:
                     self._unlinked[self.sentinel(zi, o, mt)] = (zi, o, mt, pfns)
                     zs.nr_free[o] += len(pfns)
                     self._account(zs, o, mt, len(pfns))
+        # A pcp page also on a free list (a probe anomaly) stays on the free
+        # list: those lists are linked now. Only the lists of zones that
+        # overlap this one can hold its pages.
         on_pcp = {pfn for p in z.pcp for pfns in p.lists or () for pfn in pfns}
-        if on_pcp and any(not on_pcp.isdisjoint(u[3]) for u in self._unlinked.values()):
-            self.link_all()  # a probe anomaly: a pcp page also on a free list
+        zones = self.zones
+        if on_pcp and any(zones[u[0]].start_pfn < zs.end_pfn and zs.start_pfn < zones[u[0]].end_pfn
+                          and not on_pcp.isdisjoint(u[3]) for u in self._unlinked.values()):
+            self.link_all()
         nr_lists = len(self.pcp_lists)
         for p in z.pcp:
             pcp = _Pcp(p.cpu, p.count, p.high, p.batch, p.fields, nr_lists)

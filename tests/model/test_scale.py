@@ -89,3 +89,15 @@ def test_lists_linked_on_first_use_replay_the_same(name):
     a.pop("seconds", None), b.pop("seconds", None)
     assert a == b
     assert _contents(lazy.alloc) == _contents(linked.alloc)
+
+
+def test_a_pcp_page_also_on_a_free_list_stays_on_the_free_list():
+    snap = copy.deepcopy(Snapshot.load(FIXTURES / "6.1-2cpu-512m.json.gz"))
+    zi, z = next((i, z) for i, z in enumerate(snap.zones)
+                 if any(l for p in z.pcp for l in p.lists or ()))
+    pfn = next(p for c in z.pcp for l in c.lists for p in l)
+    z.free_area[0].free_list[1].append(pfn)
+    a = Allocator(snap)
+    assert pfn not in a.on_pcp
+    assert a.buddy[pfn] == (0, 1, zi) and not a._unlinked
+    assert a.free_list(zi, 0, 1)[-1] == pfn
