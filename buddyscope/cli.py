@@ -231,21 +231,14 @@ def _profile(args):
 def _predict(args) -> int:
     import json
 
-    from buddyscope.model.fixture import Fixture, FixtureError
     from buddyscope.model.load import load_trace
     from buddyscope.model.predict import format_outcomes, model_after, predict_request
     from buddyscope.model.request import make_request
     from buddyscope.probe.sources import open_source
 
-    snap = None
-    if args.file is not None and args.file.exists():
-        try:
-            snap = Fixture.load(args.file).snapshot
-        except FixtureError:
-            snap = None
-    if snap is None:
-        with open_source(_source_spec(args)) as source:
-            snap = source.snapshot()
+    # A file source reads a fixture's snapshot too (model.load.load_snapshot).
+    with open_source(_source_spec(args)) as source:
+        snap = source.snapshot()
     events = load_trace(args.after, snap) if args.after else None
     alloc = model_after(snap, events, _profile(args))
     req = make_request(alloc, args.order, args.cpu, gfp=args.gfp, migratetype=args.migratetype)

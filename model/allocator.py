@@ -27,7 +27,7 @@ import collections
 import contextlib
 import dataclasses
 import itertools
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.profile import Profile, detect_profile
@@ -234,6 +234,14 @@ class Allocator:
         self.prv: Dict[int, int] = {}
         #: Free block head PFN -> (order, migratetype of its list, zone index).
         self.buddy: Dict[int, Tuple[int, int, int]] = {}
+        #: Free lists loaded and counted but not yet in buddy, nxt and prv:
+        #: sentinel -> (zone index, order, migratetype, PFNs head first), in
+        #: load order. At 10 M free pages those dicts cost seconds and
+        #: gigabytes a prediction never needs: a list goes in the first time
+        #: it is used (_link), all of them before a lookup by PFN (link_all).
+        #: (A probe anomaly, a PFN listed twice, stays with the list linked
+        #: first, and is counted twice until the second list is linked.)
+        self._unlinked: Dict[int, Tuple[int, int, int, Sequence[int]]] = {}
         #: PFN on a pcp list -> (zone index, cpu, pindex).
         self.on_pcp: Dict[int, Tuple[int, int, int]] = {}
         #: page->index of pages on pcp lists (5.10, 6.1 cache the migratetype at free).
@@ -296,12 +304,18 @@ class Allocator:
                 self.prv[s] = s
         for o, area in enumerate(z.free_area):
             for mt, pfns in enumerate(area.free_list or []):
-                if self._add_list(zi, pfns, o, mt):
-                    continue
-                for pfn in pfns:
-                    if pfn in self.buddy:
-                        continue  # a probe anomaly (listed twice): keep the first
-                    self._add(zi, pfn, o, mt, tail=True)
+                if pfns:
+                    self._unlinked[self.sentinel(zi, o, mt)] = (zi, o, mt, pfns)
+                    zs.nr_free[o] += len(pfns)
+                    self._account(zs, o, mt, len(pfns))
+        # A pcp page also on a free list (a probe anomaly) stays on the free
+        # list: those lists are linked now. Only the lists of zones that
+        # overlap this one can hold its pages.
+        on_pcp = {pfn for p in z.pcp for pfns in p.lists or () for pfn in pfns}
+        zones = self.zones
+        if on_pcp and any(zones[u[0]].start_pfn < zs.end_pfn and zs.start_pfn < zones[u[0]].end_pfn
+                          and not on_pcp.isdisjoint(u[3]) for u in self._unlinked.values()):
+            self.link_all()
         nr_lists = len(self.pcp_lists)
         for p in z.pcp:
             pcp = _Pcp(p.cpu, p.count, p.high, p.batch, p.fields, nr_lists)
@@ -346,6 +360,35 @@ class Allocator:
         self._account(z, order, mt, n)
         return True
 
+    def _link(self, s: int) -> None:
+        """Put the loaded free list of sentinel *s*, if it is not yet, into
+        buddy, nxt and prv. Not journalled: the state stays the same, only
+        held another way."""
+        u = self._unlinked.pop(s, None)
+        if u is None:
+            return
+        zi, o, mt, pfns = u
+        z = self.zones[zi]
+        # Counted at load; counted again by what keeps them.
+        z.nr_free[o] -= len(pfns)
+        self._account(z, o, mt, -len(pfns))
+        if self._add_list(zi, pfns, o, mt):
+            return
+        journal, self.journal = self.journal, None
+        try:
+            for pfn in pfns:
+                if pfn in self.buddy:
+                    continue  # a probe anomaly (listed twice): keep the first
+                self._add(zi, pfn, o, mt, tail=True)
+        finally:
+            self.journal = journal
+
+    def link_all(self) -> None:
+        """Every loaded free list into buddy, nxt and prv, in load order:
+        before a lookup by PFN (and for tests that read those dicts)."""
+        for s in list(self._unlinked):
+            self._link(s)
+
     # -- journal -------------------------------------------------------------
     @contextlib.contextmanager
     def trial(self) -> Iterator[List]:
@@ -380,6 +423,8 @@ class Allocator:
     def _add(self, zi: int, pfn: int, order: int, mt: int, tail: bool = False) -> None:
         """``__add_to_free_list``: *pfn* of *order* onto ``free_list[mt]``."""
         s = self.sentinel(zi, order, mt)
+        if self._unlinked:
+            self._link(s)
         nxt, prv = self.nxt, self.prv
         if tail:
             p = prv[s]
@@ -417,6 +462,8 @@ class Allocator:
 
     def _del(self, pfn: int) -> Tuple[int, int, int]:
         """``del_page_from_free_list``; returns (order, mt, zone index)."""
+        if self._unlinked and pfn not in self.buddy:
+            self.link_all()
         info = self.buddy[pfn]
         if self.journal is not None:
             self.journal.append((self._relink, (pfn, self.prv[pfn], info)))
@@ -509,11 +556,15 @@ class Allocator:
 
     def head(self, zi: int, order: int, mt: int) -> Optional[int]:
         s = self.sentinel(zi, order, mt)
+        if self._unlinked:
+            self._link(s)
         h = self.nxt[s]
         return None if h == s else h
 
     def free_list(self, zi: int, order: int, mt: int) -> List[int]:
         s = self.sentinel(zi, order, mt)
+        if self._unlinked:
+            self._link(s)
         out, p = [], self.nxt[s]
         while p != s:
             out.append(p)
@@ -522,6 +573,8 @@ class Allocator:
 
     def containing_free_block(self, pfn: int) -> Optional[int]:
         """Head PFN of the free buddy block holding *pfn*, if any."""
+        if self._unlinked:
+            self.link_all()
         buddy = self.buddy
         for o in range(self.nr_orders):
             h = pfn & ~((1 << o) - 1)
@@ -975,6 +1028,8 @@ class Allocator:
         nxt = self.nxt
         for o in range(order, self.nr_orders):
             s = self.sentinel(zi, o, mt)
+            if self._unlinked:
+                self._link(s)
             pfn = nxt[s]
             if pfn == s:
                 continue
@@ -1130,6 +1185,8 @@ class Allocator:
         visible to the model); never pages on pcp lists."""
         free = movable = 0
         pfn = start
+        if self._unlinked:
+            self.link_all()
         buddy, allocated, on_pcp = self.buddy, self.allocated, self.on_pcp
         block_mt = self.pageblock_mt_of(z, start)
         while pfn <= end:
@@ -1536,6 +1593,8 @@ class Allocator:
 
     def __free_one_page(self, z: _Zone, pfn: int, order: int, mt: int, to_tail: bool) -> None:
         """``__free_one_page``: merge with free buddies, then head or tail."""
+        if self._unlinked:
+            self.link_all()
         buddy, pbo = self.buddy, self.pageblock_order
         max_order = self.nr_orders - 1
         merge = self.profile.merge
@@ -1570,6 +1629,8 @@ class Allocator:
         if order >= self.nr_orders - 2:
             return False
         higher = pfn & ~(1 << order)
+        if self._unlinked:
+            self.link_all()
         info = self.buddy.get(higher ^ (1 << (order + 1)))
         return info is not None and info[0] == order + 1 and info[2] == z.index
 
@@ -1682,6 +1743,8 @@ class Allocator:
             *fallback_order* (nothing changed).
         """
         z = self.zone_of(pfn)
+        if self._unlinked:
+            self.link_all()
         info = self.buddy.get(pfn)
         if z is None or info is None or info[0] != fallback_order:
             return False
@@ -1716,6 +1779,8 @@ class Allocator:
             changed).
         """
         z = self.zone_of(pfn)
+        if self._unlinked:
+            self.link_all()
         if z is None or self.buddy.get(pfn) is None:
             return False
         self._del(pfn)

@@ -63,7 +63,11 @@ class Fixture:
     @classmethod
     def load(cls, path: Path) -> "Fixture":
         path = Path(path)
-        d = read_json(path, FixtureError, "buddyscope fixture")
+        return cls.from_dict(read_json(path, FixtureError, "buddyscope fixture"), path)
+
+    @classmethod
+    def from_dict(cls, d: Any, path: Path) -> "Fixture":
+        """The fixture in *d*, JSON read from *path* (named in messages)."""
         if not isinstance(d, dict) or "fixture_format" not in d:
             raise FixtureError(f"{path} is not a buddyscope fixture")
         fmt = d["fixture_format"]

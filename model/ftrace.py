@@ -268,7 +268,7 @@ def _alloc(name, cpu, ts, pid, comm, g, lineno, flags=None):
     # (and page=0000000000000000), on all four lab kernels.
     if pfn == 0 or pfn == _NULL_PFN:
         pfn = None
-    return _make(name, cpu, ts, pid, comm, pfn, int(g[1]), int(g[2]), g[3],
+    return _make(name, cpu, ts, pid, comm, pfn, int(g[1]), int(g[2]), _intern(g[3]),
                  None, None, None, None, None, None, lineno, None, flags)
 
 
@@ -307,8 +307,8 @@ def _drain(name, cpu, ts, pid, comm, g, lineno, flags=None):
 
 def _bulk(name, cpu, ts, pid, comm, g, lineno, flags=None):
     # gfp_flags as the kprobe fetched it (hex): only mm_page_alloc prints names.
-    return _make(name, cpu, ts, pid, comm, None, 0, None, g[0], None, None, None, None, None,
-                 None, lineno, int(g[1]), flags)
+    return _make(name, cpu, ts, pid, comm, None, 0, None, _intern(g[0]), None, None, None, None,
+                 None, None, lineno, int(g[1]), flags)
 
 
 def _bulk_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
@@ -436,9 +436,12 @@ assert set(_EVENTS) == set(EVENTS + BULK_EVENTS + RECLAIM_EVENTS + DECAY_EVENTS
                           + ISOLATE_EVENTS + WATERMARK_EVENTS)
 
 _PARSERS: Dict[str, tuple] = {
-    name: (re.compile(rx).match, build, keys, optional)
+    name: (re.compile(rx).match, build, keys, optional, name)
     for name, (rx, build, keys, optional) in _EVENTS.items()
 }
+# The strings events repeat (event and task names, flags, gfp flags) are
+# held once, not once per event: at 10 M events that is gigabytes.
+_intern = sys.intern
 _KNOWN_IN_LINE = re.compile(r"\b(" + "|".join(_EVENTS) + r"):")
 _NUMBER = re.compile(r"-?(?:0x[0-9a-fA-F]+|\d+)$")
 
@@ -530,6 +533,7 @@ def _parse(numbered: Iterable[tuple], res: ParsedTrace) -> None:
     unknown = res.unknown
     header = _HEADER.match
     parsers = _PARSERS
+    intern = _intern
     for lineno, line in numbered:
         # Event lines start with the task name, right-aligned in 16 columns
         # (a name has at most 15 characters): only comments start with "#".
@@ -548,7 +552,7 @@ def _parse(numbered: Iterable[tuple], res: ParsedTrace) -> None:
         if p is None:
             unknown[name] += 1
             continue
-        match, build, keys, optional = p
+        match, build, keys, optional, name = p
         fm = match(line, m.end())
         if fm is not None:
             g = fm.groups()
@@ -559,7 +563,7 @@ def _parse(numbered: Iterable[tuple], res: ParsedTrace) -> None:
                                  f"{name} fields are not {' '.join(k + '=' for k in keys)}")
         try:
             append(build(name, int(cpu or lcpu), float(ts) if "." in ts else int(ts),
-                         int(pid), comm, g, lineno, flags or lflags))
+                         int(pid), intern(comm), g, lineno, intern(flags or lflags or "") or None))
         except ValueError as e:  # a number _generic let through, e.g. "order=-"
             raise TraceError(lineno, line.rstrip("\r\n"), f"{name}: {e}") from None
 

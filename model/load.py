@@ -13,6 +13,7 @@ Pure Python: reads JSON and text, imports neither drgn nor textual.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,7 +21,7 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.model._jsonfile import read_json
 from buddyscope.model.fixture import Fixture, FixtureError
 from buddyscope.model.ftrace import PageEvent, ParsedTrace, parse_file, parse_lines
-from buddyscope.model.snapshot import Snapshot
+from buddyscope.model.snapshot import Snapshot, SnapshotError
 
 __all__ = ("Recording", "is_fixture", "load_recording", "load_snapshot", "load_trace")
 
@@ -40,8 +41,26 @@ class Recording:
     parsed: Optional[ParsedTrace] = None
 
 
+def _json_start(path: Path) -> bytes:
+    """The first bytes of the JSON in *path* (gzip'd or not); empty when
+    they cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(1 << 16)
+        if raw[:2] == b"\x1f\x8b":
+            raw = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(raw, 64)
+        return raw[:64]
+    except (OSError, zlib.error):
+        return b""
+
+
 def is_fixture(path: Path) -> bool:
     """Whether *path* holds a fixture (not whether it is a good one)."""
+    # buddyscope writes the format key first: a fixture or a snapshot is
+    # known without reading (at 10 M entries: parsing) the whole file.
+    start = _json_start(path).replace(b" ", b"")
+    if start.startswith((b'{"fixture_format":', b'{"format":')):
+        return start.startswith(b'{"fixture_format":')
     try:
         d = read_json(path, FixtureError, "buddyscope fixture")
     except FixtureError:
@@ -51,12 +70,16 @@ def is_fixture(path: Path) -> bool:
 
 def load_snapshot(path: Path) -> Snapshot:
     """The snapshot in *path*: a snapshot file, or a fixture's snapshot."""
+    # Read once (at 10 M entries the JSON costs seconds), then taken as a
+    # fixture, else as a snapshot (a fixture's snapshot is accepted too).
+    d = read_json(path, SnapshotError, "buddyscope snapshot")
     try:
-        fx = Fixture.load(path)
+        return Fixture.from_dict(d, Path(path)).snapshot
     except FixtureError:
-        # Out of the handler first: its traceback holds what was read.
-        fx = None
-    return fx.snapshot if fx is not None else Snapshot.load(path)
+        pass
+    if isinstance(d, dict) and "snapshot" in d and "format" not in d:
+        d = d["snapshot"]
+    return Snapshot.from_dict(d, str(path))
 
 
 def _replayable(path: Path, parsed: ParsedTrace) -> ParsedTrace:

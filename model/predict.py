@@ -25,9 +25,12 @@ def model_after(snapshot: Snapshot, events: Optional[Sequence[PageEvent]] = None
                 profile: Optional[Profile] = None) -> Allocator:
     """The model of *snapshot*, with *events* (the kmem events after it)
     applied as ``replay`` applies them."""
+    if not events:
+        # What a Replayer would build first, without what only replay needs
+        # (the naive predictor's copy of every list).
+        return Allocator(snapshot, profile)
     r = Replayer(snapshot, profile, skip_bad=False)
-    if events:
-        r.run(list(events))
+    r.run(list(events))
     return r.alloc
 
 

@@ -81,7 +81,13 @@ def _counters(v: Any, where: str) -> None:
 def _pfns(v: Any, where: str, start: int, end: int, order: int) -> None:
     """A list of PFNs of blocks of *order* inside [start, end)."""
     mask = (1 << order) - 1
-    for i, pfn in enumerate(_list(v, where)):
+    _list(v, where)
+    # The whole list at C speed (10 M entries: 0.3 s, not 3 s); the loop
+    # below only runs to name the first bad entry.
+    if not v or (set(map(type, v)) == {int} and start <= min(v) and max(v) < end
+                 and not (mask and any(map(mask.__and__, v)))):
+        return
+    for i, pfn in enumerate(v):
         if type(pfn) is not int or not start <= pfn < end:
             raise _Bad(f"{where}[{i}] is {_short(pfn)}, not a pfn of the zone "
                        f"({start:#x}..{end:#x})")

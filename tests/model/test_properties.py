@@ -74,6 +74,8 @@ def fresh(name, tight: bool = False) -> Allocator:
     # Allocator copies what it changes out of the snapshot, so one loaded
     # snapshot serves every example.
     alloc = Allocator(_snapshot(name))
+    # walk() reads buddy, nxt and prv: every list in them from the start.
+    alloc.link_all()
     if tight:
         for z in alloc.zones:
             for pcp in z.pcp.values():

@@ -1,6 +1,8 @@
 """Loading a snapshot's free lists a whole list at a time gives the model
 state that adding block by block gives (``Allocator._add``), on the real
-committed snapshots, also when the probe listed a block twice."""
+committed snapshots, also when the probe listed a block twice; and a model
+whose lists go into its dicts as they are first used (``Allocator._link``)
+predicts and replays as one that has them all from the start."""
 
 import copy
 from pathlib import Path
@@ -8,9 +10,15 @@ from pathlib import Path
 import pytest
 
 from buddyscope.model.allocator import Allocator
+from buddyscope.model.fixture import Fixture
+from buddyscope.model.ftrace import parse_lines
+from buddyscope.model.predict import predict_request
+from buddyscope.model.replay import Replayer
+from buddyscope.model.request import make_request
 from buddyscope.model.snapshot import Snapshot
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "snapshots"
+RECORDINGS = FIXTURES.parent / "recordings"
 
 
 class _OneByOne(Allocator):
@@ -21,6 +29,7 @@ class _OneByOne(Allocator):
 
 
 def _state(a):
+    a.link_all()
     return ([list(getattr(a, d).items()) for d in ("nxt", "prv", "buddy", "on_pcp", "pcp_mt")],
             [(z.nr_free, z.free_pages, z.cma_free, z.nr_free_highatomic) for z in a.zones])
 
@@ -42,3 +51,53 @@ def test_bulk_load_with_a_block_listed_twice():
     a = Allocator(snap)
     assert _state(a) == _state(_OneByOne(snap))
     assert a.free_list(len(snap.zones) - 1, o, mt) == lst[:-1]
+
+
+def _contents(a):
+    """The state, whatever order the lists went into the dicts."""
+    a.link_all()
+    return ([dict(getattr(a, d)) for d in ("nxt", "prv", "buddy", "on_pcp", "pcp_mt", "allocated")],
+            [(z.nr_free, z.free_pages, z.cma_free, z.nr_free_highatomic) for z in a.zones])
+
+
+def _outcomes(a, order, gfp, n):
+    return [(o.pfn, o.zone, o.kind, o.events, o.refill)
+            for o in predict_request(a, make_request(a, order, 0, gfp=gfp), n)]
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1", "6.12", "7.2"])
+def test_lists_linked_on_first_use_predict_the_same(series):
+    snap = Snapshot.load(FIXTURES / f"{series}-2cpu-512m.json.gz")
+    for order, gfp in ((0, "GFP_KERNEL"), (3, "GFP_KERNEL|__GFP_COMP"), (9, "GFP_TRANSHUGE")):
+        lazy, linked = Allocator(snap), Allocator(snap)
+        linked.link_all()
+        assert lazy._unlinked and not linked._unlinked
+        assert _outcomes(lazy, order, gfp, 300) == _outcomes(linked, order, gfp, 300)
+        # The same state once the lazy one has all its lists linked too.
+        assert _contents(lazy) == _contents(linked)
+
+
+@pytest.mark.parametrize("name", ["6.12-2cpu-fork-exec", "7.2-1cpu-pressure-tmpfs"])
+def test_lists_linked_on_first_use_replay_the_same(name):
+    fx = Fixture.load(RECORDINGS / f"{name}.json.gz")
+    events = parse_lines(fx.trace).events
+    enabled = fx.provenance.get("events_enabled")
+    lazy = Replayer(fx.snapshot, events_enabled=enabled)
+    linked = Replayer(fx.snapshot, events_enabled=enabled)
+    linked.alloc.link_all()
+    a, b = lazy.run(events).to_dict(), linked.run(events).to_dict()
+    a.pop("seconds", None), b.pop("seconds", None)
+    assert a == b
+    assert _contents(lazy.alloc) == _contents(linked.alloc)
+
+
+def test_a_pcp_page_also_on_a_free_list_stays_on_the_free_list():
+    snap = copy.deepcopy(Snapshot.load(FIXTURES / "6.1-2cpu-512m.json.gz"))
+    zi, z = next((i, z) for i, z in enumerate(snap.zones)
+                 if any(l for p in z.pcp for l in p.lists or ()))
+    pfn = next(p for c in z.pcp for l in c.lists for p in l)
+    z.free_area[0].free_list[1].append(pfn)
+    a = Allocator(snap)
+    assert pfn not in a.on_pcp
+    assert a.buddy[pfn] == (0, 1, zi) and not a._unlinked
+    assert a.free_list(zi, 0, 1)[-1] == pfn
