@@ -132,6 +132,12 @@ class Profile:
     #: (``free_prepared_contig_range``), e.g. a split order-2 vmalloc'd stack
     #: goes back as one order-2 block.
     contig_free_runs: bool = False
+    #: The watermark checks read ``zone_page_state(zone, NR_FREE_PAGES)``,
+    #: which lags the exact count by each CPU's unfolded ``vm_stat_diff``,
+    #: updated per page taken or freed (``account_freepages`` in
+    #: ``page_del_and_expand`` / ``__free_one_page``, 6.12+). False: the
+    #: model reads the exact count (5.10/6.1 update once per bulk, not modelled).
+    watermark_lagging_free: bool = False
     #: A free that finds its CPU's pcp lock held (an interrupt during
     #: ``free_unref_folios``' commit loop) goes to the buddy: 6.x
     #: ``pcp_spin_trylock`` in ``free_unref_page`` / ``__free_frozen_pages``.
@@ -187,7 +193,8 @@ PROFILES = {
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=False,
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=False,
                 cached_pcp_migratetype=False, claim_skips_highatomic_block=True,
-                pcp_high_reclaim_active=True, isolate_moves_free_pages=True),
+                pcp_high_reclaim_active=True, isolate_moves_free_pages=True,
+                watermark_lagging_free=True),
         Profile("7.2", gfp_table="7.2",
                 refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
