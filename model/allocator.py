@@ -513,7 +513,9 @@ class Allocator:
     def _move_tail(self, pfn: int, mt: int) -> int:
         """``move_to_free_list``: list_move_tail onto ``free_list[mt]``."""
         order, _, zi = self._del(pfn)
+        self._vm_account_done(self.zones[zi])
         self._add(zi, pfn, order, mt, tail=True)
+        self._vm_account_done(self.zones[zi])
         return order
 
     # -- reading -------------------------------------------------------------
@@ -817,6 +819,12 @@ class Allocator:
                 self._vm_flush(z)
         self.vm_cpu = cpu
 
+    def _vm_account_done(self, z: _Zone) -> None:
+        """One ``account_freepages`` call of the kernel ends here (a page
+        taken, a block freed, one side of a move)."""
+        if z.vm_pending and self.profile.watermark_lagging_free:
+            self._vm_flush(z)
+
     def _vm_flush(self, z: _Zone) -> None:
         """``__mod_zone_page_state(zone, NR_FREE_PAGES, delta)`` on
         ``vm_cpu`` for the NR_FREE_PAGES change not yet applied: past
@@ -1112,6 +1120,7 @@ class Allocator:
                 continue
             self._del(pfn)
             self._expand(z, pfn, order, o, mt)
+            self._vm_account_done(z)
             if not self.profile.zone_locked_in_rmqueue:
                 self._events.append(("zone_locked", pfn))
             return pfn
@@ -1698,6 +1707,7 @@ class Allocator:
         if not to_tail:
             to_tail = self.buddy_merge_likely(z, pfn, order)
         self._add(z.index, pfn, order, mt, tail=to_tail)
+        self._vm_account_done(z)
 
     def buddy_merge_likely(self, z: _Zone, pfn: int, order: int) -> bool:
         """``buddy_merge_likely``: the block goes to the tail when its
@@ -1795,6 +1805,7 @@ class Allocator:
             for p in range(pfn, pfn + (1 << order), 1 << held):
                 if p != h and self.buddy.get(p):
                     self._del(p)
+            self._vm_account_done(self.zones[zi])
             return held
         ho = held
         while ho > order:
@@ -1805,6 +1816,7 @@ class Allocator:
                 h += half
             else:
                 self._add(zi, h + half, ho, mt)
+        self._vm_account_done(self.zones[zi])
         return held
 
     def steal_fallback(self, pfn: int, fallback_order: int, start_mt: int, claimed: bool
