@@ -208,7 +208,8 @@ PROFILES = {
                 contig_free_runs=True, pcp_trylock_free=True,
                 preemptible_alloc_window=True, pcp_high_reclaim_active=True,
                 isolate_moves_free_pages=True,
-                noretry_costly_stops_on_skipped_compaction=False),
+                noretry_costly_stops_on_skipped_compaction=False,
+                watermark_lagging_free=True),
     )
 }
 
