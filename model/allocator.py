@@ -513,9 +513,9 @@ class Allocator:
     def _move_tail(self, pfn: int, mt: int) -> int:
         """``move_to_free_list``: list_move_tail onto ``free_list[mt]``."""
         order, _, zi = self._del(pfn)
-        self._vm_account_done(self.zones[zi])
+        self._vm_account_done(self.zones[zi], take=True)
         self._add(zi, pfn, order, mt, tail=True)
-        self._vm_account_done(self.zones[zi])
+        self._vm_account_done(self.zones[zi], take=True)
         return order
 
     # -- reading -------------------------------------------------------------
@@ -819,10 +819,13 @@ class Allocator:
                 self._vm_flush(z)
         self.vm_cpu = cpu
 
-    def _vm_account_done(self, z: _Zone) -> None:
-        """One ``account_freepages`` call of the kernel ends here (a page
-        taken, a block freed, one side of a move)."""
-        if z.vm_pending and self.profile.watermark_lagging_free:
+    def _vm_account_done(self, z: _Zone, take: bool = False) -> None:
+        """One NR_FREE_PAGES update of the kernel ends here: a block freed,
+        or (*take*) a page taken or one side of a move where the profile
+        updates per take (else the batch's update comes at the next read or
+        event)."""
+        p = self.profile
+        if z.vm_pending and p.watermark_lagging_free and (p.free_pages_per_take or not take):
             self._vm_flush(z)
 
     def _vm_flush(self, z: _Zone) -> None:
@@ -1120,7 +1123,7 @@ class Allocator:
                 continue
             self._del(pfn)
             self._expand(z, pfn, order, o, mt)
-            self._vm_account_done(z)
+            self._vm_account_done(z, take=True)
             if not self.profile.zone_locked_in_rmqueue:
                 self._events.append(("zone_locked", pfn))
             return pfn
@@ -1805,7 +1808,7 @@ class Allocator:
             for p in range(pfn, pfn + (1 << order), 1 << held):
                 if p != h and self.buddy.get(p):
                     self._del(p)
-            self._vm_account_done(self.zones[zi])
+            self._vm_account_done(self.zones[zi], take=True)
             return held
         ho = held
         while ho > order:
@@ -1816,7 +1819,7 @@ class Allocator:
                 h += half
             else:
                 self._add(zi, h + half, ho, mt)
-        self._vm_account_done(self.zones[zi])
+        self._vm_account_done(self.zones[zi], take=True)
         return held
 
     def steal_fallback(self, pfn: int, fallback_order: int, start_mt: int, claimed: bool
