@@ -696,6 +696,8 @@ class Allocator:
         self._events: List[tuple] = []
         self._path: List[Step] = []
         self._refill: Optional[List[int]] = None
+        if cpu != self.vm_cpu:
+            self.set_vm_cpu(cpu)
         pfn, zone = self._get_page_from_freelist(cpu, order, migratetype, highest_zoneidx,
                                                  alloc_flags)
         if pfn is None and slow_flags is not None:
@@ -1425,6 +1427,8 @@ class Allocator:
         if z is None:
             raise ModelError(f"pfn {pfn:#x} is in no zone of the snapshot")
         self._unmark_allocated(pfn)
+        if cpu != self.vm_cpu:
+            self.set_vm_cpu(cpu)
         target = self.pcp_free_target(z, pfn, order)
         if target is None or cpu not in z.pcp:
             self.free_one_page(z, pfn, order, self.pageblock_mt_of(z, pfn))
