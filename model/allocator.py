@@ -186,10 +186,17 @@ class _Zone:
                  "watermarks", "boost", "lowmem_reserve", "nr_reserved_highatomic",
                  "nr_free_highatomic", "free_pages", "cma_free", "nr_free", "pb_base",
                  "pageblocks", "pcp", "below_high", "boosted", "nr_isolate_pageblock",
-                 "reclaim_active")
+                 "reclaim_active", "vm_global", "vm_diff", "stat_threshold", "vm_pending")
 
     def contains(self, pfn: int) -> bool:
         return self.start_pfn <= pfn < self.end_pfn
+
+
+def _normal_threshold(managed: int, nr_cpus: int) -> int:
+    """``calculate_normal_threshold`` (mm/vmstat.c, 4 KiB pages): memory
+    in 128 MiB units."""
+    mem = managed >> 15
+    return min(125, 2 * nr_cpus.bit_length() * (1 + mem.bit_length()))
 
 
 class Allocator:
@@ -254,8 +261,29 @@ class Allocator:
         for zi, z in enumerate(snapshot.zones):
             self.zones.append(self._new_zone(zi, z))
             self._load_lists(self.zones[zi], z)
+            self._load_vmstat(self.zones[zi], z)
+        #: The CPU whose kernel work the model is mirroring: NR_FREE_PAGES
+        #: changes go to its vm_stat_diff (set_vm_cpu).
+        self.vm_cpu = 0
 
     # -- loading -------------------------------------------------------------
+    def _load_vmstat(self, zs: _Zone, z) -> None:
+        """``zone->vm_stat[NR_FREE_PAGES]`` and each CPU's
+        ``vm_stat_diff``/``stat_threshold``. Snapshots read before the probe
+        kept them: no delta (the exact count is the global one) and
+        ``calculate_normal_threshold``'s threshold."""
+        nr = self.nr_cpus
+        diffs = [0] * nr
+        thresholds = [_normal_threshold(zs.managed, nr)] * nr
+        for p in z.pcp:
+            if p.cpu < nr:
+                diffs[p.cpu] = p.fields.get("vm_stat_diff_nr_free_pages", 0)
+                thresholds[p.cpu] = p.fields.get("stat_threshold", thresholds[p.cpu])
+        zs.vm_diff = diffs
+        zs.stat_threshold = thresholds
+        zs.vm_global = zs.free_pages - sum(diffs)
+        zs.vm_pending = 0
+
     def _mt_index(self, name: str) -> Optional[int]:
         for i, n in enumerate(self.mt_names):
             if n.lower() == name.lower():
@@ -293,6 +321,7 @@ class Allocator:
         zs.nr_isolate_pageblock = z.fields.get(
             "nr_isolate_pageblock", zs.pageblocks.count(self.MIGRATE_ISOLATE))
         zs.pcp = {}
+        zs.vm_pending = 0
         return zs
 
     def _load_lists(self, zs: _Zone, z) -> None:
@@ -445,6 +474,7 @@ class Allocator:
         if mt == self.MIGRATE_ISOLATE:
             return
         z.free_pages += sign << order
+        z.vm_pending += sign << order
         if mt == self.MIGRATE_CMA:
             z.cma_free += sign << order
         elif mt == MIGRATE_HIGHATOMIC:
@@ -483,7 +513,9 @@ class Allocator:
     def _move_tail(self, pfn: int, mt: int) -> int:
         """``move_to_free_list``: list_move_tail onto ``free_list[mt]``."""
         order, _, zi = self._del(pfn)
+        self._vm_account_done(self.zones[zi], take=True)
         self._add(zi, pfn, order, mt, tail=True)
+        self._vm_account_done(self.zones[zi], take=True)
         return order
 
     # -- reading -------------------------------------------------------------
@@ -664,6 +696,8 @@ class Allocator:
         self._events: List[tuple] = []
         self._path: List[Step] = []
         self._refill: Optional[List[int]] = None
+        if cpu != self.vm_cpu:
+            self.set_vm_cpu(cpu)
         pfn, zone = self._get_page_from_freelist(cpu, order, migratetype, highest_zoneidx,
                                                  alloc_flags)
         if pfn is None and slow_flags is not None:
@@ -742,7 +776,7 @@ class Allocator:
                            alloc_flags: int, free_pages: Optional[int] = None) -> bool:
         """``__zone_watermark_ok``; *free_pages* defaults to NR_FREE_PAGES."""
         if free_pages is None:
-            free_pages = z.free_pages
+            free_pages = self.zone_page_state(z)
         free = free_pages - self._unusable_free(z, order, alloc_flags)
         m = mark
         if self.profile.alloc_harder:
@@ -779,6 +813,62 @@ class Allocator:
                 return True
         return False
 
+    def set_vm_cpu(self, cpu: int) -> None:
+        """The kernel work that follows runs on *cpu*: what the previous
+        one changed goes to its ``vm_stat_diff`` first."""
+        for z in self.zones:
+            if z.vm_pending:
+                self._vm_flush(z)
+        self.vm_cpu = cpu
+
+    def _vm_account_done(self, z: _Zone, take: bool = False) -> None:
+        """One NR_FREE_PAGES update of the kernel ends here: a block freed,
+        or (*take*) a page taken or one side of a move where the profile
+        updates per take (else the batch's update comes at the next read or
+        event)."""
+        p = self.profile
+        if z.vm_pending and p.watermark_lagging_free and (p.free_pages_per_take or not take):
+            self._vm_flush(z)
+
+    def _vm_flush(self, z: _Zone) -> None:
+        """``__mod_zone_page_state(zone, NR_FREE_PAGES, delta)`` on
+        ``vm_cpu`` for the NR_FREE_PAGES change not yet applied: past
+        ``stat_threshold`` the whole delta folds into ``zone->vm_stat``."""
+        cpu = self.vm_cpu
+        x = z.vm_pending + z.vm_diff[cpu]
+        diff = list(z.vm_diff)
+        if abs(x) > z.stat_threshold[cpu]:
+            self._set(z, "vm_global", z.vm_global + x)
+            diff[cpu] = 0
+        else:
+            diff[cpu] = x
+        self._set(z, "vm_diff", diff)
+        self._set(z, "vm_pending", 0)
+
+    def fold_vm_diffs(self, cpu: int, upto_zone: _Zone) -> None:
+        """``refresh_cpu_vm_stats`` on *cpu*: its deltas of every zone up
+        to *upto_zone* go into ``zone->vm_stat`` (each zone's before its
+        ``decay_pcp_high``)."""
+        self.set_vm_cpu(cpu)
+        for z in self.zones:
+            if z.index > upto_zone.index:
+                break
+            if z.vm_diff[cpu]:
+                diff = list(z.vm_diff)
+                self._set(z, "vm_global", z.vm_global + diff[cpu])
+                diff[cpu] = 0
+                self._set(z, "vm_diff", diff)
+
+    def zone_page_state(self, z: _Zone) -> int:
+        """``zone_page_state(zone, NR_FREE_PAGES)``: the global count
+        without the CPUs' unfolded deltas (never below 0); the exact count
+        where the profile says the watermark checks read that."""
+        if not self.profile.watermark_lagging_free:
+            return z.free_pages
+        if z.vm_pending:
+            self._vm_flush(z)
+        return max(0, z.vm_global)
+
     def _lowmem_reserve(self, z: _Zone, highest_zoneidx: int) -> int:
         lr = z.lowmem_reserve
         return lr[highest_zoneidx] if highest_zoneidx < len(lr) else 0
@@ -789,7 +879,7 @@ class Allocator:
         for atomic order-0 requests at the min watermark a retry that ignores
         the boost (whatever *mark* was: the high-watermark check too)."""
         if order == 0:
-            free = z.free_pages
+            free = self.zone_page_state(z)
             usable = free - min(free, self._unusable_free(z, 0, alloc_flags))
             if usable > mark + self._lowmem_reserve(z, highest_zoneidx):
                 return True
@@ -1035,6 +1125,7 @@ class Allocator:
                 continue
             self._del(pfn)
             self._expand(z, pfn, order, o, mt)
+            self._vm_account_done(z, take=True)
             if not self.profile.zone_locked_in_rmqueue:
                 self._events.append(("zone_locked", pfn))
             return pfn
@@ -1336,6 +1427,8 @@ class Allocator:
         if z is None:
             raise ModelError(f"pfn {pfn:#x} is in no zone of the snapshot")
         self._unmark_allocated(pfn)
+        if cpu != self.vm_cpu:
+            self.set_vm_cpu(cpu)
         target = self.pcp_free_target(z, pfn, order)
         if target is None or cpu not in z.pcp:
             self.free_one_page(z, pfn, order, self.pageblock_mt_of(z, pfn))
@@ -1621,6 +1714,7 @@ class Allocator:
         if not to_tail:
             to_tail = self.buddy_merge_likely(z, pfn, order)
         self._add(z.index, pfn, order, mt, tail=to_tail)
+        self._vm_account_done(z)
 
     def buddy_merge_likely(self, z: _Zone, pfn: int, order: int) -> bool:
         """``buddy_merge_likely``: the block goes to the tail when its
@@ -1718,6 +1812,7 @@ class Allocator:
             for p in range(pfn, pfn + (1 << order), 1 << held):
                 if p != h and self.buddy.get(p):
                     self._del(p)
+            self._vm_account_done(self.zones[zi], take=True)
             return held
         ho = held
         while ho > order:
@@ -1728,6 +1823,7 @@ class Allocator:
                 h += half
             else:
                 self._add(zi, h + half, ho, mt)
+        self._vm_account_done(self.zones[zi], take=True)
         return held
 
     def steal_fallback(self, pfn: int, fallback_order: int, start_mt: int, claimed: bool

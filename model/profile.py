@@ -132,6 +132,17 @@ class Profile:
     #: (``free_prepared_contig_range``), e.g. a split order-2 vmalloc'd stack
     #: goes back as one order-2 block.
     contig_free_runs: bool = False
+    #: The watermark checks read ``zone_page_state(zone, NR_FREE_PAGES)``,
+    #: which lags the exact count by each CPU's unfolded ``vm_stat_diff``
+    #: (5.10 L3675, 6.1 L4120, 6.12 L3298, 7.2 L3679). False: the model reads
+    #: the exact count. 5.10/6.1 have no decay_pcp_high event to show
+    #: vmstat_update's fold: their deltas fold only past the threshold.
+    watermark_lagging_free: bool = False
+    #: NR_FREE_PAGES changes once per block taken off a free list and on
+    #: each side of a move between lists (6.12+ ``account_freepages`` in
+    #: ``page_del_and_expand`` and ``move_to_free_list``); False: once per
+    #: ``rmqueue_bulk`` batch, and moves leave it alone (5.10, 6.1).
+    free_pages_per_take: bool = True
     #: A free that finds its CPU's pcp lock held (an interrupt during
     #: ``free_unref_folios``' commit loop) goes to the buddy: 6.x
     #: ``pcp_spin_trylock`` in ``free_unref_page`` / ``__free_frozen_pages``.
@@ -169,7 +180,8 @@ PROFILES = {
                 bulk_allocator=False, highatomic_term_free=False, below_high_flag=False,
                 no_refill_highatomic=False, alloc_harder=True, boost_retry_gfp_atomic=True,
                 highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
-                cached_pcp_migratetype=True),
+                cached_pcp_migratetype=True,
+                watermark_lagging_free=True, free_pages_per_take=False),
         Profile("6.1", gfp_table="6.1",
                 refill="batch_shift", pcp_null_to_buddy=True, fallback="steal",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
@@ -177,7 +189,8 @@ PROFILES = {
                 bulk_allocator=True, highatomic_term_free=False, below_high_flag=False,
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=True,
                 highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
-                cached_pcp_migratetype=True, pcp_high_reclaim_active=True),
+                cached_pcp_migratetype=True, pcp_high_reclaim_active=True,
+                watermark_lagging_free=True, free_pages_per_take=False),
         Profile("6.12", gfp_table="6.12",
                 refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
@@ -187,7 +200,8 @@ PROFILES = {
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=False,
                 highatomic_reserve_aligned=True, highatomic_reserve_in_rmqueue_buddy=False,
                 cached_pcp_migratetype=False, claim_skips_highatomic_block=True,
-                pcp_high_reclaim_active=True, isolate_moves_free_pages=True),
+                pcp_high_reclaim_active=True, isolate_moves_free_pages=True,
+                watermark_lagging_free=True),
         Profile("7.2", gfp_table="7.2",
                 refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
@@ -201,7 +215,8 @@ PROFILES = {
                 contig_free_runs=True, pcp_trylock_free=True,
                 preemptible_alloc_window=True, pcp_high_reclaim_active=True,
                 isolate_moves_free_pages=True,
-                noretry_costly_stops_on_skipped_compaction=False),
+                noretry_costly_stops_on_skipped_compaction=False,
+                watermark_lagging_free=True),
     )
 }
 

@@ -196,6 +196,8 @@ class Replayer(KprobeEvents, WindowEvents):
             if e.cpu >= nr_cpus:
                 raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
                                   f"has {nr_cpus} cpus: the trace is from another kernel or machine")
+            # Its NR_FREE_PAGES changes go to this CPU's vm_stat_diff.
+            self.alloc.set_vm_cpu(e.cpu)
             n = e.name
             pd = self._pending_drain.get(e.cpu)
             if pd is not None and n != DRAIN:

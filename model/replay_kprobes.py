@@ -101,6 +101,9 @@ class KprobeEvents:
         pcp = z.pcp.get(e.cpu) if z is not None else None
         if pcp is None:
             return
+        # refresh_cpu_vm_stats folds this CPU's deltas of each zone before
+        # that zone's decay_pcp_high (6.12 mm/vmstat.c L808).
+        a.fold_vm_diffs(e.cpu, z)
         w = _DrainWindow("vmstat", e.pid, a.decay_pcp_high(z, pcp))
         w.pcp, w.count, w.high = (z.index, e.cpu), pcp.count, pcp.high
         self._pending_drain[e.cpu] = w

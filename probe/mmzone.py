@@ -189,21 +189,41 @@ def _read_pcp(prog: drgn.Program, zone: drgn.Object, zname: str, pagemap: PageMa
     return out
 
 
-def _nr_free_pages(prog: drgn.Program, zone: drgn.Object) -> tuple[int, int]:
-    """(``zone_page_state_snapshot(zone, NR_FREE_PAGES)``, the bare ``vm_stat``)."""
-    item = prog.constant("NR_FREE_PAGES").value_()
-    value = zone.vm_stat[item].counter.value_()
+def _zonestat(prog: drgn.Program, zone: drgn.Object, cpu: int) -> drgn.Object:
+    """This CPU's ``struct per_cpu_zonestat`` (5.14+) or ``struct
+    per_cpu_pageset`` (older): where ``vm_stat_diff`` and ``stat_threshold`` live."""
     # Since Linux kernel commit 28f836b6777b ("mm/page_alloc: split per cpu
     # page lists and zone stats") (in v5.14), the per-CPU deltas are in
     # per_cpu_zonestats.
     try:
-        stats = zone.per_cpu_zonestats
-        diff = lambda cpu: per_cpu_ptr(stats, cpu).vm_stat_diff[item].value_()  # noqa: E731
+        return per_cpu_ptr(zone.per_cpu_zonestats, cpu)
     except AttributeError:
-        pageset = zone.pageset
-        diff = lambda cpu: per_cpu_ptr(pageset, cpu).vm_stat_diff[item].value_()  # noqa: E731
-    total = value + sum(diff(cpu) for cpu in for_each_possible_cpu(prog))
-    return total, value
+        return per_cpu_ptr(zone.pageset, cpu)
+
+
+def _nr_free_pages(prog: drgn.Program, zone: drgn.Object
+                   ) -> tuple[int, int, dict[int, tuple[int, int]]]:
+    """(``zone_page_state_snapshot(zone, NR_FREE_PAGES)``, the bare
+    ``vm_stat``, cpu -> (``vm_stat_diff[NR_FREE_PAGES]``, ``stat_threshold``))."""
+    item = prog.constant("NR_FREE_PAGES").value_()
+    value = zone.vm_stat[item].counter.value_()
+    per_cpu = {}
+    for cpu in for_each_possible_cpu(prog):
+        st = _zonestat(prog, zone, cpu)
+        per_cpu[cpu] = (st.vm_stat_diff[item].value_(), st.stat_threshold.value_())
+    total = value + sum(d for d, _ in per_cpu.values())
+    return total, value, per_cpu
+
+
+def _with_vmstat(pcps: list[Pcp], per_cpu: dict[int, tuple[int, int]]) -> list[Pcp]:
+    """Each CPU's NR_FREE_PAGES delta not yet folded into ``zone->vm_stat``
+    and its fold threshold, kept with that CPU's pcp (the watermark checks
+    read the lagging ``zone_page_state``)."""
+    for pcp in pcps:
+        diff, threshold = per_cpu[pcp.cpu]
+        pcp.fields["vm_stat_diff_nr_free_pages"] = diff
+        pcp.fields["stat_threshold"] = threshold
+    return pcps
 
 
 # The zone->flags bits the model follows: kswapd's reclaim window (pcp->high
@@ -270,7 +290,7 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
                                      f"nr_free {nr_free}, lists hold {sum(len(l) for l in lists)}"))
         free_area.append(FreeArea(nr_free=nr_free, free_list=lists))
 
-    nr_free_pages, vm_stat_free = _nr_free_pages(prog, zone)
+    nr_free_pages, vm_stat_free, vm_per_cpu = _nr_free_pages(prog, zone)
     fields = _int_members(zone, layout.zone_fields)
     fields["vm_stat_nr_free_pages"] = vm_stat_free
     fields.update(_zone_flag_bits(prog, zone))
@@ -287,7 +307,7 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
         nr_reserved_highatomic=zone.nr_reserved_highatomic.value_(),
         nr_free_pages=nr_free_pages,
         free_area=free_area,
-        pcp=_read_pcp(prog, zone, name, pagemap, anomalies, bound),
+        pcp=_with_vmstat(_read_pcp(prog, zone, name, pagemap, anomalies, bound), vm_per_cpu),
         pageblock_migratetypes=read_pageblock_migratetypes(prog, zone_ptr, anomalies),
         fields=fields,
     )

@@ -177,3 +177,27 @@ def test_guest_gone_mid_session(lab_kernel):
         # Without the control socket, drgn's own reads fail.
     finally:
         g.shutdown()
+
+
+def test_reads_each_cpus_free_pages_delta_and_threshold(guest):
+    """Each CPU's ``vm_stat_diff[NR_FREE_PAGES]`` and ``stat_threshold``:
+    the thresholds are the ones the kernel prints in /proc/zoneinfo (an idle
+    guest: kswapd asleep, so ``calculate_normal_threshold``'s, which the
+    model assumes for snapshots without them), each delta within its
+    threshold, and the global count plus the deltas is the exact count."""
+    from buddyscope.model.allocator import _normal_threshold
+
+    zoneinfo = guest.run("cat /proc/zoneinfo", check=True).text
+    with open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=guest.qmp_path, pause=guest.pause_path)) as src:
+        snap = src.snapshot()
+    printed = {}
+    for block in re.split(r"^Node \d+, zone\s+", zoneinfo, flags=re.M)[1:]:
+        name = block.split()[0]
+        printed[name] = [int(t) for t in re.findall(r"vm stats threshold:\s+(\d+)", block)]
+    for z in snap.zones:
+        thresholds = [p.fields["stat_threshold"] for p in sorted(z.pcp, key=lambda p: p.cpu)]
+        assert thresholds == printed[z.name], z.name
+        assert thresholds == [_normal_threshold(z.managed_pages, snap.kernel.nr_cpus)] * len(z.pcp)
+        diffs = [p.fields["vm_stat_diff_nr_free_pages"] for p in z.pcp]
+        assert all(abs(d) <= t for d, t in zip(diffs, thresholds)), (z.name, diffs, thresholds)
+        assert z.fields["vm_stat_nr_free_pages"] + sum(diffs) == z.nr_free_pages
