@@ -45,6 +45,9 @@ class Layout:
     migratetypes: tuple[str, ...]
     #: ``per_cpu_pageset`` (5.14+) or ``pageset`` (its ``.pcp``).
     pcp_member: str
+    #: ``per_cpu_zonestats`` (5.14+) or ``pageset``: where a CPU's
+    #: ``vm_stat_diff`` and ``stat_threshold`` live.
+    zonestat_member: str
     pcp_lists: tuple[PcpList, ...]
     #: Integer members of ``struct per_cpu_pages`` besides count/high/batch.
     pcp_fields: tuple[str, ...]
@@ -105,6 +108,8 @@ def _detect(prog: drgn.Program) -> Layout:
     # per_cpu_pages directly; before, at struct per_cpu_pageset whose .pcp it
     # is.
     pcp_member, _ = _member_offset(zone, "per_cpu_pageset", "pageset")
+    # The same commit moved the per-CPU vmstat deltas to per_cpu_zonestats.
+    zonestat_member, _ = _member_offset(zone, "per_cpu_zonestats", "pageset")
     pcp_type = prog.type("struct per_cpu_pages")
     nr_lists = pcp_type.member("lists").type.length
     pcp_lists = _pcp_lists(nr_lists, mt["MIGRATE_PCPTYPES"], mt["MIGRATE_MOVABLE"])
@@ -150,6 +155,7 @@ def _detect(prog: drgn.Program) -> Layout:
         nr_page_orders=nr_page_orders,
         migratetypes=migratetypes,
         pcp_member=pcp_member,
+        zonestat_member=zonestat_member,
         pcp_lists=pcp_lists,
         pcp_fields=pcp_fields,
         watermarks=watermarks,

@@ -189,19 +189,7 @@ def _read_pcp(prog: drgn.Program, zone: drgn.Object, zname: str, pagemap: PageMa
     return out
 
 
-def _zonestat(prog: drgn.Program, zone: drgn.Object, cpu: int) -> drgn.Object:
-    """This CPU's ``struct per_cpu_zonestat`` (5.14+) or ``struct
-    per_cpu_pageset`` (older): where ``vm_stat_diff`` and ``stat_threshold`` live."""
-    # Since Linux kernel commit 28f836b6777b ("mm/page_alloc: split per cpu
-    # page lists and zone stats") (in v5.14), the per-CPU deltas are in
-    # per_cpu_zonestats.
-    try:
-        return per_cpu_ptr(zone.per_cpu_zonestats, cpu)
-    except AttributeError:
-        return per_cpu_ptr(zone.pageset, cpu)
-
-
-def _nr_free_pages(prog: drgn.Program, zone: drgn.Object
+def _nr_free_pages(prog: drgn.Program, zone: drgn.Object, layout: Layout
                    ) -> tuple[int, int, dict[int, tuple[int, int]]]:
     """(``zone_page_state_snapshot(zone, NR_FREE_PAGES)``, the bare
     ``vm_stat``, cpu -> (``vm_stat_diff[NR_FREE_PAGES]``, ``stat_threshold``))."""
@@ -209,7 +197,7 @@ def _nr_free_pages(prog: drgn.Program, zone: drgn.Object
     value = zone.vm_stat[item].counter.value_()
     per_cpu = {}
     for cpu in for_each_possible_cpu(prog):
-        st = _zonestat(prog, zone, cpu)
+        st = per_cpu_ptr(getattr(zone, layout.zonestat_member), cpu)
         per_cpu[cpu] = (st.vm_stat_diff[item].value_(), st.stat_threshold.value_())
     total = value + sum(d for d, _ in per_cpu.values())
     return total, value, per_cpu
@@ -290,7 +278,7 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
                                      f"nr_free {nr_free}, lists hold {sum(len(l) for l in lists)}"))
         free_area.append(FreeArea(nr_free=nr_free, free_list=lists))
 
-    nr_free_pages, vm_stat_free, vm_per_cpu = _nr_free_pages(prog, zone)
+    nr_free_pages, vm_stat_free, vm_per_cpu = _nr_free_pages(prog, zone, layout)
     fields = _int_members(zone, layout.zone_fields)
     fields["vm_stat_nr_free_pages"] = vm_stat_free
     fields.update(_zone_flag_bits(prog, zone))
