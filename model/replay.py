@@ -48,7 +48,7 @@ from buddyscope.model.replay_report import (
 from buddyscope.model.request import Request, RequestError, make_request
 from buddyscope.model.snapshot import Snapshot
 from buddyscope.model.stream import (
-    alloc_takes, contig_free_runs, deferred_frees, frees_maybe_under_pcp_lock,
+    alloc_takes, contig_free_runs, deferred_frees, drains_then_migrated, frees_maybe_under_pcp_lock,
     frees_under_pcp_lock, removal_for,
 )
 
@@ -106,6 +106,8 @@ class Replayer(KprobeEvents, WindowEvents):
         #: the pages they put on a pcp list (stream.frees_maybe_under_pcp_lock).
         self._maybe_locked: set = set()
         self._maybe_locked_pfns: set = set()
+        #: Drain events (ids) whose task's next event is on another CPU.
+        self._migrated_after: set = set()
         # Pages replay put on the buddy by that inference, until an event names them.
         self._inferred_buddy: set = set()
         #: cpu -> the bulk allocator call under way there
@@ -160,6 +162,8 @@ class Replayer(KprobeEvents, WindowEvents):
             self._maybe_locked = ({id(events[k]) for k in frees_maybe_under_pcp_lock(
                 events, deferred, locked, self.alloc.zone_of, {o for o, _ in self.alloc.pindex})}
                 if self.alloc.profile.pcp_trylock_free else set())
+            self._migrated_after = ({id(events[k]) for k in drains_then_migrated(events)}
+                                    if self.alloc.profile.drain_in_batch_chunks else set())
             self.passes = passes = (events, deferred, batched_order, contig, locked)
             self._takes = alloc_takes(events, self.alloc.profile.zone_locked_in_rmqueue)
         _, deferred, batched_order, contig, locked = passes
@@ -779,6 +783,7 @@ class Replayer(KprobeEvents, WindowEvents):
         if pd.kind == "vmstat":
             self.report.unprompted_drains += 1
         pd.actual.append((e.pfn, e.order, e.migratetype))
+        pd.migrated = id(e) in self._migrated_after
         pfn = e.pfn
         z = a.zone_of(pfn)
         if z is None:
@@ -831,6 +836,9 @@ class Replayer(KprobeEvents, WindowEvents):
             rep.vmstat_drains_exact += exact
             self._vmstat_resync(w, exact)
             return
+        if not exact and w.migrated and self._cut_at_chunk(w):
+            rep.migrated_drains += 1
+            exact = True
         if w.predicted or w.actual:
             rep.drains += 1
             rep.drains_exact += exact
@@ -839,6 +847,26 @@ class Replayer(KprobeEvents, WindowEvents):
         if w.pcp is not None:
             # (count after the free, the model's high fits it, the kernel drained)
             self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.actual))
+
+    def _cut_at_chunk(self, w: _DrainWindow) -> bool:
+        """Whether the kernel's drain is the model's cut after one of its
+        ``free_pcppages_bulk`` chunks (of ``min(to_free, batch)`` pages, an
+        order-k page counting 1 << k; 7.2 free_frozen_page_commit L2885):
+        what it sends back when the task is found on another CPU (L2904)."""
+        n = len(w.actual)
+        if not n or n >= len(w.predicted) or w.pcp is None \
+                or [p[:2] for p in w.predicted[:n]] != [x[:2] for x in w.actual]:
+            return False
+        batch = self.alloc.zones[w.pcp[0]].pcp[w.pcp[1]].batch
+        pages = 0
+        for k, (_, order, _) in enumerate(w.predicted[:n], 1):
+            pages += 1 << order
+            if pages >= batch:
+                if k == n:
+                    return True
+                pages = 0
+        return False
+
 
 def replay(snapshot: Snapshot, events: Iterable[PageEvent], profile: Optional[Profile] = None,
            strict: bool = False, keep_steps: bool = False,

@@ -72,6 +72,8 @@ class _DrainWindow:
     count: int = 0
     #: A vmstat prediction's pcp->high after it (None: drain_pages_zone).
     high: Optional[int] = None
+    #: The task's next event after the last drain seen is on another CPU.
+    migrated: bool = False
 
 
 class KprobeEvents:

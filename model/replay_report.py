@@ -82,6 +82,10 @@ class ReplayReport:
     #: Free drains below what the model's pcp->high allowed, explained by
     #: kswapd's reclaim window in a trace without its kprobe events.
     inferred_reclaim: int = 0
+    #: Free drains the kernel cut at a batch-sized chunk because the task
+    #: was migrated to another CPU (7.2 free_frozen_page_commit), scored on
+    #: the chunks it ran.
+    migrated_drains: int = 0
     #: Free pages compaction took off the lists (__isolate_free_page events).
     isolated_pages: int = 0
     #: setup_per_zone_wmarks events applied (watermarks set anew).
@@ -157,6 +161,7 @@ class ReplayReport:
             "unprompted_drains": self.unprompted_drains,
             "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
             "silent_decays": self.silent_decays, "inferred_reclaim": self.inferred_reclaim,
+            "migrated_drains": self.migrated_drains,
             "isolated_pages": self.isolated_pages, "watermark_changes": self.watermark_changes,
             "inferred_watermarks": self.inferred_watermarks,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
@@ -256,7 +261,8 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
         f"{pct(rep.refills_exact, rep.refills)}",
         f"pcp drains       {rep.drains:7}   exact sets     {rep.drains_exact:7}   "
         f"{pct(rep.drains_exact, rep.drains)}   ({rep.silent_decays} after a pcp->high decay "
-        f"no event shows, {rep.inferred_reclaim} in a kswapd reclaim window no event shows)",
+        f"no event shows, {rep.inferred_reclaim} in a kswapd reclaim window no event shows, "
+        f"{rep.migrated_drains} cut short when the task moved to another CPU)",
         f"vmstat drains    {rep.vmstat_drains:7}   exact sets     {rep.vmstat_drains_exact:7}   "
         f"{pct(rep.vmstat_drains_exact, rep.vmstat_drains)}   ({rep.unprompted_drains} drain "
         f"events with no free of their task before them: decay_pcp_high, drain_all_pages)",

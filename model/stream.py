@@ -23,11 +23,11 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from buddyscope.model.events import (
     ALLOC_PAGES_BULK as BULK, ALLOC_PAGES_BULK_RET as BULK_RET, MM_PAGE_ALLOC as ALLOC,
     MM_PAGE_ALLOC_EXTFRAG as EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED as ZONE_LOCKED,
-    MM_PAGE_FREE as FREE, MM_PAGE_FREE_BATCHED as FREE_BATCHED,
+    MM_PAGE_FREE as FREE, MM_PAGE_FREE_BATCHED as FREE_BATCHED, MM_PAGE_PCPU_DRAIN as DRAIN,
 )
 from buddyscope.model.ftrace import PageEvent
 
-__all__ = ("alloc_takes", "contig_chunks", "contig_free_runs", "deferred_frees",
+__all__ = ("alloc_takes", "contig_chunks", "contig_free_runs", "deferred_frees", "drains_then_migrated",
            "frees_maybe_under_pcp_lock", "frees_under_pcp_lock", "removal_for")
 
 
@@ -36,21 +36,47 @@ def deferred_frees(events: Sequence[PageEvent]) -> Tuple[set, Dict[int, int]]:
     (``free_unref_page_list`` / ``free_unref_folios`` trace every page in a
     first loop, then commit each in a second). Returns the indices of those
     ``mm_page_free`` events, and batched-event index -> order of its free
-    (the batched event prints ``order=0`` whatever the folio's order)."""
-    pending: Dict[Tuple[int, int], int] = {}
+    (the batched event prints ``order=0`` whatever the folio's order).
+    A pair is matched by pfn and task, not CPU: the task can be migrated
+    between the two loops (``free_unref_folios``, L3001, takes no lock
+    before its second loop), and the commit then goes to the pcp of the
+    CPU of the batched event."""
+    pending: Dict[int, int] = {}
     deferred, batched_order = set(), {}
     for i, e in enumerate(events):
         n = e.name
         if n == FREE:
-            pending[(e.cpu, e.pfn)] = i
+            pending[e.pfn] = i
         elif n == FREE_BATCHED:
-            j = pending.pop((e.cpu, e.pfn), None)
-            if j is not None:
+            j = pending.get(e.pfn)
+            if j is not None and events[j].pid == e.pid \
+                    and (e.pid or events[j].cpu == e.cpu):   # (pid 0: each CPU's idle task)
+                del pending[e.pfn]
                 deferred.add(j)
                 batched_order[i] = events[j].order
         elif n == ALLOC and e.pfn is not None:
-            pending.pop((e.cpu, e.pfn), None)
+            pending.pop(e.pfn, None)
     return deferred, batched_order
+
+
+def drains_then_migrated(events: Sequence[PageEvent]) -> set:
+    """Indices of ``mm_page_pcpu_drain`` events whose task's next event is
+    on another CPU: the task was migrated right after that drain. 7.2's
+    ``free_frozen_page_commit`` (L2885-2911) drains in ``free_pcppages_bulk``
+    calls of at most ``batch`` pages, drops the pcp lock between them and
+    gives up when it finds itself on another CPU, so such a drain can stop
+    at a chunk boundary. (Pid 0 is each CPU's idle task: never counted.)"""
+    last: Dict[int, int] = {}   # pid -> index of its last drain event, if its last event
+    out = set()
+    for i, e in enumerate(events):
+        if not e.pid:
+            continue
+        j = last.pop(e.pid, None)
+        if j is not None and events[j].cpu != e.cpu:
+            out.add(j)
+        if e.name == DRAIN:
+            last[e.pid] = i
+    return out
 
 
 def contig_chunks(pfn: int, n: int, max_order: int) -> List[Tuple[int, int]]:
