@@ -251,8 +251,10 @@ def _keep(path, lab_kernel, force):
     return f"recording kept in {dest}"
 
 
-# A busy host: another process allocating and freeing all the time, so that
-# (nearly) every read of the snapshot overlaps events, as on a real host.
+# A busy host: another process allocating and freeing all the time while
+# the snapshot is read, so that (nearly) every read overlaps events, as on a
+# real host. It stops when the command starts: run through a whole record it
+# fills the 2 GiB guest (the in-guest record was OOM-killed once).
 BUSY = ("while [ ! -e /run/tmp/quiet ]; do head -c 131072 /dev/zero > /run/tmp/busy; "
         "rm -f /run/tmp/busy; done")
 
@@ -269,7 +271,8 @@ def test_record_live_replays_exactly(guest, lab_kernel, tmp_path, host):
         guest.run(f"rm -f {m}/run/tmp/quiet; ( {hostroot.chroot_command(['/bin/sh', '-c', BUSY])} ) "
                   f"< /dev/null > /dev/null 2>&1 &", check=True)
     try:
-        r = inside(guest, [BUDDYSCOPE, "record", "--live", "-o", out, "--", "/bin/sh", "-c", WORKLOAD],
+        r = inside(guest, [BUDDYSCOPE, "record", "--live", "-o", out, "--", "/bin/sh", "-c",
+                           "touch /run/tmp/quiet; " + WORKLOAD],
                    env={"BUDDYSCOPE_CACHE": str(lab_kernel.directory.parent.parent)})
     finally:
         guest.run(f"touch {m}/run/tmp/quiet")
