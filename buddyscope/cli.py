@@ -510,8 +510,10 @@ def _record_with(args, log) -> int:
           + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + ")")
     overlap = fixture.provenance.get("boundary_overlap_events")
     if overlap:
-        print(f"  note: {sum(overlap.values())} events were traced while the snapshot was read; "
-              "the boundary is approximate", file=sys.stderr)
+        kept = fixture.provenance.get("boundary_overlap_kept", 0)
+        print(f"  note: {sum(overlap.values())} events were traced while the snapshot was read "
+              f"({kept} it did not show yet were kept); the boundary is approximate",
+              file=sys.stderr)
     return 0
 
 

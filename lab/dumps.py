@@ -34,7 +34,8 @@ from typing import Callable
 from buddyscope.errors import LabError
 from buddyscope.lab.guest import Guest
 
-__all__ = ("dump_formats", "makedumpfile_compressions", "vmcore_layout")
+__all__ = ("dump_formats", "makedumpfile_compressions", "makedumpfile_support",
+           "vmcore_layout")
 
 # makedumpfile option -> the name of its compression in `makedumpfile -v`.
 _COMPRESSIONS = {"zlib": "-c", "lzo": "-l", "snappy": "-p", "zstd": "-z"}
@@ -55,6 +56,23 @@ def makedumpfile_compressions() -> list[str]:
         if len(words) == 2 and words[0] in _COMPRESSIONS and words[1] == "enabled":
             have.append(words[0])
     return have
+
+
+def makedumpfile_support(compression: str) -> str:
+    """What ``makedumpfile -h`` says of *compression* ("snappy", "zstd",
+    "LZO"), with its version: e.g. ``makedumpfile: version 1.7.2 (released on
+    20 Oct 2022): snappy support: disabled ('-p' option will be ignored.)``."""
+    exe = shutil.which("makedumpfile")
+    if exe is None:
+        return "makedumpfile is not installed (apt-get install makedumpfile)"
+    version = subprocess.run([exe, "-v"], capture_output=True, text=True).stdout.splitlines()
+    lines = subprocess.run([exe, "-h"], capture_output=True, text=True).stdout.splitlines()
+    said = f"{compression} support: not mentioned by makedumpfile -h"
+    for i, line in enumerate(lines):
+        if line.strip().lower() == f"{compression.lower()} support:" and i + 1 < len(lines):
+            said = f"{line.strip()} {lines[i + 1].strip()}"
+            break
+    return f"{version[0].strip() if version else 'makedumpfile'}: {said}"
 
 
 def vmcore_layout(src: Path, dst: Path) -> Path:

@@ -18,9 +18,12 @@ with an exact boundary:
 
 On a live host (``record --live -- COMMAND``) the kernel cannot be paused:
 the counters are read before and after the snapshot, and the snapshot is
-retried until no event was traced while it was read. That is best effort
-(the lists were read one after another while the kernel ran) and the
-fixture says so (``best_effort``, ``boundary_overlap_events``).
+retried until no event was traced while it was read. If none is clean, the
+events of the last read are split by where the snapshot has each page
+(:mod:`buddyscope.model.boundary`): those it does not show yet stay in the
+trace. That is best effort (the lists were read one after another while the
+kernel ran) and the fixture says so (``best_effort``,
+``boundary_overlap_events``, ``boundary_overlap_kept``).
 
 The tracing state found (``tracing_on``, ``trace_clock``,
 ``buffer_size_kb``, ``current_tracer``, the kmem events' ``enable``) is
@@ -56,9 +59,11 @@ _BOUNDARY = ("paused guest (QMP stop); per-CPU ring_buffer_per_cpu.entries read 
              "`entries` events of each CPU's per_cpu trace dropped")
 _LIVE_BOUNDARY = ("running kernel, not paused (best effort): per-CPU ring_buffer_per_cpu.entries "
                   "read with drgn before and after the snapshot, retried (the ring buffer "
-                  "cleared between attempts) until no event was traced while it was read, "
-                  "else the last attempt is kept; the `entries` read after it are "
-                  "dropped from each CPU's per_cpu trace")
+                  "cleared between attempts, after one read to warm up) until no event was "
+                  "traced while it was read, else the last attempt is kept; the `entries` "
+                  "read after it are dropped from each CPU's per_cpu trace, except events "
+                  "traced during the read that the snapshot does not show yet "
+                  "(model/boundary.py: the page's place in the snapshot), which are kept")
 
 
 class NotApplicable(BuddyscopeError):
@@ -170,6 +175,9 @@ def record_live(command: Sequence[str], vmlinux: Optional[Path] = None, buffer_k
     if os.geteuid() != 0:
         raise BuddyscopeError("recording the live kernel needs root (tracefs and /proc/kcore)")
     host = LocalHost(tracing.find_tracefs())
+    from buddyscope.probe import recordstate
+
+    recordstate.refuse_if_in_use(host)  # before loading hundreds of MB of debug info
     shown = " ".join(shlex.quote(c) for c in command)
 
     def run_workload() -> None:
@@ -226,6 +234,23 @@ def restore_live(log: Callable[[str], None] = lambda m: None) -> str:
     return done
 
 
+def _not_yet_shown(snap, overlap_lines: dict[int, list[str]]) -> dict[int, list[str]]:
+    """Per CPU, the lines of events traced while *snap* was read that it
+    does not show yet (:func:`buddyscope.model.boundary.not_yet_shown`), in
+    their order."""
+    from buddyscope.model.boundary import not_yet_shown
+    from buddyscope.model.ftrace import merge_by_timestamp, parse_lines
+
+    per_cpu = {cpu: parse_lines(lines).events for cpu, lines in overlap_lines.items()}
+    merged = merge_by_timestamp(per_cpu)
+    keep = not_yet_shown(snap, merged)
+    out: dict[int, list[str]] = {}
+    for e, k in zip(merged, keep):
+        if k:
+            out.setdefault(e.cpu, []).append(overlap_lines[e.cpu][e.lineno - 1])
+    return out
+
+
 def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callable[[], None],
             buffer_kb: int, timeout: float, attempts: int = 20,
             log: Callable[[str], None] = lambda m: None,
@@ -258,7 +283,13 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         # Watermark changes (min_free_kbytes; THP turned on).
         kprobes = (kprobes or []) + (tracing.watermark_kprobes(src.prog) or []) or None
         events = tracing.start_tracing(host, buffer_kb, kprobes)
+        if clear_between_attempts:
+            # A first read loads what drgn looks up lazily and the reader's
+            # own memory: tens of thousands of events of its own while it reads
+            # (measured in 6.1 guests), so no attempt of it could be clean.
+            src.snapshot()
         best = None
+        tried = []  # per attempt: events traced while its snapshot was read, and how long
         for attempt in range(1, attempts + 1):
             if best is not None and clear_between_attempts:
                 # The last attempt overlapped events: drop them (a live
@@ -271,17 +302,20 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
                 before = tracing.ring_buffer_counters(src.prog)
                 if any(c.committing for c in before.values()):
                     continue
+                t_read = time.monotonic()
                 snap = src.snapshot()
+                t_read = time.monotonic() - t_read
                 # Paused, nothing moves; live, events traced while the
                 # snapshot was read may or may not show in it.
                 after_read = tracing.ring_buffer_counters(src.prog)
             overlap = {cpu: after_read[cpu].entries - c.entries for cpu, c in before.items()}
-            best = (snap, after_read, overlap, attempt)
+            tried.append({"overlap_events": sum(overlap.values()), "read_seconds": round(t_read, 3)})
+            best = (snap, after_read, overlap, attempt, before)
             if not any(overlap.values()):
                 break
         if best is None:
             raise BuddyscopeError("every attempt caught a CPU mid-commit in the ring buffer")
-        snap, before, overlap, attempt = best
+        snap, before, overlap, attempt, read_start = best
         t0 = time.monotonic()
         run_workload()
         run_seconds = time.monotonic() - t0
@@ -289,6 +323,8 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
             after = tracing.ring_buffer_counters(src.prog)
         per_cpu = {}
         lines_by_cpu = {}
+        overlap_lines: dict[int, list[str]] = {}
+        overlap_kept = 0
         for cpu, c in after.items():
             if not c.lossless:
                 raise BuddyscopeError(
@@ -305,7 +341,18 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
                     f"counted {c.entries}"
                 )
             kept = lines[before[cpu].entries:] if cpu in before else lines
+            if overlap.get(cpu):
+                # What was traced while the kept snapshot was read: the
+                # snapshot shows some of it (below).
+                overlap_lines[cpu] = lines[read_start[cpu].entries:before[cpu].entries]
             lines_by_cpu[cpu] = kept
+        if overlap_lines:
+            # Events of the read the snapshot does not show yet go back in.
+            late = _not_yet_shown(snap, overlap_lines)
+            for cpu, extra in late.items():
+                lines_by_cpu[cpu] = extra + lines_by_cpu[cpu]
+            overlap_kept = sum(len(v) for v in late.values())
+        for cpu, kept in lines_by_cpu.items():
             per_cpu[cpu] = parse_lines(kept).events
     finally:
         if host.alive:
@@ -330,8 +377,12 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         "tracing_state_restored": saved,
     }
     rec["boundary_attempt"] = attempt
+    rec["boundary_attempts"] = tried
     if left_behind:
         rec["restored_left_behind"] = left_behind
     if any(overlap.values()):
         rec["boundary_overlap_events"] = {str(c): n for c, n in overlap.items() if n}
+        if sum(len(l) for l in overlap_lines.values()) <= 2000:  # kept for diagnosis
+            rec["boundary_overlap_lines"] = {str(c): l for c, l in overlap_lines.items()}
+        rec["boundary_overlap_kept"] = overlap_kept
     return snap, trace, counts, rec

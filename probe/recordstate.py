@@ -32,7 +32,8 @@ from typing import Callable, Optional
 
 from buddyscope.errors import BuddyscopeError
 
-__all__ = ("MARKER", "TracingInUse", "claim", "read_marker", "recover", "release")
+__all__ = ("MARKER", "TracingInUse", "claim", "read_marker", "recover", "refuse_if_in_use",
+           "release")
 
 MARKER = "/run/buddyscope/record.json"
 
@@ -49,10 +50,15 @@ def _boot_id() -> str:
 
 
 def _start_time(pid: int) -> Optional[float]:
+    """When process *pid* started; None when there is no such process or
+    it is a zombie (killed, not yet reaped: it holds no tracing)."""
     import psutil
 
     try:
-        return psutil.Process(pid).create_time()
+        p = psutil.Process(pid)
+        if p.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return p.create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
 
@@ -91,13 +97,10 @@ def recover(host, log: Callable[[str], None] = lambda m: None) -> Optional[str]:
     :class:`TracingInUse` if the recorder that left it still runs."""
     from buddyscope.probe import tracing
 
+    refuse_if_in_use(host)
     marker = read_marker(host)
     if marker is None:
         return None
-    if "corrupt" not in marker and _owner_alive(marker):
-        raise TracingInUse(
-            f"tracing on {marker.get('tracefs', tracing.tracefs_of(host))} is in use by "
-            f"buddyscope record ({_describe(marker)}): wait for it to end, or stop it")
     saved = marker.get("saved") if isinstance(marker.get("saved"), dict) else None
     tracing.remove_kprobes(host)
     if saved:
@@ -109,6 +112,18 @@ def recover(host, log: Callable[[str], None] = lambda m: None) -> Optional[str]:
             "(its tracing state was not saved yet: nothing else had been changed)")
     log(what)
     return what
+
+
+def refuse_if_in_use(host) -> None:
+    """Raise :class:`TracingInUse` if a ``record`` that still runs holds
+    *host*'s tracing (a cheap check before loading any debug info)."""
+    from buddyscope.probe import tracing
+
+    marker = read_marker(host)
+    if marker is not None and "corrupt" not in marker and _owner_alive(marker):
+        raise TracingInUse(
+            f"tracing on {marker.get('tracefs', tracing.tracefs_of(host))} is in use by "
+            f"buddyscope record ({_describe(marker)}): wait for it to end, or stop it")
 
 
 def claim(host, saved: dict[str, str]) -> None:

@@ -117,10 +117,6 @@ _LAB_MATRIX = {
     "test_the_format_gives_the_lists_of_the_elf_dump": ("-qemu-kdump-zlib", "-d31-zlib]"),
     # the live TUI in a pseudo-terminal inside a guest (about 90 s)
     "test_tui_live_opens_on_the_live_kernel": (),
-    # record --live inside a guest: best effort, its boundary can miss (one CI
-    # run: 23 page_not_free_in_model misses, below the 99.5 % it asks); an
-    # open problem of issue 13, so it runs with the full matrix only
-    "test_record_live_replays_exactly": (),
     # why's hugetlb and near-min states (each fills the guest's memory)
     "test_hugetlb_compaction_agrees": (),
     "test_low_memory_near_min": (),
