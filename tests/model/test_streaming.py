@@ -98,3 +98,20 @@ def test_stream_refuses_a_trace_with_no_events(tmp_path):
     path.write_text("# tracer: nop\n\n")
     with pytest.raises(BuddyscopeError, match="no kmem page events"):
         replay_stream(fx.snapshot, TraceSource(path))
+
+
+def test_cli_replay_stream_prints_the_same_json():
+    """``replay --stream --json`` prints what ``replay --json`` prints;
+    ``--records -1`` is one line on stderr."""
+    import json
+    import subprocess
+    import sys
+
+    path = str(RECORDINGS / "7.2-1cpu-fork-exec.json.gz")
+    run = lambda *a: subprocess.run([sys.executable, "-m", "buddyscope", "replay", path, *a],  # noqa: E731
+                                    capture_output=True, text=True, cwd="/")
+    whole, streamed = run("--json"), run("--json", "--stream")
+    assert whole.returncode == streamed.returncode == 0
+    assert json.loads(streamed.stdout) == json.loads(whole.stdout)
+    bad = run("--records", "-1")
+    assert bad.returncode != 0 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
