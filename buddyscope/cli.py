@@ -110,6 +110,12 @@ def _parser() -> argparse.ArgumentParser:
                          "cannot be read (default: count and report them, and go on)")
     rp.add_argument("--misses", type=int, default=20, metavar="N", help="misses to list (default 20)")
     rp.add_argument("--profile", metavar="SERIES", help="override the kernel profile")
+    rp.add_argument("--stream", action="store_true",
+                    help="replay without holding the trace's events in memory (reads the trace "
+                         "several times; the same results)")
+    rp.add_argument("--records", type=int, metavar="N",
+                    help="keep only the last N allocation records and every miss (implies "
+                         "--stream; --json then lists those)")
 
     tui = sub.add_parser("tui", help="the TUI on a source, a snapshot file or a recording (replay)")
     _source_arguments(tui)
@@ -366,6 +372,8 @@ def _replay(args) -> int:
 
     if args.fixture and (args.snapshot or args.trace):
         raise BuddyscopeError("give a fixture, or --snapshot with --trace, not both")
+    if args.stream or args.records is not None:
+        return _replay_stream(args)
     if args.fixture:
         rec = load_recording(args.fixture, strict=args.strict)
         snap, parsed = rec.snapshot, rec.parsed
@@ -449,6 +457,49 @@ def _metrics(args) -> int:
         else:
             sys.stdout.buffer.write(metrics.render(registry, args.openmetrics))
             sys.stdout.flush()
+    return 0
+
+
+def _replay_stream(args) -> int:
+    """``replay --stream``: the trace read as it is replayed, never held."""
+    import json
+
+    from buddyscope.model.fixture import Fixture
+    from buddyscope.model.load import is_fixture, load_snapshot
+    from buddyscope.model.replay import format_report
+    from buddyscope.model.streaming import TraceSource, replay_stream
+
+    if args.records is not None and args.records < 0:
+        raise BuddyscopeError(f"--records {args.records}: give 0 or more")
+    enabled = None
+    if args.fixture:
+        if not args.fixture.exists():
+            raise BuddyscopeError(f"{args.fixture}: no such file")
+        fx = Fixture.load(args.fixture)
+        snap, enabled = fx.snapshot, fx.provenance.get("events_enabled")
+        source = TraceSource(args.fixture, lines=fx.trace, strict=args.strict)
+    elif args.snapshot and args.trace:
+        snap = load_snapshot(args.snapshot)
+        if not args.trace.exists():
+            raise BuddyscopeError(f"{args.trace}: no such file")
+        if is_fixture(args.trace):
+            fx = Fixture.load(args.trace)
+            if fx.snapshot.kernel.release != snap.kernel.release:
+                raise BuddyscopeError(f"{args.trace} is a trace of {fx.snapshot.kernel.release}, "
+                                      f"the snapshot is of {snap.kernel.release}")
+            source = TraceSource(args.trace, lines=fx.trace, strict=args.strict)
+        else:
+            source = TraceSource(args.trace, strict=args.strict)
+    else:
+        raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
+    rep = replay_stream(snap, source, _profile(args), strict=args.strict,
+                        events_enabled=enabled, records=args.records)
+    if args.json:
+        json.dump({**rep.to_dict(), **_unpredictable_json(snap)}, sys.stdout)
+        print()
+    else:
+        _say_unpredictable(snap)
+        print(format_report(rep, args.misses))
     return 0
 
 
