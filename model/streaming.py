@@ -54,7 +54,8 @@ from buddyscope.model.events import (
     ALLOC_PAGES_BULK as BULK, ALLOC_PAGES_BULK_RET as BULK_RET, DECAY_EVENTS,
     MM_PAGE_ALLOC as ALLOC, MM_PAGE_ALLOC_EXTFRAG as EXTFRAG,
     MM_PAGE_ALLOC_ZONE_LOCKED as ZONE_LOCKED, MM_PAGE_FREE as FREE,
-    MM_PAGE_FREE_BATCHED as FREE_BATCHED, RECLAIM_EVENTS, WATERMARK_EVENTS,
+    MM_PAGE_FREE_BATCHED as FREE_BATCHED, MM_PAGE_PCPU_DRAIN as DRAIN, RECLAIM_EVENTS,
+    WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import (
     MAX_BAD_LINES_KEPT, BadLine, PageEvent, ParsedTrace, TraceError, _bounded_lines, _parse,
@@ -168,6 +169,8 @@ class _Contig:
 class _Pass1:
     deferred: _Bits
     batched_order: Dict[int, int]
+    #: stream.drains_then_migrated: drains whose task's next event is on another CPU.
+    migrated: _Bits
     takes: Dict[int, int]
     count: int
     first: Optional[PageEvent]
@@ -176,9 +179,13 @@ class _Pass1:
 
 
 def _pass1(events: Iterable[PageEvent], strict_mt: bool) -> _Pass1:
-    """``deferred_frees`` and ``alloc_takes``, online; and which events the trace has."""
-    pending: Dict[Tuple[int, int], int] = {}     # (cpu, pfn) -> index << 8 | order
-    deferred, batched_order = _Bits(), {}
+    """``deferred_frees``, ``drains_then_migrated`` and ``alloc_takes``,
+    online; and which events the trace has."""
+    # pfn -> (index << 8 | order, pid, cpu) of its mm_page_free: paired by pfn
+    # and task, as stream.deferred_frees does (the task may migrate between).
+    pending: Dict[int, Tuple[int, int, int]] = {}
+    deferred, batched_order, migrated = _Bits(), {}, _Bits()
+    last_drain: Dict[int, Tuple[int, int]] = {}  # pid -> (its last event's index, cpu) if a drain
     held: Dict[int, List[Tuple[int, PageEvent]]] = {}
     bulk: set = set()
     takes: Dict[int, int] = {}
@@ -192,16 +199,23 @@ def _pass1(events: Iterable[PageEvent], strict_mt: bool) -> _Pass1:
             first = e
         n = e.name
         names.add(n)
+        if e.pid:
+            d = last_drain.pop(e.pid, None)
+            if d is not None and d[1] != e.cpu:
+                migrated.add(d[0])
+            if n == DRAIN:
+                last_drain[e.pid] = (i, e.cpu)
         if n == FREE:
-            pending[(e.cpu, e.pfn)] = i << 8 | (e.order & 0xff)
+            pending[e.pfn] = (i << 8 | (e.order & 0xff), e.pid, e.cpu)
         elif n == FREE_BATCHED:
-            p = pending.pop((e.cpu, e.pfn), None)
-            if p is not None:
-                deferred.add(p >> 8)
-                if p & 0xff:
-                    batched_order[i] = p & 0xff
+            p = pending.get(e.pfn)
+            if p is not None and p[1] == e.pid and (e.pid or p[2] == e.cpu):
+                del pending[e.pfn]
+                deferred.add(p[0] >> 8)
+                if p[0] & 0xff:
+                    batched_order[i] = p[0] & 0xff
         elif n == ALLOC and e.pfn is not None:
-            pending.pop((e.cpu, e.pfn), None)
+            pending.pop(e.pfn, None)
         if n == ZONE_LOCKED or n == EXTFRAG:
             order = e.order if n == ZONE_LOCKED else e.alloc_order
             if not (e.cpu in bulk and order == 0):
@@ -221,7 +235,7 @@ def _pass1(events: Iterable[PageEvent], strict_mt: bool) -> _Pass1:
         elif n == BULK_RET:
             bulk.discard(e.cpu)
         own[(e.cpu, e.pid, bool(e.in_interrupt))] = i
-    return _Pass1(deferred, batched_order, takes, i + 1, first, e, names)
+    return _Pass1(deferred, batched_order, migrated, takes, i + 1, first, e, names)
 
 
 def _contig_and_locked(events: Iterable[PageEvent], deferred: _Bits, max_order: Optional[int],
@@ -522,6 +536,8 @@ def replay_stream(snapshot: Snapshot, source: TraceSource, profile: Optional[Pro
     ahead = _Ahead(iter(source))
     r.passes = (ahead, p1.deferred, p1.batched_order, contig, locked)
     r._maybe_locked = maybe_ids = set()
+    migrated = p1.migrated if prof.drain_in_batch_chunks else _Bits()
+    r._migrated_after = migrated_ids = set()
 
     def numbered():
         i = 0
@@ -529,8 +545,11 @@ def replay_stream(snapshot: Snapshot, source: TraceSource, profile: Optional[Pro
             e = ahead[i]
             if i in maybe:
                 maybe_ids.add(id(e))
+            if i in migrated:
+                migrated_ids.add(id(e))
             yield i, e
             maybe_ids.discard(id(e))
+            migrated_ids.discard(id(e))
             r._stepped.pop(i, None)
             takes.pop(i, None)
             ahead.drop_through(i)

@@ -113,3 +113,19 @@ def test_a_drain_cut_inside_a_chunk_is_a_miss_even_if_the_task_moved():
             (1, "dd-9", freed(G)))
     rep = r.report
     assert (rep.drains, rep.drains_exact, rep.migrated_drains) == (1, 0, 0)
+
+
+def test_streaming_replay_sees_both_migrations():
+    # model/streaming.py's online passes pair a batched free by task and
+    # mark a drain whose task moved, as the list passes do.
+    from buddyscope.model.streaming import TraceSource, replay_stream
+    lines = [(0, "rm-7", freed(G)), (1, "rm-7", batched(G)), (0, "dd-9", freed(F)),
+             *[(0, "dd-9", drained(p, M)) for p in (M7[6], M7[5], M7[4], M7[3])],
+             (1, "dd-9", freed(0x1040))]
+    text = ["  %s [%03d] d..2. %d: %s" % (who, cpu, ts, line)
+            for ts, (cpu, who, line) in enumerate(lines, 1)]
+    whole = run(cut_drain_state(), *lines).report.to_dict()
+    streamed = replay_stream(cut_drain_state(), TraceSource(lines=text)).to_dict()
+    assert whole["migrated_drains"] == 1 and not whole["contradictions"]
+    assert {k: v for k, v in streamed.items() if k != "seconds"} == \
+        {k: v for k, v in whole.items() if k != "seconds"}

@@ -13,7 +13,8 @@ from buddyscope.model.fixture import Fixture
 from buddyscope.model.ftrace import parse_lines
 from buddyscope.model.replay import replay
 from buddyscope.model.stream import (
-    alloc_takes, contig_free_runs, deferred_frees, frees_maybe_under_pcp_lock,
+    alloc_takes, contig_free_runs, deferred_frees, drains_then_migrated,
+    frees_maybe_under_pcp_lock,
     frees_under_pcp_lock,
 )
 from buddyscope.model.allocator import Allocator
@@ -70,6 +71,7 @@ def test_online_passes_are_the_list_passes(name):
     assert {i for i in range(len(events)) if i in p1.deferred} == deferred
     assert p1.batched_order == {i: o for i, o in batched_order.items() if o}
     assert p1.takes == alloc_takes(events, a.profile.zone_locked_in_rmqueue)
+    assert {i for i in range(len(events)) if i in p1.migrated} == drains_then_migrated(events)
     contig = contig_free_runs(events, deferred, a.nr_orders - 1)
     locked = frees_under_pcp_lock(events, deferred, a.zone_of)
     c, lk = _contig_and_locked(events, p1.deferred, a.nr_orders - 1, a.zone_of)
