@@ -176,8 +176,16 @@ def _read_pcp(prog: drgn.Program, zone: drgn.Object, zname: str, pagemap: PageMa
         for pindex in range(len(layout.pcp_lists)):
             head = base + lists_type.offset + 16 * pindex
             first = struct.unpack_from("<Q", raw, 16 * pindex)[0]
-            lists.append(walk_list(pagemap, head, first, layout.pcp_link, bound,
-                                   f"{zname} cpu{cpu} pcp lists[{pindex}]", anomalies))
+            where = f"{zname} cpu{cpu} pcp lists[{pindex}]"
+            lst = walk_list(pagemap, head, first, layout.pcp_link, bound, where, anomalies)
+            # As on the free lists: an entry not aligned to its list's order
+            # is a page read mid-change on a running kernel, not a block.
+            mask = (1 << layout.pcp_lists[pindex].order) - 1
+            for pfn in (p for p in lst if p & mask):
+                anomalies.append(Anomaly("misaligned", where,
+                                         f"pfn {pfn:#x} is not aligned to order "
+                                         f"{layout.pcp_lists[pindex].order}"))
+            lists.append([p for p in lst if not p & mask])
         # pcp->count is in pages: an order-N entry counts 1 << N.
         count = pcp.count.value_()
         held = sum(len(l) << layout.pcp_lists[i].order for i, l in enumerate(lists))
