@@ -565,6 +565,11 @@ def _record_with(args, log) -> int:
         print(f"  note: {sum(overlap.values())} events were traced while the snapshot was read "
               f"({kept} it did not show yet were kept); the boundary is approximate",
               file=sys.stderr)
+    torn = fixture.provenance.get("boundary_torn")
+    if torn:
+        print(f"  note: every read caught a list changing under the walk ({', '.join(torn[:3])}"
+              f"{', ...' if len(torn) > 3 else ''}): replay will miss on those lists; "
+              "record again when the host is quieter", file=sys.stderr)
     return 0
 
 

@@ -60,7 +60,8 @@ _BOUNDARY = ("paused guest (QMP stop); per-CPU ring_buffer_per_cpu.entries read 
 _LIVE_BOUNDARY = ("running kernel, not paused (best effort): per-CPU ring_buffer_per_cpu.entries "
                   "read with drgn before and after the snapshot, retried (the ring buffer "
                   "cleared between attempts, after one read to warm up) until no event was "
-                  "traced while it was read, else the last attempt is kept; the `entries` "
+                  "traced while it was read, else the last attempt is kept, and while a "
+                  "list was caught mid-change (torn); the `entries` "
                   "read after it are dropped from each CPU's per_cpu trace, except events "
                   "traced during the read that the snapshot does not show yet "
                   "(model/boundary.py: the page's place in the snapshot), which are kept")
@@ -251,6 +252,19 @@ def _not_yet_shown(snap, overlap_lines: dict[int, list[str]]) -> dict[int, list[
     return out
 
 
+# What a list walk of a running kernel meets when a list changes under it:
+# an entry unlinked mid-walk (LIST_POISON), a walk cut short against its
+# count, a page that left the list's order. No split of the overlapping
+# events can mend such a snapshot (a 6.1 busy guest: cpu1's pcp list read
+# as 1 page of 2132, then 206 misses).
+_TORN = ("bad_link", "count_mismatch", "misaligned", "not_buddy")
+
+
+def torn_read(snap) -> bool:
+    """Whether *snap*, read from a running kernel, caught a list mid-change."""
+    return any(a.kind in _TORN for a in snap.capture.anomalies)
+
+
 def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callable[[], None],
             buffer_kb: int, timeout: float, attempts: int = 20,
             log: Callable[[str], None] = lambda m: None,
@@ -290,7 +304,9 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
             src.snapshot()
         best = None
         tried = []  # per attempt: events traced while its snapshot was read, and how long
-        for attempt in range(1, attempts + 1):
+        # Up to as many again while the read is torn (below): a live kernel's
+        # only usable attempt is its last (the buffer is cleared before each).
+        for attempt in range(1, 2 * attempts + 1):
             if best is not None and clear_between_attempts:
                 # The last attempt overlapped events: drop them (a live
                 # kernel's retries would otherwise pile up its reader's own
@@ -309,9 +325,11 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
                 # snapshot was read may or may not show in it.
                 after_read = tracing.ring_buffer_counters(src.prog)
             overlap = {cpu: after_read[cpu].entries - c.entries for cpu, c in before.items()}
-            tried.append({"overlap_events": sum(overlap.values()), "read_seconds": round(t_read, 3)})
+            torn = torn_read(snap)
+            tried.append({"overlap_events": sum(overlap.values()), "read_seconds": round(t_read, 3),
+                          "torn": torn})
             best = (snap, after_read, overlap, attempt, before)
-            if not any(overlap.values()):
+            if not torn and (not any(overlap.values()) or attempt >= attempts):
                 break
         if best is None:
             raise BuddyscopeError("every attempt caught a CPU mid-commit in the ring buffer")
@@ -378,6 +396,8 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
     }
     rec["boundary_attempt"] = attempt
     rec["boundary_attempts"] = tried
+    if torn_read(snap):
+        rec["boundary_torn"] = sorted({a.where for a in snap.capture.anomalies if a.kind in _TORN})
     if left_behind:
         rec["restored_left_behind"] = left_behind
     if any(overlap.values()):
