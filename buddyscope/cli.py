@@ -365,10 +365,7 @@ def _log_failure(source):
 
 
 def _replay(args) -> int:
-    import json
-
     from buddyscope.model.load import load_recording, load_snapshot, parse_trace
-    from buddyscope.model.replay import format_report
 
     if args.fixture and (args.snapshot or args.trace):
         raise BuddyscopeError("give a fixture, or --snapshot with --trace, not both")
@@ -386,12 +383,7 @@ def _replay(args) -> int:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
     rep = _replay_with_progress(snap, parsed.events, args, enabled)
     rep.add_skipped(parsed.bad, [(b.lineno, b.why) for b in parsed.bad_lines])
-    if args.json:
-        json.dump({**rep.to_dict(), **_unpredictable_json(snap)}, sys.stdout)
-        print()
-    else:
-        _say_unpredictable(snap)
-        print(format_report(rep, args.misses))
+    _print_replay(rep, snap, args)
     return 0
 
 
@@ -462,11 +454,8 @@ def _metrics(args) -> int:
 
 def _replay_stream(args) -> int:
     """``replay --stream``: the trace read as it is replayed, never held."""
-    import json
-
     from buddyscope.model.fixture import Fixture
     from buddyscope.model.load import is_fixture, load_snapshot
-    from buddyscope.model.replay import format_report
     from buddyscope.model.streaming import TraceSource, replay_stream
 
     if args.records is not None and args.records < 0:
@@ -494,13 +483,22 @@ def _replay_stream(args) -> int:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
     rep = replay_stream(snap, source, _profile(args), strict=args.strict,
                         events_enabled=enabled, records=args.records)
+    _print_replay(rep, snap, args)
+    return 0
+
+
+def _print_replay(rep, snap, args) -> None:
+    """A replay's report, as text or ``--json``, with what makes the kernel unpredictable."""
+    import json
+
+    from buddyscope.model.replay import format_report
+
     if args.json:
         json.dump({**rep.to_dict(), **_unpredictable_json(snap)}, sys.stdout)
         print()
     else:
         _say_unpredictable(snap)
         print(format_report(rep, args.misses))
-    return 0
 
 
 def _replay_with_progress(snap, events, args, events_enabled=None):

@@ -82,15 +82,21 @@ def load_snapshot(path: Path) -> Snapshot:
     return Snapshot.from_dict(d, str(path))
 
 
-def _replayable(path: Path, parsed: ParsedTrace) -> ParsedTrace:
-    if not parsed.events and parsed.bad:
+def check_replayable(path, parsed: ParsedTrace, n_events: int) -> None:
+    """Refuse, in one line, a trace of *n_events* page events (parsed into
+    *parsed*, or streamed) that cannot be replayed."""
+    if not n_events and parsed.bad:
         raise BuddyscopeError(f"{path}: none of its {parsed.bad} kmem page event lines can be "
                               f"read; the first: {parsed.bad_lines[0].why}")
-    if not parsed.events:
+    if not n_events:
         raise BuddyscopeError(f"{path} has no kmem page events (mm_page_alloc, mm_page_free, ...)")
     if parsed.lost:
         raise BuddyscopeError(f"{path}: the ring buffer lost events on cpu "
                               f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed exactly")
+
+
+def _replayable(path: Path, parsed: ParsedTrace) -> ParsedTrace:
+    check_replayable(path, parsed, len(parsed.events))
     return parsed
 
 

@@ -60,6 +60,7 @@ from buddyscope.model.events import (
 from buddyscope.model.ftrace import (
     MAX_BAD_LINES_KEPT, BadLine, PageEvent, ParsedTrace, TraceError, _bounded_lines, _parse,
 )
+from buddyscope.model.load import check_replayable
 from buddyscope.model.profile import Profile
 from buddyscope.model.replay import Replayer
 from buddyscope.model.replay_report import AllocRecord, ReplayReport
@@ -510,14 +511,7 @@ def replay_stream(snapshot: Snapshot, source: TraceSource, profile: Optional[Pro
     a, prof = r.alloc, r.alloc.profile
     p1 = _pass1(source, prof.zone_locked_in_rmqueue)
     parsed = source.parsed
-    if not p1.count and parsed.bad:
-        raise BuddyscopeError(f"{source.path}: none of its {parsed.bad} kmem page event lines can be "
-                              f"read; the first: {parsed.bad_lines[0].why}")
-    if not p1.count:
-        raise BuddyscopeError(f"{source.path} has no kmem page events (mm_page_alloc, mm_page_free, ...)")
-    if parsed.lost:
-        raise BuddyscopeError(f"{source.path}: the ring buffer lost events on cpu "
-                              f"{', '.join(map(str, sorted(parsed.lost)))}: it cannot be replayed exactly")
+    check_replayable(source.path, parsed, p1.count)
     contig, locked = _contig_and_locked(
         source, p1.deferred, a.nr_orders - 1 if prof.contig_free_runs else None,
         a.zone_of if prof.pcp_trylock_free else None)
