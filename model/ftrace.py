@@ -516,10 +516,11 @@ def parse_lines(lines: Iterable[str], strict: bool = True) -> ParsedTrace:
     gc.disable()
     try:
         lineno = 1
+        known = _Known()
         if isinstance(lines, list):
             for i in range(0, len(lines), CHUNK):
                 piece = lines[i:i + CHUNK]
-                _parse_chunk(piece, lineno, res, strict)
+                _parse_chunk(piece, lineno, res, strict, known)
                 lineno += len(piece)
         else:
             it = iter(lines)
@@ -527,7 +528,7 @@ def parse_lines(lines: Iterable[str], strict: bool = True) -> ParsedTrace:
                 piece = list(itertools.islice(it, CHUNK))
                 if not piece:
                     break
-                _parse_chunk(piece, lineno, res, strict)
+                _parse_chunk(piece, lineno, res, strict, known)
                 lineno += len(piece)
     finally:
         if gc_was_enabled:
@@ -615,46 +616,53 @@ def _parse(numbered: Iterable[tuple], res: ParsedTrace) -> None:
 #
 # Profiled (cProfile, tests/bench/ftrace_parse.py), the line by line parser
 # spent a third of its time in the skeleton regex, a fifth in the fields
-# regex, two fifths building the events, the rest in the loop. Here one
-# regex reads a whole chunk (its lines joined) with ``findall``: the header
-# and the fields of the five hot events (99.9 % of the committed traces'
-# lines) in one pass, a tuple of strings per line, no match objects. Every
-# other line (comments, other events, kprobe events, anything odd) is one
-# empty row, handed to the reference parser with its line number. The
-# numbers that repeat (pid, CPU, order, migratetype) and the strings that
-# are interned come from per-chunk dicts instead of int() and sys.intern().
+# regex, two fifths building the events. CPython's regex engine costs about
+# as much per pattern step as per line of plain scanning, so here a short
+# regex (_CUT) cuts a whole chunk of lines (joined) with one ``findall``,
+# a tuple of five strings per line, and the parts that repeat from line to
+# line are read once each by the reference's own regexes and kept:
 #
-# The regex reads exactly what the reference reads:
-# - the header is _HEADER with "(?:X)?" written "(?:X|)" (the same match;
-#   the regex engine runs a branch faster than a repeat) and without its
-#   trailing " *", inside an atomic group: the same first match as
-#   _HEADER.match(), never another one tried when the fields do not follow;
-# - a lookbehind checks the event name the header read; then that event's
-#   fields regex from _EVENTS, unchanged but for the end: spaces, tabs or a
-#   carriage return, then the newline (a subset of "\s*$": any other
-#   line end falls to the reference).
-_FAST_HEADER = (
-    r"(?!#)(?> *(.*?)-(\d+) +"
-    r"(?:\( *[\d-]+\) +|)"
-    r"(?:\[(\d+)\](?: +([^ \d]\S*)|)|(\d+)([^ \d]\S*))"
-    r" +(\d+(?:\.\d+|)): +(\w+):)"
-)
-#: The hot events, in the order of their groups in _FAST.
+#       sh-125     [000] .....       3: mm_page_alloc: page=(...) pfn=0x61aa order=1 migratetype=0 ...
+#   <- head: _HEADER, once per text -><ts> <- name -->             <-pfn-><- tail: the fields regex,
+#                                                                           once per (name, text) --->
+#
+# Only the timestamp and the pfn are converted per line. Lines _CUT does not
+# cut (comments, other events, kprobe events, anything odd) come out as an
+# empty row and go to the reference, :func:`_parse`, with their numbers.
+#
+# Why a head or a tail read apart gives what _HEADER and the fields regex
+# give on the whole line (tests/model/test_ftrace_fast.py compares the two
+# parsers on every committed trace and on made-up lines):
+# - The head has no ": " and the timestamp ends at the line's first ": ". In
+#   _HEADER a task name is tried shortest first; every try whose pid lies in
+#   the head reads at most the CPU column and flags after it, then needs a
+#   number and ":" (the timestamp: a digit cannot start the flags, and the
+#   name is no number), then a word and ":" (the event name): whether it
+#   matches, and what, depends on the head alone. So the head is checked
+#   once, followed by " 0: mm_page_free:", and kept only if _HEADER's
+#   timestamp starts right after it: then that try comes first in every
+#   line with this head, and the groups are the same.
+# - The pfn is cut whole (a space or the end follows it), so in the
+#   event's fields regex ("page=\S+ pfn=(...)" then the rest) the rest
+#   matches the tail or not whatever the page and pfn: the tail is checked
+#   once, after "page=x pfn=0", and a tail the regex refuses (the reference
+#   then reads key=value pairs, which look at the pfn) is never kept.
+#: The five hot events (99.9 % of the committed traces' lines).
 _FAST_EVENTS = (MM_PAGE_ALLOC, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN,
                 MM_PAGE_ALLOC_ZONE_LOCKED)
-_FAST = re.compile(
-    "^(?:" + _FAST_HEADER + "(?:"
-    + "|".join(f"(?<= {name}:) *" + _EVENTS[name][0][:-len(_END)] for name in _FAST_EVENTS)
-    + r")[ \t\r]*\n|[^\n]*\n)",
+# Possessive "++" only where giving back could not help the match.
+_CUT = re.compile(
+    r"^(?!#)([^:\n]*|(?:[^:\n]*+:(?! ))++[^:\n]*) (\d++(?:\.\d++|)): ++(" + "|".join(_FAST_EVENTS)
+    + r"): ++page=\S++ pfn=(?:0x([0-9a-fA-F]++)|(-?\d++))( [^\n]*+|)\n"
+    r"|[^\n]*\n",
     re.MULTILINE,
 )
-assert _FAST.groups == 8 + 4 + 2 + 2 + 3 + 4
 #: Lines read at a time.
 CHUNK = 8192
 
 
 class _Cache(dict):
-    """A dict that fills itself: ``c[s]`` is ``make(s)``, made once."""
+    """A dict that fills itself: ``c[key]`` is ``make(key)``, made once."""
 
     __slots__ = ("make",)
 
@@ -667,8 +675,41 @@ class _Cache(dict):
         return v
 
 
+def _head(head: str) -> Optional[tuple]:
+    """(cpu, pid, comm, flags) of every line that starts with *head*, as
+    _parse reads them; None if _HEADER does not read *head* as a header."""
+    m = _HEADER.match(head + " 0: mm_page_free:")
+    if m is None or m.start(7) != len(head) + 1:
+        return None
+    comm, pid, cpu, flags, lcpu, lflags = m.groups()[:6]
+    return int(cpu or lcpu), int(pid), _intern(comm), _intern(flags or lflags or "") or None
+
+
+def _tail(name: str) -> Callable[[str], Optional[tuple]]:
+    """For event *name*: its (order, migratetype, gfp, percpu_refill) from
+    the *tail* of its fields after the pfn, as its builder reads them; None
+    if its fields regex does not match."""
+    match = _PARSERS[name][0]
+
+    def tail(tail: str) -> Optional[tuple]:
+        fm = match("page=x pfn=0" + tail)
+        if fm is None:
+            return None
+        g = fm.groups()
+        if name == MM_PAGE_ALLOC:
+            return int(g[1]), int(g[2]), _intern(g[3]), None
+        if name == MM_PAGE_ALLOC_ZONE_LOCKED:
+            return int(g[1]), int(g[2]), None, None if g[3] is None else g[3] != "0"
+        if name == MM_PAGE_PCPU_DRAIN:
+            return int(g[1]), int(g[2]), None, None
+        if name == MM_PAGE_FREE_BATCHED:
+            return 0 if g[1] is None else int(g[1]), None, None, None
+        return int(g[1]), None, None, None
+    return tail
+
+
 def _joined(lines: List[str]) -> Optional[str]:
-    """*lines* as one text of newline-ended lines, each row of _FAST one of
+    """*lines* as one text of newline-ended lines, each row of _CUT one of
     them in order; None if that cannot be (a line holds a newline inside)."""
     if lines[0][-1:] == "\n":
         text = "".join(lines)
@@ -680,13 +721,28 @@ def _joined(lines: List[str]) -> Optional[str]:
     return text if text.count("\n") == len(lines) else None
 
 
-def _parse_chunk(lines: List[str], lineno: int, res: ParsedTrace, strict: bool) -> None:
+class _Known:
+    """What the fast path has read once, kept for the next chunk."""
+
+    __slots__ = ("heads", "tails")
+
+    def __init__(self) -> None:
+        self.heads = _Cache(_head)
+        # name as cut -> (the name, its tails, whether pfn 0 means no page)
+        self.tails = {name: (name, _Cache(_tail(name)),
+                             name in (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED))
+                      for name in _FAST_EVENTS}
+
+
+def _parse_chunk(lines: List[str], lineno: int, res: ParsedTrace, strict: bool,
+                 known: Optional[_Known] = None) -> None:
     """Parse *lines*, the first numbered *lineno*, into *res*, as
     :func:`parse_lines_reference` would: the same events (appended to
-    ``res.events``), counts and errors, with *strict* as there."""
+    ``res.events``), counts and errors, with *strict* as there. *known*
+    carries what was read once from one chunk to the next."""
     text = _joined(lines) if lines else None
     if text is None or max(map(len, lines)) > MAX_LINE:
-        # Lines _FAST cannot tell apart, or one the reference refuses whole.
+        # Lines _CUT cannot tell apart, or one the reference refuses whole.
         numbered = enumerate(lines, lineno)
         while True:
             try:
@@ -694,61 +750,31 @@ def _parse_chunk(lines: List[str], lineno: int, res: ParsedTrace, strict: bool) 
                 return
             except TraceError as e:
                 _bad_line(res, e, strict)
+    if known is None:
+        known = _Known()
+    heads = known.heads
+    kinds = known.tails
     append = res.events.append
     make = _make
     null = _NULL_PFN
-    ints = _Cache(int)
-    interned = _Cache(_intern)
-    flags_of = _Cache(lambda f: _intern(f) or None)
-    alloc, free, batched, drain, locked = _FAST_EVENTS
     i = lineno - 1
-    for (comm, pid, cpu, flags, lcpu, lflags, ts, name,
-         a_pfn, a_order, a_mt, a_gfp, f_pfn, f_order, b_pfn, b_order,
-         d_pfn, d_order, d_mt, z_pfn, z_order, z_mt, z_refill) in _FAST.findall(text):
+    for head, ts, name, hexpfn, pfn, tail in _CUT.findall(text):
         i += 1
         if name:
-            try:
+            h = heads[head]
+            name, tails, zero_is_null = kinds[name]
+            t = tails[tail]
+            if h is not None and t is not None:
                 # As _parse and the builders (_alloc, _free, ...) do.
-                if "." in ts:
-                    ts = float(ts)
-                else:
-                    ts = int(ts)
-                cpu = ints[cpu or lcpu]
-                pid = ints[pid]
-                comm = interned[comm]
-                flags = flags_of[flags or lflags]
-                if a_pfn:
-                    pfn = int(a_pfn, 16) if a_pfn[:2] == "0x" else int(a_pfn) & null
-                    if pfn == 0 or pfn == null:
-                        pfn = None
-                    append(make(alloc, cpu, ts, pid, comm, pfn, ints[a_order], ints[a_mt],
-                                interned[a_gfp], None, None, None, None, None, None, i, None,
-                                flags))
-                elif f_pfn:
-                    pfn = int(f_pfn, 16) if f_pfn[:2] == "0x" else int(f_pfn) & null
-                    append(make(free, cpu, ts, pid, comm, None if pfn == null else pfn,
-                                ints[f_order], None, None, None, None, None, None, None, None,
-                                i, None, flags))
-                elif b_pfn:
-                    pfn = int(b_pfn, 16) if b_pfn[:2] == "0x" else int(b_pfn) & null
-                    append(make(batched, cpu, ts, pid, comm, None if pfn == null else pfn,
-                                ints[b_order], None, None, None, None, None, None, None, None,
-                                i, None, flags))
-                elif d_pfn:
-                    pfn = int(d_pfn, 16) if d_pfn[:2] == "0x" else int(d_pfn) & null
-                    append(make(drain, cpu, ts, pid, comm, None if pfn == null else pfn,
-                                ints[d_order], ints[d_mt], None, None, None, None, None, None,
-                                None, i, None, flags))
-                else:
-                    pfn = int(z_pfn, 16) if z_pfn[:2] == "0x" else int(z_pfn) & null
-                    if pfn == 0 or pfn == null:
-                        pfn = None
-                    append(make(locked, cpu, ts, pid, comm, pfn, ints[z_order], ints[z_mt],
-                                None, None if not z_refill else z_refill != "0", None, None,
-                                None, None, None, i, None, flags))
+                cpu, pid, comm, flags = h
+                order, migratetype, gfp, refill = t
+                pfn = int(hexpfn, 16) if hexpfn else int(pfn) & null
+                if pfn == null or (pfn == 0 and zero_is_null):
+                    pfn = None
+                append(make(name, cpu, float(ts) if "." in ts else int(ts), pid, comm, pfn,
+                            order, migratetype, gfp, refill, None, None, None, None, None, i,
+                            None, flags))
                 continue
-            except ValueError:
-                pass  # a number int() refuses: the reference says which
         try:
             _parse(((i, lines[i - lineno]),), res)
         except TraceError as e:
