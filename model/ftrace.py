@@ -39,7 +39,7 @@ import re
 import sys
 import zlib
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.events import (
@@ -517,19 +517,9 @@ def parse_lines(lines: Iterable[str], strict: bool = True) -> ParsedTrace:
     try:
         lineno = 1
         known = _Known()
-        if isinstance(lines, list):
-            for i in range(0, len(lines), CHUNK):
-                piece = lines[i:i + CHUNK]
-                _parse_chunk(piece, lineno, res, strict, known)
-                lineno += len(piece)
-        else:
-            it = iter(lines)
-            while True:
-                piece = list(itertools.islice(it, CHUNK))
-                if not piece:
-                    break
-                _parse_chunk(piece, lineno, res, strict, known)
-                lineno += len(piece)
+        for piece in _pieces(lines):
+            _parse_chunk(piece, lineno, res, strict, known)
+            lineno += len(piece)
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -732,6 +722,30 @@ class _Known:
         self.tails = {name: (name, _Cache(_tail(name)),
                              name in (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED))
                       for name in _FAST_EVENTS}
+
+
+def _pieces(lines: Iterable[str], size: int = CHUNK) -> Iterator[List[str]]:
+    """*lines* in lists of *size*; from an iterator (a file) read 256 lines
+    at a time, and a list cut short after a line longer than
+    :data:`MAX_LINE`, so that a file of long lines (a sparse file, each
+    "line" MAX_LINE + 1 characters) is refused after megabytes, not after
+    *size* such lines."""
+    if isinstance(lines, list):
+        for i in range(0, len(lines), size):
+            yield lines[i:i + size]
+        return
+    it = iter(lines)
+    step = min(size, 256)
+    while True:
+        piece: List[str] = []
+        while len(piece) < size:
+            batch = list(itertools.islice(it, min(step, size - len(piece))))
+            piece += batch
+            if not batch or max(map(len, batch)) > MAX_LINE:
+                break
+        if not piece:
+            return
+        yield piece
 
 
 def _parse_chunk(lines: List[str], lineno: int, res: ParsedTrace, strict: bool,

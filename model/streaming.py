@@ -58,7 +58,7 @@ from buddyscope.model.events import (
     WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import (
-    MAX_BAD_LINES_KEPT, BadLine, PageEvent, ParsedTrace, TraceError, _bounded_lines, _parse,
+    PageEvent, ParsedTrace, TraceError, _bounded_lines, _Known, _parse_chunk, _pieces,
 )
 from buddyscope.model.load import check_replayable
 from buddyscope.model.profile import Profile
@@ -109,24 +109,12 @@ class TraceSource:
         """The events, parsed :data:`CHUNK` lines at a time, as
         :func:`~buddyscope.model.ftrace.parse_lines` parses them."""
         res = ParsedTrace()
+        known = _Known()
         with self._open() as lines:
-            numbered = enumerate(lines, 1)
-            while True:
-                piece = list(itertools.islice(numbered, self.chunk))
-                if not piece:
-                    break
-                it = iter(piece)
-                while True:
-                    try:
-                        _parse(it, res)
-                        break
-                    except TraceError as e:
-                        if self.strict or e.fatal:
-                            raise
-                        # _parse resumes on the same iterator, after the bad line.
-                        res.bad += 1
-                        if len(res.bad_lines) < MAX_BAD_LINES_KEPT:
-                            res.bad_lines.append(BadLine(e.lineno, str(e)))
+            lineno = 1
+            for piece in _pieces(lines, self.chunk):
+                _parse_chunk(piece, lineno, res, self.strict, known)
+                lineno += len(piece)
                 yield from res.events
                 res.events.clear()
         self.parsed = res
