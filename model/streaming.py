@@ -43,7 +43,6 @@ import collections
 import contextlib
 import dataclasses
 import gzip
-import itertools
 import time
 import zlib
 from pathlib import Path
