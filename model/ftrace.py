@@ -724,12 +724,13 @@ class _Known:
                       for name in _FAST_EVENTS}
 
 
-def _pieces(lines: Iterable[str], size: int = CHUNK) -> Iterator[List[str]]:
+def _pieces(lines: Iterable[str], size: int = 0) -> Iterator[List[str]]:
     """*lines* in lists of *size*; from an iterator (a file) read 256 lines
     at a time, and a list cut short after a line longer than
     :data:`MAX_LINE`, so that a file of long lines (a sparse file, each
     "line" MAX_LINE + 1 characters) is refused after megabytes, not after
-    *size* such lines."""
+    *size* (default :data:`CHUNK`) such lines."""
+    size = size or CHUNK
     if isinstance(lines, list):
         for i in range(0, len(lines), size):
             yield lines[i:i + size]
