@@ -649,6 +649,9 @@ _CUT = re.compile(
 )
 #: Lines read at a time.
 CHUNK = 8192
+#: Heads (or tails of one event) kept at most (a few hundred in a committed
+#: recording).
+MAX_KNOWN = 1 << 16
 
 
 class _Cache(dict):
@@ -767,6 +770,8 @@ def _parse_chunk(lines: List[str], lineno: int, res: ParsedTrace, strict: bool,
                 _bad_line(res, e, strict)
     if known is None:
         known = _Known()
+    if len(known.heads) > MAX_KNOWN or any(len(t[1]) > MAX_KNOWN for t in known.tails.values()):
+        known.__init__()  # a trace of a great many tasks: memory stays bounded
     heads = known.heads
     kinds = known.tails
     append = res.events.append
