@@ -92,10 +92,9 @@ def is_packed(v: Any) -> bool:
     return isinstance(v, dict) and "data" in v
 
 
-def unpack(obj: Any, budget: list[int]) -> array.array:
-    """The array a packed list's object holds. *budget* is a one-item list:
-    the entries this file may still unpack (:data:`MAX_ENTRIES` to start),
-    lowered by what this list holds.
+def unpack(obj: Any, limit: int = MAX_ENTRIES) -> array.array:
+    """The array a packed list's object holds, of at most *limit* PFNs (what
+    is left of the :data:`MAX_ENTRIES` a file may unpack to).
 
     :raises PfnPackError: the object is not a packed list, or its data does
         not hold *count* words.
@@ -106,12 +105,12 @@ def unpack(obj: Any, budget: list[int]) -> array.array:
     count, word, data = obj["count"], obj["word"], obj["data"]
     if type(word) is not int or word not in _TYPECODE:
         raise PfnPackError(f"word is {word!r}, not 4 or 8")
-    if type(count) is not int or not 0 <= count <= budget[0]:
-        raise PfnPackError(f"count is {count!r}, not 0..{budget[0]} (at most {MAX_ENTRIES} "
-                           "PFNs in a file)")
+    if type(count) is not int or count < 0:
+        raise PfnPackError(f"count is {count!r}, not a number of PFNs")
+    if count > limit:
+        raise PfnPackError(f"count is {count}, more than the {limit} PFNs the file may still hold")
     if not isinstance(data, str):
         raise PfnPackError(f"data is {type(data).__name__}, not a string")
-    budget[0] -= count
     size = count * word
     try:
         z = base64.b64decode(data, validate=True)

@@ -412,7 +412,7 @@ class _Unpacker:
 
     def __init__(self, origin: str):
         self.origin = origin
-        self.budget = [MAX_ENTRIES]
+        self.left = MAX_ENTRIES
 
     def __call__(self, lists: Any, where: str) -> Any:
         """*lists* (a list of PFN lists, or anything else: the schema check
@@ -423,9 +423,10 @@ class _Unpacker:
         for i, v in enumerate(lists):
             if isinstance(v, dict):
                 try:
-                    v = unpack(v, self.budget)
+                    v = unpack(v, self.left)
                 except PfnPackError as e:
                     raise SnapshotError(
                         f"{self.origin} is a corrupt buddyscope snapshot ({where}[{i}]: {e})") from None
+                self.left -= len(v)
             out.append(v)
         return out
