@@ -65,12 +65,13 @@ def _regroup(raw: bytes, word: int) -> bytes:
     return b"".join(raw[k::word] for k in range(word))
 
 
-def _ungroup(planes: bytes, word: int) -> bytes:
+def _ungroup(planes: bytes, word: int) -> bytearray:
     n = len(planes) // word
+    view = memoryview(planes)
     out = bytearray(len(planes))
     for k in range(word):
-        out[k::word] = planes[k * n:(k + 1) * n]
-    return bytes(out)
+        out[k::word] = view[k * n:(k + 1) * n]
+    return out
 
 
 def pack(pfns: Sequence[int], level: int = 1) -> dict[str, Any]:
