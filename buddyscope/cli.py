@@ -201,8 +201,6 @@ def _source_spec(args):
 
 
 def _snapshot(args) -> int:
-    import json
-
     from buddyscope.model.report import format_snapshot
     from buddyscope.probe.sources import open_source
     from buddyscope.progress import phases
@@ -221,8 +219,9 @@ def _snapshot(args) -> int:
               f"{sum(len(l) for z in snap.zones for a in z.free_area for l in (a.free_list or []))} "
               f"free-list entries, {len(snap.capture.anomalies)} anomalies", file=sys.stderr)
     if args.json:
-        # dumps, not dump: dump writes chunk by chunk, a call per number.
-        sys.stdout.write(json.dumps(snap.to_dict()) + "\n")
+        # Streamed: json.dumps' text, PFN lists a chunk at a time.
+        snap.write_json(sys.stdout)
+        sys.stdout.write("\n")
     elif not args.output:
         print(format_snapshot(snap, lists=args.lists))
     return 0

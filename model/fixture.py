@@ -58,7 +58,11 @@ class Fixture:
                 "snapshot": self.snapshot.to_dict(), "trace": self.trace}
 
     def save(self, path: Path) -> None:
-        write_json(path, self.to_dict(), compresslevel=9)
+        """Write the fixture, its snapshot in the newest snapshot format
+        (PFN lists packed, :meth:`Snapshot.to_file_dict`)."""
+        d = self.to_dict()
+        d["snapshot"] = self.snapshot.to_file_dict()
+        write_json(path, d, compresslevel=9)
 
     @classmethod
     def load(cls, path: Path) -> "Fixture":

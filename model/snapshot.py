@@ -7,17 +7,25 @@ reads and what the model starts from. The schema is documented field by field
 in ``docs/snapshot-format.md``; :data:`FORMAT` is its version. Files are
 gzip'd JSON; a file of a newer format is refused with a clear message, and
 every older format stays readable.
+
+A list of PFNs is a list of ints (format 1 files, the probe) or an
+:class:`array.array` of unsigned words (format 2 files, where each list is
+packed: :mod:`buddyscope.model.pfnarray`): either is a sequence of ints,
+and :meth:`Snapshot.to_dict` gives lists for both.
 """
 
 from __future__ import annotations
 
+import array
 import copy
 import dataclasses
+import json
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model._jsonfile import read_json, write_json
+from buddyscope.model.pfnarray import MAX_ENTRIES, PfnPackError, pack, unpack
 from buddyscope.model.validate import check_snapshot
 
 __all__ = (
@@ -33,7 +41,9 @@ __all__ = (
     "Zone",
 )
 
-FORMAT = 1
+#: 2: PFN lists may be packed arrays (``{"count", "word", "data"}``); 1:
+#: lists of ints only. Both are read; files are written in 2.
+FORMAT = 2
 
 
 class SnapshotError(BuddyscopeError):
@@ -105,9 +115,9 @@ class FreeArea:
     """``zone->free_area[order]``."""
 
     nr_free: int
-    #: PFNs of each ``free_list[migratetype]``, head first; None when the
-    #: source has no PFNs (procfs).
-    free_list: Optional[list[list[int]]] = None
+    #: PFNs of each ``free_list[migratetype]``, head first (a list or an
+    #: array of ints); None when the source has no PFNs (procfs).
+    free_list: Optional[list[Sequence[int]]] = None
     #: Blocks per migratetype when known without the lists (``/proc/pagetypeinfo``).
     counts: Optional[list[int]] = None
 
@@ -132,8 +142,9 @@ class Pcp:
     #: ``high_min``, ``high_max``, ``flags``, ``alloc_factor``,
     #: ``free_count`` (6.12+), ``expire``.
     fields: dict[str, int] = dataclasses.field(default_factory=dict)
-    #: PFNs of each ``lists[pindex]``, head first; None without PFNs.
-    lists: Optional[list[list[int]]] = None
+    #: PFNs of each ``lists[pindex]``, head first (a list or an array of
+    #: ints); None without PFNs.
+    lists: Optional[list[Sequence[int]]] = None
 
 
 @dataclasses.dataclass
@@ -212,18 +223,23 @@ class Capture:
 _PFN_LISTS = frozenset({"free_list", "lists"})
 
 
-def _plain(obj: Any, pfn_lists: frozenset) -> Any:
+def _as_list(pfns: Sequence[int]) -> list[int]:
+    return pfns.tolist() if isinstance(pfns, array.array) else list(pfns)
+
+
+def _plain(obj: Any, pfn_lists: frozenset, each: Callable[[Sequence[int]], Any] = _as_list) -> Any:
     """``dataclasses.asdict(obj)``, copying the fields named in *pfn_lists*
-    (lists of lists of ints, or arrays) without visiting their elements."""
+    (lists of lists of ints, or arrays) without visiting their elements:
+    *each* of their lists becomes what *each* makes of it (a list)."""
     out = {}
     for f in dataclasses.fields(obj):
         v = getattr(obj, f.name)
         if f.name in pfn_lists:
-            out[f.name] = None if v is None else [list(l) for l in v]
+            out[f.name] = None if v is None else [each(l) for l in v]
         elif dataclasses.is_dataclass(v):
-            out[f.name] = _plain(v, pfn_lists)
+            out[f.name] = _plain(v, pfn_lists, each)
         elif isinstance(v, list) and v and dataclasses.is_dataclass(v[0]):
-            out[f.name] = [_plain(x, pfn_lists) for x in v]
+            out[f.name] = [_plain(x, pfn_lists, each) for x in v]
         elif isinstance(v, list) and all(type(x) is int for x in v):
             out[f.name] = list(v)
         else:
@@ -263,8 +279,39 @@ class Snapshot:
                 "capture": dataclasses.asdict(self.capture),
                 "zones": [_plain(z, _PFN_LISTS) for z in self.zones]}
 
+    def to_file_dict(self) -> dict[str, Any]:
+        """What a file holds (format :data:`FORMAT`): :meth:`to_dict` with
+        every PFN list packed (:func:`buddyscope.model.pfnarray.pack`)."""
+        return {"format": FORMAT, "kernel": dataclasses.asdict(self.kernel),
+                "capture": dataclasses.asdict(self.capture),
+                "zones": [_plain(z, _PFN_LISTS, pack) for z in self.zones]}
+
+    def iter_json(self) -> Iterator[str]:
+        """``json.dumps(self.to_dict())`` in pieces, the same text: the PFN
+        lists go out a chunk at a time, never whole as Python lists (at 10 M
+        entries that is most of the time and memory ``to_dict`` costs)."""
+        yield f'{{"format": {json.dumps(self.format)}, "kernel": '
+        yield json.dumps(dataclasses.asdict(self.kernel))
+        yield ', "capture": '
+        yield json.dumps(dataclasses.asdict(self.capture))
+        yield ', "zones": ['
+        for i, z in enumerate(self.zones):
+            if i:
+                yield ", "
+            yield from _iter_json(z)
+        yield "]}"
+
+    def write_json(self, out: TextIO) -> None:
+        """Write :meth:`iter_json` to *out*."""
+        write = out.write
+        for piece in self.iter_json():
+            write(piece)
+
     @classmethod
     def from_dict(cls, d: Any, origin: str = "snapshot") -> "Snapshot":
+        """The snapshot a file's JSON *d* holds (:meth:`to_file_dict` or
+        :meth:`to_dict`, of any format up to :data:`FORMAT`), checked
+        against the schema; *origin* names it in messages."""
         if not isinstance(d, dict) or "format" not in d or "zones" not in d:
             raise SnapshotError(f"{origin} is not a buddyscope snapshot")
         fmt = d["format"]
@@ -281,10 +328,17 @@ class Snapshot:
             c = dict(d["capture"])
             c["anomalies"] = [Anomaly(**a) for a in c.get("anomalies", [])]
             zones = []
-            for z in d["zones"]:
+            # Packed lists (format 2) unpack to arrays, at most MAX_ENTRIES PFNs a file.
+            unpacked = _Unpacker(origin) if fmt >= 2 else None
+            for zi, z in enumerate(d["zones"]):
                 z = dict(z)
                 z["free_area"] = [FreeArea(**a) for a in z["free_area"]]
                 z["pcp"] = [Pcp(**p) for p in z["pcp"]]
+                if unpacked is not None:
+                    for o, a in enumerate(z["free_area"]):
+                        a.free_list = unpacked(a.free_list, f"zones[{zi}].free_area[{o}].free_list")
+                    for i, p in enumerate(z["pcp"]):
+                        p.lists = unpacked(p.lists, f"zones[{zi}].pcp[{i}].lists")
                 zones.append(Zone(**z))
             snap = cls(KernelInfo(**k), Capture(**c), zones, fmt)
         except (KeyError, TypeError, ValueError) as e:
@@ -293,8 +347,9 @@ class Snapshot:
         return snap
 
     def save(self, path: Path) -> None:
-        """Write gzip'd JSON (or plain JSON if *path* ends in ``.json``)."""
-        write_json(path, self.to_dict())
+        """Write gzip'd JSON (or plain JSON if *path* ends in ``.json``) of
+        format :data:`FORMAT`, every PFN list packed."""
+        write_json(path, self.to_file_dict())
 
     @classmethod
     def load(cls, path: Path) -> "Snapshot":
@@ -304,3 +359,77 @@ class Snapshot:
         if isinstance(d, dict) and "snapshot" in d and "format" not in d:
             d = d["snapshot"]
         return cls.from_dict(d, str(path))
+
+
+def _iter_json(obj: Any) -> Iterator[str]:
+    """``json.dumps(_plain(obj, _PFN_LISTS))`` in pieces (a zone and what it
+    holds): the same keys in the same order, PFN lists by chunks."""
+    yield "{"
+    for i, f in enumerate(dataclasses.fields(obj)):
+        yield f'{", " if i else ""}"{f.name}": '
+        v = getattr(obj, f.name)
+        if f.name in _PFN_LISTS and v is not None:
+            yield "["
+            for j, l in enumerate(v):
+                if j:
+                    yield ", "
+                yield from _iter_ints(l)
+            yield "]"
+        elif dataclasses.is_dataclass(v):
+            yield from _iter_json(v)
+        elif isinstance(v, list) and v and dataclasses.is_dataclass(v[0]):
+            yield "["
+            for j, x in enumerate(v):
+                if j:
+                    yield ", "
+                yield from _iter_json(x)
+            yield "]"
+        else:
+            yield json.dumps(v)
+    yield "}"
+
+
+#: PFNs encoded to JSON at a time: 64 Ki of them are about half a MB of text.
+_CHUNK = 1 << 16
+
+
+def _iter_ints(pfns: Sequence[int]) -> Iterator[str]:
+    """``json.dumps(list(pfns))`` in pieces, a chunk at a time. An array's
+    list holds nothing but ints, whose list's ``repr`` is that JSON text,
+    made a third faster than ``json.dumps`` makes it."""
+    dumps = repr if isinstance(pfns, array.array) else json.dumps
+    n = len(pfns)
+    if n <= _CHUNK:
+        yield dumps(_as_list(pfns))
+        return
+    yield "["
+    for i in range(0, n, _CHUNK):
+        text = dumps(_as_list(pfns[i:i + _CHUNK]))
+        yield (", " if i else "") + text[1:-1]
+    yield "]"
+
+
+class _Unpacker:
+    """Unpacks the packed lists of one file, within one budget of
+    :data:`~buddyscope.model.pfnarray.MAX_ENTRIES` PFNs."""
+
+    def __init__(self, origin: str):
+        self.origin = origin
+        self.left = MAX_ENTRIES
+
+    def __call__(self, lists: Any, where: str) -> Any:
+        """*lists* (a list of PFN lists, or anything else: the schema check
+        names that) with each packed one (a JSON object) unpacked."""
+        if not isinstance(lists, list):
+            return lists
+        out = []
+        for i, v in enumerate(lists):
+            if isinstance(v, dict):
+                try:
+                    v = unpack(v, self.left)
+                except PfnPackError as e:
+                    raise SnapshotError(
+                        f"{self.origin} is a corrupt buddyscope snapshot ({where}[{i}]: {e})") from None
+                self.left -= len(v)
+            out.append(v)
+        return out

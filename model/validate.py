@@ -16,9 +16,11 @@ twice (a probe anomaly, ``Capture.anomalies``) is the model's business.
 
 from __future__ import annotations
 
+import array
 from typing import Any
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model.pfnarray import check_aligned
 
 __all__ = ("check_snapshot", "MAX_PFN", "MAX_ORDERS", "MAX_CPUS")
 
@@ -31,6 +33,10 @@ MAX_ORDERS = 64
 MAX_CPUS = 1 << 16
 #: ``enum migratetype`` has at most 7 members.
 MAX_MIGRATETYPES = 64
+
+
+#: array typecodes of unsigned ints (the PFN arrays of packed lists).
+_UNSIGNED = frozenset("BHILQ")
 
 
 class _Bad(Exception):
@@ -79,13 +85,16 @@ def _counters(v: Any, where: str) -> None:
 
 
 def _pfns(v: Any, where: str, start: int, end: int, order: int) -> None:
-    """A list of PFNs of blocks of *order* inside [start, end)."""
+    """A list (or an array) of PFNs of blocks of *order* inside [start, end)."""
     mask = (1 << order) - 1
-    _list(v, where)
+    if isinstance(v, array.array) and v.typecode in _UNSIGNED:
+        # Ints by construction; the alignment read from the words' bytes.
+        if not v or (start <= min(v) and max(v) < end and check_aligned(v, order)):
+            return
     # The whole list at C speed (10 M entries: 0.3 s, not 3 s); the loop
     # below only runs to name the first bad entry.
-    if not v or (set(map(type, v)) == {int} and start <= min(v) and max(v) < end
-                 and not (mask and any(map(mask.__and__, v)))):
+    elif not _list(v, where) or (set(map(type, v)) == {int} and start <= min(v) and max(v) < end
+                                 and not (mask and any(map(mask.__and__, v)))):
         return
     for i, pfn in enumerate(v):
         if type(pfn) is not int or not start <= pfn < end:

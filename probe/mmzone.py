@@ -19,6 +19,7 @@ from drgn.helpers.linux.mmzone import for_each_online_pgdat
 from drgn.helpers.linux.percpu import per_cpu_ptr
 
 from buddyscope import __version__
+from buddyscope.model.pfnarray import pfn_array
 from buddyscope.model.snapshot import (
     Anomaly,
     Capture,
@@ -284,7 +285,8 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
         if sum(len(l) for l in lists) != nr_free:
             anomalies.append(Anomaly("count_mismatch", f"{name} free_area[{order}]",
                                      f"nr_free {nr_free}, lists hold {sum(len(l) for l in lists)}"))
-        free_area.append(FreeArea(nr_free=nr_free, free_list=lists))
+        # Arrays, not an int object per page, from here to the file (format 2).
+        free_area.append(FreeArea(nr_free=nr_free, free_list=[pfn_array(l) for l in lists]))
 
     nr_free_pages, vm_stat_free, vm_per_cpu = _nr_free_pages(prog, zone, layout)
     fields = _int_members(zone, layout.zone_fields)

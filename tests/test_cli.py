@@ -148,7 +148,7 @@ def test_snapshot_of_a_fixture_prints_its_tables():
 def test_snapshot_json_and_output_round_trip(tmp_path):
     import json
 
-    from buddyscope.model.snapshot import Snapshot
+    from buddyscope.model.snapshot import FORMAT, Snapshot
 
     p = buddyscope("snapshot", FIXTURE, "--json")
     assert p.returncode == 0
@@ -156,7 +156,12 @@ def test_snapshot_json_and_output_round_trip(tmp_path):
     out = tmp_path / "copy.json.gz"
     p = buddyscope("snapshot", FIXTURE, "-o", str(out))
     assert p.returncode == 0 and "wrote" in p.stderr
-    assert Snapshot.load(out).to_dict() == Snapshot.load(FIXTURE).to_dict()
+    # Written in the newest format (packed lists), read back the same.
+    again, ref = Snapshot.load(out).to_dict(), Snapshot.load(FIXTURE).to_dict()
+    assert again.pop("format") == FORMAT and ref.pop("format") == 1
+    assert again == ref
+    p = buddyscope("snapshot", str(out), "--json")
+    assert p.returncode == 0 and json.loads(p.stdout) == {"format": FORMAT, **ref}
 
 
 @pytest.mark.parametrize(

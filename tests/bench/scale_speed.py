@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
 """Time and memory at host sizes: snapshot load and JSON, model build and
 prediction, the TUI's first frame, each a separate process, wall time and
-max RSS side by side in one run.
+max RSS side by side in one run, for the same state in snapshot file format
+1 (PFN lists as JSON numbers) and format 2 (packed arrays,
+docs/snapshot-format.md), one row after the other.
 
-    python tests/bench/scale_speed.py [--entries 10000000] [--snapshot FILE] [--no-tui]
+    python tests/bench/scale_speed.py [--entries 10000000] [--json-entries 1500000]
+                                      [--snapshot FILE] [--no-tui]
 
 THE BIG STATE IS SYNTHETIC. It is a real paused snapshot
 (tests/bench/data/6.1-1cpu-2g-fragmented.json.gz: Debian 6.1, 1 vCPU,
@@ -12,9 +15,16 @@ with its biggest zone tiled side by side, PFNs shifted by a whole number of
 max-order blocks and pageblocks, until it holds ``--entries`` free-list
 entries: every list, pageblock and counter repeats, the pcp lists do not.
 No kernel held this state; only the sizes are meant to be realistic. The
-script says so in its output. The first row is the real snapshot itself.
-Beside each row: issue 14's aim for 10 M entries, met on wall time, on CPU
-time only (the machine may be shared), or not.
+script says so in its output. The first rows are the real snapshot itself;
+then the tiling to --json-entries (issue 14's size for ``snapshot --json``)
+and to --entries. Beside each row: issue 14's aim for 10 M entries, met on
+wall time, on CPU time only (the machine may be shared), or not; beside a
+format 2 row, how many times less CPU time it took than format 1.
+
+The "write" rows time Snapshot.save of the state as the probe gives it (lists
+of ints) in the writing process (CPU time of the save only, no max RSS).
+The tiled state repeats itself, so its files compress far better than a
+host's would: their sizes are not a figure of the format.
 """
 
 import argparse
@@ -27,6 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from buddyscope.model._jsonfile import write_json
 from buddyscope.model.snapshot import Snapshot
 
 HERE = Path(__file__).resolve().parent
@@ -109,50 +120,87 @@ asyncio.run(main())
 """
 
 
+def save(snap: Snapshot, path: Path, fmt: int) -> float:
+    """Write *snap* in file format *fmt*; the CPU seconds it took."""
+    t0 = time.process_time()
+    if fmt == 1:
+        write_json(path, {**snap.to_dict(), "format": 1})
+    else:
+        snap.save(path)
+    return time.process_time() - t0
+
+
+def _row(name, n, fmt, wall, cpu, rss, what, aim, base):
+    vs = f"x{base / cpu:4.1f} " if base and fmt == 2 and cpu else " " * 6
+    print(f"{name:44} {n:11,} {fmt:>3} {'' if wall is None else f'{wall:7.2f}':>7} {cpu:7.2f} "
+          f"{'' if rss is None else f'{rss:12.0f}':>12} {vs}  {what:9}  " + (aim or ""))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, default=10_000_000)
+    ap.add_argument("--json-entries", type=int, default=1_500_000,
+                    help="a second synthetic size (issue 14 asks for snapshot --json of 1.5 M)")
     ap.add_argument("--snapshot", type=Path, default=REAL, help="the real snapshot to tile")
     ap.add_argument("--no-tui", action="store_true")
     ap.add_argument("--write-to", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--format", type=int, default=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.write_to:
-        big = tiled(Snapshot.load(a.snapshot), a.entries)
-        big.save(a.write_to)
-        print(entries(big))
+        snap = Snapshot.load(a.snapshot)
+        big = tiled(snap, a.entries) if a.entries else snap
+        print(entries(big), save(big, a.write_to, a.format))
         return 0
     real = Snapshot.load(a.snapshot)
     with tempfile.TemporaryDirectory(prefix="bs-scale-") as d:
-        t0 = time.perf_counter()
-        path = Path(d) / "synthetic.json.gz"
-        # Tiled in a child: a child forked from a big parent would count
-        # the parent's pages in its max RSS.
-        n_big = int(subprocess.run([sys.executable, __file__, "--snapshot", a.snapshot,
-                                    "--entries", str(a.entries), "--write-to", path],
-                                   check=True, capture_output=True, text=True).stdout)
-        print(f"SYNTHETIC STATE: {a.snapshot.name} ({entries(real):,} entries, real) tiled to "
-              f"{n_big:,} free-list entries, written in {time.perf_counter() - t0:.1f} s "
-              f"({path.stat().st_size / 2**20:.0f} MiB). Not a kernel's state: sizes only.")
-        print(f"{'command':44} {'entries':>11} {'wall s':>7} {'cpu s':>7} {'max RSS MiB':>12}"
-              f"   {'state':9}  aim at 10 M entries (issue 14)")
-        for what, f, n in (("real", a.snapshot, entries(real)), ("SYNTHETIC", path, n_big)):
+        states = []
+        for what, want in (("real", 0), ("SYNTHETIC", a.json_entries), ("SYNTHETIC", a.entries)):
+            files, writes = {}, {}
+            for fmt in (1, 2):
+                t0 = time.perf_counter()
+                path = Path(d) / f"{what}-{want}-format{fmt}.json.gz"
+                # Tiled in a child: a child forked from a big parent would
+                # count the parent's pages in its max RSS.
+                n, cpu = subprocess.run([sys.executable, __file__, "--snapshot", a.snapshot,
+                                         "--entries", str(want), "--write-to", path,
+                                         "--format", str(fmt)],
+                                        check=True, capture_output=True, text=True).stdout.split()
+                files[fmt], writes[fmt], n = path, float(cpu), int(n)
+                print(f"{what} state: {a.snapshot.name} ({entries(real):,} entries, real)"
+                      + (f" tiled to {n:,} free-list entries" if want else "")
+                      + f", format {fmt}: {path.stat().st_size / 2**20:.2f} MiB, made in "
+                        f"{time.perf_counter() - t0:.1f} s." + (" Not a kernel's state: sizes only."
+                                                               if want else ""))
+            states.append((what, n, files, writes))
+        print(f"{'command':44} {'entries':>11} {'fmt':>3} {'wall s':>7} {'cpu s':>7} {'max RSS MiB':>12} "
+              f"{'vs 1':6}  {'state':9}  aim at 10 M entries (issue 14)")
+        for what, n, files, writes in states:
+            for fmt in (1, 2):
+                _row("write FILE (Snapshot.save, from lists)", n, fmt, None, writes[fmt], None,
+                     what, None, writes[1])
             cmds = [
-                ("snapshot FILE (load, summary)", [BIN, "snapshot", f], AIMS["snapshot"]),
-                ("snapshot FILE --json", [BIN, "snapshot", f, "--json"], None),
-                ("predict FILE -n 100 (model build + predict)", [BIN, "predict", f, "--order", "0", "--gfp", "GFP_KERNEL", "-n", "100"], AIMS["predict"]),
+                ("snapshot FILE (load, summary)", ["snapshot", "{}"], AIMS["snapshot"]),
+                ("snapshot FILE --json", ["snapshot", "{}", "--json"], None),
+                ("predict FILE -n 100 (model build + predict)",
+                 ["predict", "{}", "--order", "0", "--gfp", "GFP_KERNEL", "-n", "100"], AIMS["predict"]),
             ]
             for name, argv, aim in cmds:
-                wall, rss, cpu = run(argv)
-                print(f"{name:44} {n:11,} {wall:7.2f} {cpu:7.2f} {rss:12.0f}   {what:9}  "
-                      + (_against(aim, wall, cpu, rss) if aim else ""))
+                base = None
+                for fmt in (1, 2):
+                    wall, rss, cpu = run([BIN] + [files[fmt] if x == "{}" else x for x in argv])
+                    _row(name, n, fmt, wall, cpu, rss, what,
+                         _against(aim, wall, cpu, rss) if aim else "", base)
+                    base = cpu
             if not a.no_tui:
-                with tempfile.TemporaryFile() as out:
-                    wall, rss, cpu = run([sys.executable, "-c", TUI_FIRST_FRAME, f], stdout=out)
-                    out.seek(0)
-                    first = float(out.read().decode().split()[-1])
-                print(f"{'tui: first frame (incl. Python start-up)':44} {n:11,} {first:7.2f} "
-                      f"{'':>7} {'':>12}   {what:9}  wall <= {AIMS['tui']} s: "
-                      f"{'met' if first <= AIMS['tui'] else 'NOT met'}")
+                for fmt in (1, 2):
+                    with tempfile.TemporaryFile() as out:
+                        wall, rss, cpu = run([sys.executable, "-c", TUI_FIRST_FRAME, files[fmt]],
+                                             stdout=out)
+                        out.seek(0)
+                        first = float(out.read().decode().split()[-1])
+                    print(f"{'tui: first frame (incl. Python start-up)':44} {n:11,} {fmt:>3} {first:7.2f} "
+                          f"{'':>7} {'':>12} {'':6}  {what:9}  wall <= {AIMS['tui']} s: "
+                          f"{'met' if first <= AIMS['tui'] else 'NOT met'}")
     print("(load average over the run: %s; the machine may be shared: wall time "
           "includes waiting for a core, cpu time does not)" % " ".join(
               f"{x:.1f}" for x in os.getloadavg()))

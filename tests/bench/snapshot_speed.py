@@ -7,7 +7,9 @@ one run:
 2. the same lists walked with drgn's ``list_for_each_entry``, one drgn object
    per node, on the same paused guest (the results must be identical);
 3. on a vmcore of that paused guest: buddyscope's snapshot, the drgn walk,
-   and ``crash -s VMLINUX VMCORE`` running ``kmem -F`` (Debian's ``crash``).
+   and ``crash -s VMLINUX VMCORE`` running ``kmem -F`` (Debian's ``crash``);
+4. that snapshot written and read back in file format 1 (PFN lists as JSON
+   numbers) and format 2 (packed arrays): CPU time and size.
 
     python tests/bench/snapshot_speed.py [--series 6.1] [--mem 4096] [--keep 24]
 
@@ -32,6 +34,27 @@ from buddyscope.probe.reference import list_for_each_entry_pfns, snapshot_pfn_li
 from buddyscope.probe.sources import SourceSpec, open_source
 
 HERE = Path(__file__).resolve().parent
+
+
+def file_formats(snap, work: Path) -> list[str]:
+    """The snapshot written and read back in file format 1 (PFN lists as
+    JSON numbers) and format 2 (packed arrays, what ``snapshot -o`` writes),
+    side by side: CPU seconds, file size; both read back the same."""
+    from buddyscope.model._jsonfile import write_json
+    from buddyscope.model.snapshot import Snapshot
+
+    rows, back = [], []
+    for fmt in (1, 2):
+        path = work / f"format{fmt}.json.gz"
+        t = time.process_time()
+        write_json(path, {**snap.to_dict(), "format": 1}) if fmt == 1 else snap.save(path)
+        t_write = time.process_time() - t
+        t = time.process_time()
+        back.append(Snapshot.load(path).to_dict()["zones"])
+        rows.append(f"snapshot file format {fmt}: write {t_write:.3f} s, read {time.process_time() - t:.3f} s "
+                    f"CPU, {path.stat().st_size:,} bytes")
+    assert back[0] == back[1] == snap.to_dict()["zones"], "the two formats read back differently"
+    return rows + ["(both formats read back the probe's lists, entry for entry)"]
 
 
 def timed(fn):
@@ -74,6 +97,7 @@ def main() -> int:
             t_core_slow, core_walked = timed(lambda: list_for_each_entry_pfns(src.prog))
             layout = get_layout(src.prog)
         assert core_walked == walked
+        formats = file_formats(snap, work)
         crash_line = "crash: not installed (apt-get install crash)"
         t_crash = None
         if shutil.which("crash"):
@@ -101,6 +125,7 @@ def main() -> int:
     print(f"drgn list_for_each_entry (vmcore)       {t_core_slow:8.3f} s   x{t_core_slow / t_core_fast:.1f} slower")
     print(crash_line + (f"   x{t_crash / t_core_fast:.1f} slower" if t_crash else ""))
     print("(both walks gave the same PFNs in the same order, from QMP and from the vmcore)")
+    print("\n".join(formats))
     return 0
 
 

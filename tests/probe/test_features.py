@@ -121,8 +121,10 @@ def test_a_snapshot_without_features_loads_with_none(tmp_path):
     again = json.loads(gzip.decompress((tmp_path / "s.json.gz").read_bytes()))
     assert again["kernel"]["features"] == []
     assert Snapshot.load(tmp_path / "s.json.gz").kernel.features == []
-    # Everything else is as it was.
+    # Everything else is as it was (written in the newest format: packed lists).
+    again = Snapshot.load(tmp_path / "s.json.gz").to_dict()
     del d["kernel"]["features"], again["kernel"]["features"]
+    assert (again.pop("format"), d.pop("format")) == (2, 1)
     assert again == d
 
 
