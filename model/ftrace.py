@@ -537,19 +537,23 @@ def parse_lines_reference(lines: Iterable[str], strict: bool = True) -> ParsedTr
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        numbered = enumerate(lines, 1)
-        while True:
-            try:
-                _parse(numbered, res)
-                break
-            except TraceError as e:
-                # _parse resumes on the same iterator, after the bad line:
-                # the hot loop pays nothing for leniency.
-                _bad_line(res, e, strict)
+        _parse_leniently(enumerate(lines, 1), res, strict)
     finally:
         if gc_was_enabled:
             gc.enable()
     return res
+
+
+def _parse_leniently(numbered: Iterable[tuple], res: ParsedTrace, strict: bool) -> None:
+    """:func:`_parse` over *numbered*, each bad line handed to :func:`_bad_line`."""
+    while True:
+        try:
+            _parse(numbered, res)
+            return
+        except TraceError as e:
+            # _parse resumes on the same iterator, after the bad line:
+            # the hot loop pays nothing for leniency.
+            _bad_line(res, e, strict)
 
 
 def _bad_line(res: ParsedTrace, e: TraceError, strict: bool) -> None:
@@ -761,13 +765,8 @@ def _parse_chunk(lines: List[str], lineno: int, res: ParsedTrace, strict: bool,
     text = _joined(lines) if lines else None
     if text is None or max(map(len, lines)) > MAX_LINE:
         # Lines _CUT cannot tell apart, or one the reference refuses whole.
-        numbered = enumerate(lines, lineno)
-        while True:
-            try:
-                _parse(numbered, res)
-                return
-            except TraceError as e:
-                _bad_line(res, e, strict)
+        _parse_leniently(enumerate(lines, lineno), res, strict)
+        return
     if known is None:
         known = _Known()
     if len(known.heads) > MAX_KNOWN or any(len(t[1]) > MAX_KNOWN for t in known.tails.values()):

@@ -361,6 +361,16 @@ class Snapshot:
         return cls.from_dict(d, str(path))
 
 
+def _iter_list(items: Any, each: Callable[[Any], Iterator[str]]) -> Iterator[str]:
+    """A JSON list of *items*, each written by *each*."""
+    yield "["
+    for j, x in enumerate(items):
+        if j:
+            yield ", "
+        yield from each(x)
+    yield "]"
+
+
 def _iter_json(obj: Any) -> Iterator[str]:
     """``json.dumps(_plain(obj, _PFN_LISTS))`` in pieces (a zone and what it
     holds): the same keys in the same order, PFN lists by chunks."""
@@ -369,21 +379,11 @@ def _iter_json(obj: Any) -> Iterator[str]:
         yield f'{", " if i else ""}"{f.name}": '
         v = getattr(obj, f.name)
         if f.name in _PFN_LISTS and v is not None:
-            yield "["
-            for j, l in enumerate(v):
-                if j:
-                    yield ", "
-                yield from _iter_ints(l)
-            yield "]"
+            yield from _iter_list(v, _iter_ints)
         elif dataclasses.is_dataclass(v):
             yield from _iter_json(v)
         elif isinstance(v, list) and v and dataclasses.is_dataclass(v[0]):
-            yield "["
-            for j, x in enumerate(v):
-                if j:
-                    yield ", "
-                yield from _iter_json(x)
-            yield "]"
+            yield from _iter_list(v, _iter_json)
         else:
             yield json.dumps(v)
     yield "}"
