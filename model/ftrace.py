@@ -515,11 +515,8 @@ def parse_lines(lines: Iterable[str], strict: bool = True) -> ParsedTrace:
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        lineno = 1
-        known = _Known()
-        for piece in _pieces(lines):
-            _parse_chunk(piece, lineno, res, strict, known)
-            lineno += len(piece)
+        for _ in _parse_pieces(lines, res, strict):
+            pass
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -754,6 +751,19 @@ def _pieces(lines: Iterable[str], size: int = 0) -> Iterator[List[str]]:
         if not piece:
             return
         yield piece
+
+
+def _parse_pieces(lines: Iterable[str], res: ParsedTrace, strict: bool,
+                  size: int = 0) -> Iterator[None]:
+    """Parse *lines* into *res* a piece at a time (:func:`_pieces` of
+    *size*), each numbered where it lies in *lines*; yields after each
+    piece, so that a caller may take ``res.events`` as they come."""
+    lineno = 1
+    known = _Known()
+    for piece in _pieces(lines, size):
+        _parse_chunk(piece, lineno, res, strict, known)
+        lineno += len(piece)
+        yield
 
 
 def _parse_chunk(lines: List[str], lineno: int, res: ParsedTrace, strict: bool,

@@ -57,7 +57,7 @@ from buddyscope.model.events import (
     WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import (
-    PageEvent, ParsedTrace, TraceError, _bounded_lines, _Known, _parse_chunk, _pieces,
+    PageEvent, ParsedTrace, TraceError, _bounded_lines, _parse_pieces,
 )
 from buddyscope.model.load import check_replayable
 from buddyscope.model.profile import Profile
@@ -108,12 +108,8 @@ class TraceSource:
         """The events, parsed :data:`CHUNK` lines at a time, as
         :func:`~buddyscope.model.ftrace.parse_lines` parses them."""
         res = ParsedTrace()
-        known = _Known()
         with self._open() as lines:
-            lineno = 1
-            for piece in _pieces(lines, self.chunk):
-                _parse_chunk(piece, lineno, res, self.strict, known)
-                lineno += len(piece)
+            for _ in _parse_pieces(lines, res, self.strict, self.chunk):
                 yield from res.events
                 res.events.clear()
         self.parsed = res
