@@ -25,7 +25,7 @@ pytest.importorskip("drgn")
 # Free every other page of a few MiB: lists with some length and order.
 STIR = """
 mkdir -p /tmp/stir
-i=0; while [ $i -lt 300 ]; do head -c 12288 /dev/zero > /tmp/stir/f$i; i=$((i+1)); done
+i=0; while [ $i -lt 1500 ]; do head -c 12288 /dev/zero > /tmp/stir/f$i; i=$((i+1)); done
 rm -f /tmp/stir/f*[13579]
 """
 
