@@ -296,23 +296,26 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         kprobes = (kprobes or []) + (tracing.compaction_kprobes(src.prog) or []) or None
         # Watermark changes (min_free_kbytes; THP turned on).
         kprobes = (kprobes or []) + (tracing.watermark_kprobes(src.prog) or []) or None
-        events = tracing.start_tracing(host, buffer_kb, kprobes)
         if clear_between_attempts:
             # A first read loads what drgn looks up lazily and the reader's
             # own memory: tens of thousands of events of its own while it reads
             # (measured in 6.1 guests), so no attempt of it could be clean.
+            # Read before tracing starts: traced, those events once overran a
+            # 32 MiB buffer on a quiet 6.1 guest (CI: overrun 420362) and
+            # voided a recording that had not begun.
             src.snapshot()
+        events = tracing.start_tracing(host, buffer_kb, kprobes)
         best = None
         tried = []  # per attempt: events traced while its snapshot was read, and how long
         # Up to as many again while the read is torn (below): a live kernel's
         # only usable attempt is its last (the buffer is cleared before each).
         for attempt in range(1, 2 * attempts + 1):
-            if best is not None and clear_between_attempts:
-                # The last attempt overlapped events: drop them (a live
-                # kernel's retries would otherwise pile up its reader's own
-                # allocations in the buffer) and count afresh. Not for a
-                # guest read from outside: the clear's own command would
-                # then overlap the next read.
+            if clear_between_attempts:
+                # Drop what was traced before this attempt (a live kernel's
+                # retries would otherwise pile up its reader's own allocations
+                # in the buffer, and the clear resets the overrun counters
+                # too) and count afresh. Not for a guest read from outside:
+                # the clear's own command would then overlap the next read.
                 host.run(f"echo > {tracefs}/trace", check=True)
             with pause():
                 before = tracing.ring_buffer_counters(src.prog)
