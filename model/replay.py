@@ -615,6 +615,18 @@ class Replayer(KprobeEvents, WindowEvents):
 
     def _after_alloc(self, e: PageEvent) -> None:
         self._last_alloc[e.cpu] = self._index
+        if self._late and not e.in_interrupt:
+            # A task has one allocation in flight: preempted between its
+            # take (get_page_from_freelist) and its trace (the
+            # trace_mm_page_alloc __alloc_pages_noprof makes on its way
+            # out), it resumes there and traces that allocation before it
+            # can start another. Its first mm_page_alloc in task context
+            # since settles every guess naming it: the page it was guessed
+            # to have taken, or none of them (those pages stay off the list
+            # as taken untraced; the kernel handing one out puts them back).
+            for pfn in [p for p, v in self._late.items()
+                        if v[2] == e.pid and (e.pid or v[0] == e.cpu)]:
+                del self._late[pfn]
 
     def _take_block(self, e: PageEvent, pfn: int, order: int) -> None:
         """Take the block *pfn* of *order* out of the free lists, splitting
