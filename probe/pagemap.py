@@ -11,12 +11,28 @@ thousands of nodes. Instead the vmemmap is read in chunks of 4096
 the ``list_head`` links embedded in ``struct page`` are followed in Python.
 A zone with few free pages costs few chunks; a fragmented one is read about
 once. A chunk that faults (a hole in the memory map) is read page by page.
+
+Following a link costs a few Python operations, checks included: a chunk is
+seen through ``memoryview`` slices that give one word of every page (its
+``next``, ``prev`` and ``private``) by page index. And where a list steps
+through memory at a constant stride (a zone broken up by one workload is
+mostly such runs: page after page, every other page), a whole run is checked
+at once: the ``next`` words of the pages the run would visit, their ``prev``
+words and their ``private`` words are compared, each as one strided slice, with
+the words the run must hold (made in C, see :func:`_sequence`), and its PFNs
+are added as a ``range``. A run that does not hold costs one comparison and
+the walk goes on link by link. A list with anything to report, or one that
+reaches into a chunk that faulted, is walked again node by node
+(:func:`_walk_checked`), which names each anomaly, so both give the same
+result.
 """
 
 from __future__ import annotations
 
+import array
 import struct
-from typing import Optional
+import sys
+from typing import Optional, Sequence
 
 import drgn
 
@@ -44,6 +60,33 @@ class PageMap:
         # Chunk number -> its bytes, or None where the chunk faulted.
         self.chunks: dict[int, Optional[bytes]] = {}
         self.bytes_read = 0
+        # (link offset, private offset) -> chunk number -> the chunk's
+        # (next, prev, private) words, each indexed by page within the chunk.
+        self._views: dict[tuple[int, int], dict[int, tuple[memoryview, memoryview, memoryview]]] = {}
+
+    def views(self, link_offset: int, private_offset: int
+              ) -> dict[int, tuple[memoryview, memoryview, memoryview]]:
+        """Chunk number -> (``next``, ``prev``, ``private``) words of its
+        pages, for chunks already asked for with :meth:`chunk_views`."""
+        try:
+            return self._views[link_offset, private_offset]
+        except KeyError:
+            v = self._views[link_offset, private_offset] = {}
+            return v
+
+    def chunk_views(self, index: int, link_offset: int, private_offset: int
+                    ) -> Optional[tuple[memoryview, memoryview, memoryview]]:
+        """The words :meth:`views` holds for chunk *index*, read if need be;
+        None if it faulted."""
+        data = self.chunk(index)
+        if data is None:
+            return None
+        words = memoryview(data).cast("Q")
+        per_page = self.sizeof_page >> 3
+        link, private = link_offset >> 3, private_offset >> 3
+        v = self.views(link_offset, private_offset)[index] = (
+            words[link::per_page], words[link + 1::per_page], words[private::per_page])
+        return v
 
     def chunk(self, index: int) -> Optional[bytes]:
         """The ``struct page`` bytes of PFNs ``index << 12`` on, read once."""
@@ -79,8 +122,143 @@ class PageMap:
 
 def walk_list(pagemap: PageMap, head_addr: int, first: int, link_offset: int,
               bound: int, where: str, anomalies: list[Anomaly],
-              order: Optional[int] = None, private_offset: int = 0) -> list[int]:
-    """PFNs of the pages on the list at *head_addr*, head first.
+              order: Optional[int] = None, private_offset: int = 0) -> Sequence[int]:
+    """PFNs of the pages on the list at *head_addr*, head first (an array of
+    4-byte words, or a list where a PFN does not fit in one).
+
+    Mirrors ``list_for_each_entry``, bounded and cycle-safe: it stops after
+    *bound* nodes (and then tells a cycle from a long list), on a node that
+    is not a ``struct page`` or cannot be read; a ``prev`` link that does not
+    point back is noted. Each is recorded in *anomalies*.
+
+    :param first: ``head->next`` (read with the structure holding the head).
+    :param link_offset: offset of the ``list_head`` in ``struct page``
+        (``buddy_list``, ``pcp_list`` or ``lru``).
+    :param order: for a free list, the order every page's ``page->private``
+        must hold (``set_buddy_order``).
+    """
+    pfns = _walk_fast(pagemap, head_addr, first, link_offset, bound, order, private_offset)
+    if pfns is not None:
+        return pfns
+    return _walk_checked(pagemap, head_addr, first, link_offset, bound, where, anomalies,
+                         order, private_offset)
+
+
+# A run is tried over 16 pages first, twice as many after each run that held.
+_RUN_MIN = 16
+_RUN_MAX = 1 << _CHUNK_SHIFT
+_SERIES: dict[tuple[int, int], tuple[int, int]] = {}
+_SAME: dict[int, memoryview] = {}
+#: The walk's PFN arrays: 4-byte words, as :func:`~buddyscope.model.pfnarray.pfn_array`
+#: keeps them while every PFN fits (a list with a larger one is walked again).
+_U32 = next(c for c in "IL" if array.array(c).itemsize == 4)
+
+
+def _sequence(start: int, step: int, n: int, width: int = 8) -> bytes:
+    """The *width*-byte words ``start, start + step, ..., start + (n - 1) * step``
+    (each must fit in a word), made in C: in one big integer whose word i
+    is 1 (R) and one whose word i is i (S), ``start * R + step * S`` holds them."""
+    try:
+        r, s = _SERIES[n, width]
+    except KeyError:
+        r = int.from_bytes((1).to_bytes(width, sys.byteorder) * n, sys.byteorder)
+        s = int.from_bytes(b"".join(i.to_bytes(width, sys.byteorder) for i in range(n)), sys.byteorder)
+        if len(_SERIES) < 128:
+            _SERIES[n, width] = (r, s)
+    return (start * r + step * s).to_bytes(width * n, sys.byteorder)
+
+
+def _same(value: int) -> memoryview:
+    # _RUN_MAX words that all hold *value* (a free list's order).
+    try:
+        return _SAME[value]
+    except KeyError:
+        v = _SAME[value] = memoryview(array.array("Q", [value]) * _RUN_MAX)
+        return v
+
+
+def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound: int,
+               order: Optional[int], private_offset: int) -> Optional[array.array]:
+    """The PFNs of a list with nothing to report (every node a struct page
+    in a chunk that reads, ``prev`` pointing back, ``private`` the order, the
+    head reached within *bound*), else None."""
+    pfns = array.array(_U32)
+    if first == head:
+        return pfns
+    size = pagemap.sizeof_page
+    if size & (size - 1) or size % 8 or link_offset % 8 or private_offset % 8:
+        return None  # the shifts and word views below need these
+    shift = size.bit_length() - 1
+    smask = size - 1
+    cmask = (1 << _CHUNK_SHIFT) - 1
+    base = pagemap.vmemmap + link_offset
+    if head >= pagemap.vmemmap and not (head - base) & smask:
+        return None  # a run could take the head for a page
+    views = pagemap.views(link_offset, private_offset)
+    check_private = order is not None
+    same = _same(order) if order is not None else None
+    append = pfns.append
+    prev = head     # the node before the current one
+    node = first    # the current node: checked below, then followed
+    d = 0           # the last step, in pages
+    run = _RUN_MIN
+    while True:
+        off = node - base
+        pfn = off >> shift
+        if off & smask or pfn < 0:
+            return None
+        index = pfn >> _CHUNK_SHIFT
+        try:
+            nexts, backs, privs = views[index]
+        except KeyError:
+            got = pagemap.chunk_views(index, link_offset, private_offset)
+            if got is None:
+                return None
+            nexts, backs, privs = got
+        i = pfn & cmask
+        if backs[i] != prev or (check_private and privs[i] != order):
+            return None
+        if len(pfns) == bound or pfn >> 32:
+            return None
+        append(pfn)
+        nxt = nexts[i]
+        if nxt == head:
+            return pfns
+        step = ((nxt - base) >> shift) - pfn
+        if step == d and step:
+            # Two equal steps: check the next k pages of the run in one go,
+            # within this chunk.
+            k = min(run, bound - len(pfns) - 1, (cmask - i) // d if d > 0 else i // -d)
+            if k > 0 and not (pfn + k * d) >> 32:
+                sd = d * size
+                last = i + k * d
+                stop: Optional[int] = last + d
+                if stop < 0:  # type: ignore[operator]
+                    stop = None
+                expect = memoryview(_sequence(node, sd, k + 1)).cast("Q")
+                if (nexts[i:last:d] == expect[1:]
+                        and backs[i + d:stop:d] == expect[:k]
+                        and (same is None or privs[i + d:stop:d] == same[:k])):
+                    pfns.frombytes(_sequence(pfn + d, d, k, 4))
+                    run = min(run * 2, _RUN_MAX)
+                    # The run's last page is checked: follow its link.
+                    node += k * sd
+                    pfn += k * d
+                    nxt = nexts[last]
+                    if nxt == head:
+                        return pfns
+                    step = ((nxt - base) >> shift) - pfn
+                else:
+                    run = _RUN_MIN
+        d = step
+        prev = node
+        node = nxt
+
+
+def _walk_checked(pagemap: PageMap, head_addr: int, first: int, link_offset: int,
+                  bound: int, where: str, anomalies: list[Anomaly],
+                  order: Optional[int] = None, private_offset: int = 0) -> list[int]:
+    """:func:`walk_list` node by node, each check made and named in place.
 
     Mirrors ``list_for_each_entry``, bounded and cycle-safe: it stops after
     *bound* nodes (and then tells a cycle from a long list), on a node that
