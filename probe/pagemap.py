@@ -144,14 +144,19 @@ def walk_list(pagemap: PageMap, head_addr: int, first: int, link_offset: int,
                          order, private_offset)
 
 
+#: The walk's PFN arrays: 4-byte words, as :func:`~buddyscope.model.pfnarray.pfn_array`
+#: keeps them while every PFN fits (a list with a larger one is walked again).
+_U32 = next(c for c in "IL" if array.array(c).itemsize == 4)
 # A run is tried over 16 pages first, twice as many after each run that held.
 _RUN_MIN = 16
 _RUN_MAX = 1 << _CHUNK_SHIFT
 _SERIES: dict[tuple[int, int], tuple[int, int]] = {}
+# Per word width: the bytes of _RUN_MAX + 1 words holding 1, and holding
+# 0, 1, 2, ...: R and S of any length are a slice of them away.
+_ONES = {w: (1).to_bytes(w, sys.byteorder) * (_RUN_MAX + 1) for w in (4, 8)}
+_COUNT = {4: array.array(_U32, range(_RUN_MAX + 1)).tobytes(),
+          8: array.array("Q", range(_RUN_MAX + 1)).tobytes()}
 _SAME: dict[int, memoryview] = {}
-#: The walk's PFN arrays: 4-byte words, as :func:`~buddyscope.model.pfnarray.pfn_array`
-#: keeps them while every PFN fits (a list with a larger one is walked again).
-_U32 = next(c for c in "IL" if array.array(c).itemsize == 4)
 
 
 def _sequence(start: int, step: int, n: int, width: int = 8) -> bytes:
@@ -161,9 +166,9 @@ def _sequence(start: int, step: int, n: int, width: int = 8) -> bytes:
     try:
         r, s = _SERIES[n, width]
     except KeyError:
-        r = int.from_bytes((1).to_bytes(width, sys.byteorder) * n, sys.byteorder)
-        s = int.from_bytes(b"".join(i.to_bytes(width, sys.byteorder) for i in range(n)), sys.byteorder)
-        if len(_SERIES) < 128:
+        r = int.from_bytes(_ONES[width][:n * width], sys.byteorder)
+        s = int.from_bytes(_COUNT[width][:n * width], sys.byteorder)
+        if len(_SERIES) < 1024:
             _SERIES[n, width] = (r, s)
     return (start * r + step * s).to_bytes(width * n, sys.byteorder)
 
@@ -182,9 +187,8 @@ def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound:
     """The PFNs of a list with nothing to report (every node a struct page
     in a chunk that reads, ``prev`` pointing back, ``private`` the order, the
     head reached within *bound*), else None."""
-    pfns = array.array(_U32)
     if first == head:
-        return pfns
+        return array.array(_U32)
     size = pagemap.sizeof_page
     if size & (size - 1) or size % 8 or link_offset % 8 or private_offset % 8:
         return None  # the shifts and word views below need these
@@ -197,7 +201,12 @@ def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound:
     views = pagemap.views(link_offset, private_offset)
     check_private = order is not None
     same = _same(order) if order is not None else None
-    append = pfns.append
+    # The PFNs: runs as bytes of 4-byte words in *pieces*, with the ones
+    # taken link by link in between gathered in *singles* (one join at the end).
+    pieces: list[bytes] = []
+    singles = array.array(_U32)
+    append = singles.append
+    n = 0
     prev = head     # the node before the current one
     node = first    # the current node: checked below, then followed
     d = 0           # the last step, in pages
@@ -218,17 +227,18 @@ def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound:
         i = pfn & cmask
         if backs[i] != prev or (check_private and privs[i] != order):
             return None
-        if len(pfns) == bound or pfn >> 32:
+        if n == bound or pfn >> 32:
             return None
         append(pfn)
+        n += 1
         nxt = nexts[i]
         if nxt == head:
-            return pfns
+            return _joined(pieces, singles)
         step = ((nxt - base) >> shift) - pfn
         if step == d and step:
             # Two equal steps: check the next k pages of the run in one go,
             # within this chunk.
-            k = min(run, bound - len(pfns) - 1, (cmask - i) // d if d > 0 else i // -d)
+            k = min(run, bound - n - 1, (cmask - i) // d if d > 0 else i // -d)
             if k > 0 and not (pfn + k * d) >> 32:
                 sd = d * size
                 last = i + k * d
@@ -239,20 +249,32 @@ def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound:
                 if (nexts[i:last:d] == expect[1:]
                         and backs[i + d:stop:d] == expect[:k]
                         and (same is None or privs[i + d:stop:d] == same[:k])):
-                    pfns.frombytes(_sequence(pfn + d, d, k, 4))
+                    pieces.append(singles.tobytes())
+                    del singles[:]
+                    pieces.append(_sequence(pfn + d, d, k, 4))
+                    n += k
                     run = min(run * 2, _RUN_MAX)
                     # The run's last page is checked: follow its link.
                     node += k * sd
                     pfn += k * d
                     nxt = nexts[last]
                     if nxt == head:
-                        return pfns
+                        return _joined(pieces, singles)
                     step = ((nxt - base) >> shift) - pfn
                 else:
                     run = _RUN_MIN
         d = step
         prev = node
         node = nxt
+
+
+def _joined(pieces: list[bytes], singles: array.array) -> array.array:
+    if not pieces:
+        return singles
+    pieces.append(singles.tobytes())
+    out = array.array(_U32)
+    out.frombytes(b"".join(pieces))
+    return out
 
 
 def _walk_checked(pagemap: PageMap, head_addr: int, first: int, link_offset: int,
