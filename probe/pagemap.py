@@ -40,13 +40,21 @@ from buddyscope.model.snapshot import Anomaly
 
 __all__ = ("PageMap", "walk_list")
 
-_U64 = struct.Struct("<Q")
 _LIST_HEAD = struct.Struct("<QQ")
 _CHUNK_SHIFT = 12  # 4096 pages per chunk
 
 
+_Words = tuple  # (next, prev, private) words of a chunk's pages, each a memoryview
+_UNREAD = object()
+
+
 class PageMap:
     """Lazily read ``struct page`` array.
+
+    Of each chunk read, only the words the walks follow are kept (``next``
+    and ``prev`` of the list link, and ``private``: 24 of a 64-byte
+    ``struct page``), which also lets the allocator hand the next read the
+    memory of the last one.
 
     :param prog: the kernel.
     :param vmemmap: address of ``struct page`` of PFN 0.
@@ -57,65 +65,59 @@ class PageMap:
         self.prog = prog
         self.vmemmap = vmemmap
         self.sizeof_page = sizeof_page
-        # Chunk number -> its bytes, or None where the chunk faulted.
+        # Chunk number -> its bytes, read (or given) and not yet split into
+        # words; None where the chunk faulted.
         self.chunks: dict[int, Optional[bytes]] = {}
         self.bytes_read = 0
-        # (link offset, private offset) -> chunk number -> the chunk's
-        # (next, prev, private) words, each indexed by page within the chunk.
-        self._views: dict[tuple[int, int], dict[int, tuple[memoryview, memoryview, memoryview]]] = {}
+        # link offset -> (the private offset its words hold, chunk number ->
+        # the chunk's words, or None where it faulted).
+        self._views: dict[int, tuple[int, dict[int, Optional[_Words]]]] = {}
 
     def views(self, link_offset: int, private_offset: int
-              ) -> dict[int, tuple[memoryview, memoryview, memoryview]]:
-        """Chunk number -> (``next``, ``prev``, ``private``) words of its
-        pages, for chunks already asked for with :meth:`chunk_views`."""
+              ) -> tuple[int, dict[int, Optional[_Words]]]:
+        """(the private offset they hold, chunk number -> (``next``,
+        ``prev``, ``private``) words of its pages, indexed by page within the
+        chunk, or None where it faulted) for the chunks split so far; the
+        private offset is the one asked first."""
         try:
-            return self._views[link_offset, private_offset]
+            return self._views[link_offset]
         except KeyError:
-            v = self._views[link_offset, private_offset] = {}
+            v = self._views[link_offset] = (private_offset, {})
             return v
 
-    def chunk_views(self, index: int, link_offset: int, private_offset: int
-                    ) -> Optional[tuple[memoryview, memoryview, memoryview]]:
-        """The words :meth:`views` holds for chunk *index*, read if need be;
-        None if it faulted."""
-        data = self.chunk(index)
+    def chunk_views(self, index: int, link_offset: int) -> Optional[_Words]:
+        """Chunk *index* split into the words :meth:`views` holds (read
+        first if need be), or None if it faulted."""
+        private_offset, views = self.views(link_offset, 0)
+        data = self.chunks.pop(index, _UNREAD)
+        if data is _UNREAD:
+            data = self._read_chunk(index)
         if data is None:
+            views[index] = None
             return None
-        words = memoryview(data).cast("Q")
+        words = memoryview(data).cast("Q")  # type: ignore[arg-type]
         per_page = self.sizeof_page >> 3
-        link, private = link_offset >> 3, private_offset >> 3
-        v = self.views(link_offset, private_offset)[index] = (
-            words[link::per_page], words[link + 1::per_page], words[private::per_page])
+        v: _Words = tuple(memoryview(words[o >> 3::per_page].tobytes()).cast("Q")
+                          for o in (link_offset, link_offset + 8, private_offset))
+        words.release()
+        views[index] = v
         return v
 
-    def chunk(self, index: int) -> Optional[bytes]:
-        """The ``struct page`` bytes of PFNs ``index << 12`` on, read once."""
-        try:
-            return self.chunks[index]
-        except KeyError:
-            pass
+    def _read_chunk(self, index: int) -> Optional[bytes]:
         size = self.sizeof_page << _CHUNK_SHIFT
         try:
-            data: Optional[bytes] = self.prog.read(self.vmemmap + index * size, size)
-            self.bytes_read += size
+            data = self.prog.read(self.vmemmap + index * size, size)
         except drgn.FaultError:
-            data = None
-        self.chunks[index] = data
+            return None
+        self.bytes_read += size
         return data
 
     def u64(self, pfn: int, offset: int) -> int:
-        """The 8 bytes at *offset* in the ``struct page`` of *pfn*."""
-        data = self.chunk(pfn >> _CHUNK_SHIFT)
-        if data is not None:
-            return _U64.unpack_from(data, (pfn & ((1 << _CHUNK_SHIFT) - 1)) * self.sizeof_page + offset)[0]
+        """The 8 bytes at *offset* in the ``struct page`` of *pfn*, read alone."""
         return self.prog.read_u64(self.vmemmap + pfn * self.sizeof_page + offset)
 
     def links(self, pfn: int, offset: int) -> tuple[int, int]:
-        """(next, prev) of the ``list_head`` at *offset* in the page of *pfn*."""
-        data = self.chunk(pfn >> _CHUNK_SHIFT)
-        if data is not None:
-            return _LIST_HEAD.unpack_from(  # type: ignore[return-value]
-                data, (pfn & ((1 << _CHUNK_SHIFT) - 1)) * self.sizeof_page + offset)
+        """(next, prev) of the ``list_head`` at *offset* in the page of *pfn*, read alone."""
         addr = self.vmemmap + pfn * self.sizeof_page + offset
         return _LIST_HEAD.unpack(self.prog.read(addr, 16))  # type: ignore[return-value]
 
@@ -190,7 +192,7 @@ def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound:
     if first == head:
         return array.array(_U32)
     size = pagemap.sizeof_page
-    if size & (size - 1) or size % 8 or link_offset % 8 or private_offset % 8:
+    if size & (size - 1) or link_offset % 8 or private_offset % 8:
         return None  # the shifts and word views below need these
     shift = size.bit_length() - 1
     smask = size - 1
@@ -198,8 +200,10 @@ def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound:
     base = pagemap.vmemmap + link_offset
     if head >= pagemap.vmemmap and not (head - base) & smask:
         return None  # a run could take the head for a page
-    views = pagemap.views(link_offset, private_offset)
     check_private = order is not None
+    held, views = pagemap.views(link_offset, private_offset)
+    if check_private and held != private_offset:
+        return None
     same = _same(order) if order is not None else None
     # The PFNs: runs as bytes of 4-byte words in *pieces*, with the ones
     # taken link by link in between gathered in *singles* (one join at the end).
@@ -218,9 +222,9 @@ def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound:
             return None
         index = pfn >> _CHUNK_SHIFT
         try:
-            nexts, backs, privs = views[index]
-        except KeyError:
-            got = pagemap.chunk_views(index, link_offset, private_offset)
+            nexts, backs, privs = views[index]  # type: ignore[misc]
+        except (KeyError, TypeError):
+            got = views[index] if index in views else pagemap.chunk_views(index, link_offset)
             if got is None:
                 return None
             nexts, backs, privs = got
@@ -298,11 +302,8 @@ def _walk_checked(pagemap: PageMap, head_addr: int, first: int, link_offset: int
     size = pagemap.sizeof_page
     base = pagemap.vmemmap + link_offset
     mask = (1 << _CHUNK_SHIFT) - 1
-    chunks = pagemap.chunks
-    unpack = _LIST_HEAD.unpack_from
-    unpack_u64 = _U64.unpack_from
     check_private = order is not None
-    private_delta = private_offset - link_offset
+    held, views = pagemap.views(link_offset, private_offset)
     prev = head_addr
     node = first
     n = 0
@@ -315,14 +316,20 @@ def _walk_checked(pagemap: PageMap, head_addr: int, first: int, link_offset: int
         if rest or pfn < 0:
             anomalies.append(Anomaly("bad_link", where, f"entry {n}: {node:#x} is not a struct page"))
             break
-        data = chunks.get(pfn >> _CHUNK_SHIFT)
-        if data is None:
-            data = pagemap.chunk(pfn >> _CHUNK_SHIFT)
+        index = pfn >> _CHUNK_SHIFT
+        words = views.get(index, _UNREAD)
+        if words is _UNREAD:
+            words = pagemap.chunk_views(index, link_offset)
         try:
-            if data is not None:
-                off = (pfn & mask) * size + link_offset
-                nxt, back = unpack(data, off)
-                private = unpack_u64(data, off + private_delta)[0] if check_private else order
+            if words is not None:
+                i = pfn & mask
+                nxt, back = words[0][i], words[1][i]  # type: ignore[index]
+                if not check_private:
+                    private = order
+                elif held == private_offset:
+                    private = words[2][i]  # type: ignore[index]
+                else:
+                    private = pagemap.u64(pfn, private_offset)
             else:
                 nxt, back = pagemap.links(pfn, link_offset)
                 private = pagemap.u64(pfn, private_offset) if check_private else order
