@@ -13,14 +13,14 @@ A zone with few free pages costs few chunks; a fragmented one is read about
 once. A chunk that faults (a hole in the memory map) is read page by page.
 
 Following a link costs a few Python operations, checks included: a chunk is
-seen through ``memoryview`` slices that give one word of every page (its
-``next``, ``prev`` and ``private``) by page index. And where a list steps
+kept as those three words of every page (its ``next``, ``prev`` and
+``private``), each seen through a ``memoryview`` slice indexed by page. And where a list steps
 through memory at a constant stride (a zone broken up by one workload is
 mostly such runs: page after page, every other page), a whole run is checked
 at once: the ``next`` words of the pages the run would visit, their ``prev``
 words and their ``private`` words are compared, each as one strided slice, with
 the words the run must hold (made in C, see :func:`_sequence`), and its PFNs
-are added as a ``range``. A run that does not hold costs one comparison and
+are added as words made the same way. A run that does not hold costs one comparison and
 the walk goes on link by link. A list with anything to report, or one that
 reaches into a chunk that faulted, is walked again node by node
 (:func:`_walk_checked`), which names each anomaly, so both give the same
