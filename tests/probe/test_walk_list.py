@@ -32,7 +32,7 @@ def walk(pm, first, bound=100, order=None):
     anomalies = []
     pfns = walk_list(pm, HEAD, first, LINK, bound, "test list", anomalies,
                      order=order, private_offset=PRIVATE)
-    return pfns, [(a.kind, a.detail) for a in anomalies]
+    return list(pfns), [(a.kind, a.detail) for a in anomalies]
 
 
 def test_a_good_list_in_order():
