@@ -82,6 +82,9 @@ class Replayer(KprobeEvents, WindowEvents):
         #: The recording traced the bulk allocator (its provenance's
         #: events_enabled): pcp pages cannot leave through it untraced.
         self._bulk_traced = BULK in set(events_enabled or ())
+        #: The recording traced watermark changes (setup_wmarks): a zone's
+        #: watermarks cannot rise with no event.
+        self._wmarks_enabled = WMARKS in set(events_enabled or ())
         self._naive = NaivePredictor(snapshot)
         self.strict = strict
         #: An event that cannot be replayed (a CPU or PFN the snapshot does
@@ -341,8 +344,10 @@ class Replayer(KprobeEvents, WindowEvents):
         if not hit:
             rec.reason = self._why(predicted, e, group)
             self._label_miss(rec, e, late, group)
+            if rec.reason == "zone" and self._zone_changed_untraced(req, predicted, e):
+                rec.reason = "watermarks_untraced"
             rep.reasons[rec.reason] += 1
-            if rec.reason == "zone":
+            if rec.reason in ("zone", "watermarks_untraced"):
                 self._zone_skipped(req, predicted, e)
         rep.records.append(rec)
 
