@@ -372,7 +372,7 @@ class Replayer(KprobeEvents, WindowEvents):
         if before is None or actual not in zl or chosen is None \
                 or zl.index(actual) >= zl.index(chosen):
             return False
-        return a._zone_watermark_ok(actual, e.order, a.wmark(actual, ALLOC_WMARK_LOW),
+        return a.zone_watermark_ok(actual, e.order, a.wmark(actual, ALLOC_WMARK_LOW),
                                     req.highest_zoneidx, req.alloc_flags,
                                     free_pages=before[actual.index])
 

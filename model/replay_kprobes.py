@@ -171,7 +171,7 @@ class KprobeEvents:
         if z is None or actual not in zl or zl.index(actual) <= zl.index(z):
             return False
         lag = sum(z.stat_threshold) if a.profile.watermark_lagging_free else 0
-        return a._zone_watermark_ok(z, e.order, a.wmark(z, ALLOC_WMARK_LOW) + lag,
+        return a.zone_watermark_ok(z, e.order, a.wmark(z, ALLOC_WMARK_LOW) + lag,
                                     req.highest_zoneidx, req.alloc_flags, free_pages=z.free_pages)
 
     def _zone_skipped(self, req: Request, predicted: Outcome, e: PageEvent) -> None:
