@@ -95,7 +95,14 @@ class PageMap:
         if data is None:
             views[index] = None
             return None
-        words = memoryview(data).cast("Q")  # type: ignore[arg-type]
+        if sys.byteorder == "little":
+            words = memoryview(data).cast("Q")  # type: ignore[arg-type]
+        else:
+            # The kernel's words are little-endian (as links() reads them).
+            swapped = array.array("Q")
+            swapped.frombytes(data)
+            swapped.byteswap()
+            words = memoryview(swapped)
         per_page = self.sizeof_page >> 3
         # A page's three words side by side, as in struct page: a walk that
         # jumps about touches one cache line per page, not three.

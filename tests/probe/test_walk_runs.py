@@ -10,7 +10,7 @@ import drgn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from buddyscope.probe.pagemap import PageMap, _walk_checked, walk_list
+from buddyscope.probe.pagemap import PageMap, _walk_checked, _walk_fast, walk_list
 
 VMEMMAP = 0xFFFFEA0000000000
 SIZE = 64
@@ -87,6 +87,25 @@ def test_runs_across_chunks_both_ways():
         data = layout(pfns, 0)
         fast, checked = both(data, node(pfns[0]), 0)
         assert fast == checked == (pfns, [])
+        # ... and by the run checks themselves, not by falling back to the
+        # node-by-node walk (which would give the same, at its old speed).
+        runs = _walk_fast(pagemap(data), HEAD, node(pfns[0]), LINK, 20_000, 0, PRIVATE)
+        assert runs is not None and list(runs) == pfns
+
+
+def test_a_head_placed_like_a_page_is_left_to_the_checked_walk():
+    # A list head lying in the memory map at a node's address would let a
+    # run take it for a page: the fast walk declines, the checked one walks.
+    pfns = list(range(100, 200))
+    head = node(50)
+    data = layout(pfns, 0)
+    struct.pack_into("<Q", data, pfns[-1] * SIZE + LINK, head)
+    struct.pack_into("<Q", data, pfns[0] * SIZE + LINK + 8, head)
+    assert _walk_fast(pagemap(data), head, node(pfns[0]), LINK, 20_000, 0, PRIVATE) is None
+    anomalies = []
+    got = walk_list(pagemap(data), head, node(pfns[0]), LINK, 20_000, "l", anomalies,
+                    order=0, private_offset=PRIVATE)
+    assert list(got) == pfns and anomalies == []
 
 
 @settings(max_examples=300, deadline=None)
