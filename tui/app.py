@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import TYPE_CHECKING, List, Optional, Union
 
 from rich.text import Text
 from textual import work
@@ -44,7 +44,6 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.model._atomic import write_atomic
 from buddyscope.model.find import FoundPage, find_page
 from buddyscope.model.snapshot import Snapshot
-from buddyscope.model.window import RunningScore, WindowScore, score_window
 from buddyscope.tui.overview import History, zone_rows
 from buddyscope.tui.panels import FindPanel, FoundView, HistoryPanel, ZonesPanel, plural
 from buddyscope.tui.screens import GotoScreen, HelpScreen, ListScreen
@@ -60,6 +59,9 @@ from buddyscope.tui.widgets import (
     ComparePanel, FreeAreaTable, HeaderBar, PageblockPanel, PcpPanel, PredictPanel, ReplayPanel,
     TracePanel, WatermarkPanel,
 )
+
+if TYPE_CHECKING:   # the model's replay is imported where it runs, not before the first frame
+    from buddyscope.model.window import RunningScore, WindowScore
 
 __all__ = ("BuddyscopeApp", "MainScreen")
 
@@ -186,51 +188,55 @@ class MainScreen(Screen):
     prediction: reactive[Optional[Prediction]] = reactive(None, always_update=True)
     compares: reactive[Optional[list]] = reactive(None, always_update=True)
 
-    def __init__(self, replay: bool, traced: bool = False, refreshing: bool = False) -> None:
+    def __init__(self, replay: bool, traced: bool = False, refreshing: bool = False,
+                 defer: bool = False) -> None:
         super().__init__()
         self.replay = replay
         self.traced = traced
         self.refreshing = refreshing and not replay
+        #: The panels are mounted after the first frame (mount_panels), which
+        #: then shows the header and the tabs only: half the first frame's
+        #: work is mounting and styling the panels.
+        self.panels_mounted = not defer
         #: Why this source (and, for procfs, why counts only).
         self.why = ""
         #: Reads of a refreshing source (History panel).
         self.history: Optional[History] = History() if self.refreshing else None
 
+    def _tabs(self) -> List[str]:
+        return [t for t in TABS if (t != "replay" or self.replay)
+                and (t != "history" or self.refreshing) and (t != "trace" or self.traced)]
+
+    @staticmethod
+    def _panel(tab: str) -> list:
+        """The widgets of one tab's pane."""
+        if tab == "free":
+            return [FreeAreaTable(id="free-area"), Static(id="free-summary")]
+        panel = {"pcp": PcpPanel, "marks": WatermarkPanel, "blocks": PageblockPanel,
+                 "predict": PredictPanel, "compare": ComparePanel, "replay": ReplayPanel,
+                 "history": HistoryPanel, "trace": TracePanel, "zones": ZonesPanel,
+                 "find": FindPanel}[tab]
+        return [panel(id=f"{tab}-panel")]
+
     def compose(self) -> ComposeResult:
         with Horizontal(id="top"):
             yield HeaderBar(id="header")
             yield Select([], id="zone-select", prompt="zone", allow_blank=True, compact=True)
-        def pane(t):
-            return TabPane(f"{_KEY[t]} {_TITLE[t]}", id=t)
-
         with TabbedContent(id="tabs"):
-            with pane("free"):
-                yield FreeAreaTable(id="free-area")
-                yield Static(id="free-summary")
-            with pane("pcp"):
-                yield PcpPanel(id="pcp-panel")
-            with pane("marks"):
-                yield WatermarkPanel(id="marks-panel")
-            with pane("blocks"):
-                yield PageblockPanel(id="blocks-panel")
-            with pane("predict"):
-                yield PredictPanel(id="predict-panel")
-            with pane("compare"):
-                yield ComparePanel(id="compare-panel")
-            if self.replay:
-                with pane("replay"):
-                    yield ReplayPanel(id="replay-panel")
-            if self.refreshing:
-                with pane("history"):
-                    yield HistoryPanel(id="history-panel")
-            if self.traced:
-                with pane("trace"):
-                    yield TracePanel(id="trace-panel")
-            with pane("zones"):
-                yield ZonesPanel(id="zones-panel")
-            with pane("find"):
-                yield FindPanel(id="find-panel")
+            for t in self._tabs():
+                with TabPane(f"{_KEY[t]} {_TITLE[t]}", id=t):
+                    if self.panels_mounted:
+                        yield from self._panel(t)
         yield Footer(compact=True)
+
+    async def mount_panels(self) -> None:
+        """Mount the panels a deferred screen left out of its first frame."""
+        if self.panels_mounted:
+            return
+        for t in self._tabs():
+            await self.query_one(f"TabPane#{t}", TabPane).mount_all(self._panel(t))
+        self.panels_mounted = True
+        self.focus_panel()
 
     def on_mount(self) -> None:
         self.fit_tabs()
@@ -376,12 +382,16 @@ class MainScreen(Screen):
         return out or None
 
     def watch_prediction(self, p: Optional[Prediction]) -> None:
+        if not self.panels_mounted:
+            return
         self.query_one("#predict-panel", PredictPanel).prediction = p
 
     def watch_compares(self) -> None:
         self._show_compare()
 
     def _show_compare(self) -> None:
+        if not self.panels_mounted:
+            return
         c = self.compares
         panel = self.query_one("#compare-panel", ComparePanel)
         if c is None or not 0 <= self.zone < len(c):
@@ -549,9 +559,15 @@ class BuddyscopeApp(App):
         self.traced = loader is None and hasattr(session.source, "refresh")
         #: The source changes between reads (not a file, vmcore or recording).
         self.refreshing = session.refresh is not None and not replay
-        self.main = MainScreen(replay=replay, traced=self.traced, refreshing=self.refreshing)
+        self.main = MainScreen(replay=replay, traced=self.traced, refreshing=self.refreshing,
+                               defer=loader is not None)
         self.main.why = session.why or _why(session.kind)
-        self.running = RunningScore()
+        #: The traced windows so far, added up (a traced source only).
+        self.running: Optional[RunningScore] = None
+        if self.traced:
+            from buddyscope.model.window import RunningScore
+
+            self.running = RunningScore()
         self.windows: List[WindowScore] = []
         self._last_window: Optional[WindowScored] = None
         self._quitting = False
@@ -572,11 +588,15 @@ class BuddyscopeApp(App):
         if self._loader is not None:
             what = self._loader.what or source_label(self.source_kind)
             self._status(f"loading {what} ...")
-            # After the first frame: the load holds the GIL for much of its
-            # time and would hold the frame back.
-            self.call_after_refresh(self.load_session)
+            # After the first frame: the panels, then the load (which holds
+            # the GIL for much of its time and would hold the frame back).
+            self.call_after_refresh(self._after_first_frame)
         else:
             self._start()
+
+    async def _after_first_frame(self) -> None:
+        await self.main.mount_panels()
+        self.load_session()
 
     def _start(self) -> None:
         """The session is there: the first read (or replay step 0)."""
@@ -641,7 +661,7 @@ class BuddyscopeApp(App):
             self._timer = self.set_interval(interval, self._tick)
 
     def _tick(self) -> None:
-        if self.session is not None and not self.paused and not any(w.group == "read" and w.is_running for w in self.workers):
+        if self.session is not None and not self.paused and not self._reading():
             self.read_source()
 
     # -- reading -------------------------------------------------------------------------
@@ -658,6 +678,8 @@ class BuddyscopeApp(App):
                 else:
                     snap, window = source.snapshot(), None
             if window is not None:
+                from buddyscope.model.window import score_window
+
                 score = score_window(window.before, window.events, window.index, window.invalid)
                 # Even when cancelled: the next window starts where this
                 # one ended, so the running totals need every window.
