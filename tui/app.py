@@ -712,7 +712,14 @@ class BuddyscopeApp(App):
             c = m.snapshot.capture
             self._last_read = f"captured {c.time.replace('T', ' ')}"
         self._show_read_status()
-        self.predict(m.snapshot, self.request)
+        if self._loader is not None:
+            # The data goes on screen before the model is built: on a big
+            # state the build and the prediction hold the GIL in C calls of
+            # up to a second (dict.update, dict.fromkeys of whole lists), and
+            # a frame needs the UI thread to get it back many times.
+            self.call_after_refresh(self.predict, m.snapshot, self.request)
+        else:
+            self.predict(m.snapshot, self.request)
 
     def stamp(self, seconds: float) -> str:
         """When the last read ended and how long it took (tests pin it)."""
