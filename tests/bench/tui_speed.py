@@ -259,7 +259,8 @@ def cli_main(a, size) -> int:
                         best[name][k] = min(best[name].get(k, v), v)
             for name, _ in builds:
                 b = best[name]
-                print(f"{name:6} {what:10} {entries:11,} {b['first']:10.2f} s {b['first_cpu']:7.2f} s "
+                print(f"{name:6} {what:10} {entries:11,} {b['first']:10.2f} s "
+                      f"{b['first_cpu']:7.2f} s "
                       f"{b['data']:6.2f} s {b['cpu']:8.2f} s")
     print(f"(load average over the runs: {min(loads):.1f}-{max(loads):.1f}; the machine may be "
           f"shared: wall time includes waiting for a core, CPU time does not. \"cpu then\" is "
