@@ -804,6 +804,8 @@ class BuddyscopeApp(App):
             panel.show(m.found)
 
     def action_find(self) -> None:
+        if not self.main.panels_mounted:
+            return   # the first frame is up, the Find field not yet
         self.main.action_show_tab("find")
         self.main.call_after_refresh(lambda: self.main.query_one("#find-input").focus())
 
