@@ -608,18 +608,26 @@ def _need_terminal() -> None:
 
 
 def _run_tui(spec, why: str, interval=None, opener=None) -> int:
-    from buddyscope.wiring import open_session
+    from buddyscope.wiring import session_loader
 
-    # Bad input fails here, in one line.
-    session = opener() if opener is not None else open_session(spec, why)
+    # What can be checked at once fails here, in one line; the source itself
+    # (a big file, drgn's debug info) is opened by the TUI, behind its first
+    # frame. A lab guest is booted here: it dies with the thread that booted it.
+    session = opener() if opener is not None else session_loader(spec, why)
+    app = None
     try:
         _need_terminal()
         from buddyscope.tui.app import BuddyscopeApp
 
         kw = {} if interval is None else {"interval": interval or None}
-        BuddyscopeApp(session, **kw).run()
+        app = BuddyscopeApp(session, **kw)
+        app.run()
     finally:
-        session.close()
+        opened = session if opener is not None else (app.session if app is not None else None)
+        if opened is not None:
+            opened.close()
+    if app.load_error is not None:
+        raise BuddyscopeError(app.load_error)
     return 0
 
 

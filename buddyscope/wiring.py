@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 
 from buddyscope.errors import BuddyscopeError
 
-__all__ = ("best_source_spec", "lab_vmlinux", "open_lab_session", "open_session", "source_spec")
+__all__ = ("best_source_spec", "lab_vmlinux", "open_lab_session", "open_session",
+           "session_loader", "source_spec")
 
 
 def lab_vmlinux(release: str, build_id: Optional[str]) -> Sequence[Path]:
@@ -53,25 +54,61 @@ def best_source_spec():
     return best(find_vmlinux=lab_vmlinux)
 
 
-def open_session(spec, why: str = ""):
+def _check_file(spec) -> bool:
+    """Whether *spec*'s file (if any) is a recording; one line if it is
+    missing or a directory. Reads the first bytes only."""
+    from buddyscope.model.load import is_fixture
+
+    if spec.file is None:
+        return False
+    path = Path(spec.file)
+    if not path.exists():
+        raise BuddyscopeError(f"{path}: no such file")
+    if path.is_dir():
+        raise BuddyscopeError(f"{path} is a directory, not a snapshot or fixture file")
+    return is_fixture(path)
+
+
+def open_session(spec, why: str = "", progress=lambda text: None):
     """A :class:`~buddyscope.tui.session.Session` on *spec* (a
     :class:`~buddyscope.probe.sources.SourceSpec`); a file that is a
-    recording opens in replay mode."""
-    from buddyscope.model.load import is_fixture, load_recording
-    from buddyscope.model.stepping import Stepper
+    recording opens in replay mode. *progress(text)* hears of each phase."""
     from buddyscope.probe.sources import open_source
     from buddyscope.tui.session import FixtureSource, Session
 
-    if spec.file is not None:
-        path = Path(spec.file)
-        if not path.exists():
-            raise BuddyscopeError(f"{path}: no such file")
-        if path.is_dir():
-            raise BuddyscopeError(f"{path} is a directory, not a snapshot or fixture file")
-        if is_fixture(path):
-            stepper = Stepper.from_recording(load_recording(path))
-            return Session(FixtureSource(stepper), why, stepper)
+    if _check_file(spec):
+        from buddyscope.model.load import load_recording
+        from buddyscope.model.stepping import Stepper
+
+        progress(f"loading the recording {Path(spec.file).name}")
+        recording = load_recording(Path(spec.file))
+        progress("indexing its events")
+        stepper = Stepper.from_recording(recording)
+        return Session(FixtureSource(stepper), why, stepper)
+    progress(f"loading {Path(spec.file).name}" if spec.file is not None else
+             "opening the source")
     return Session(open_source(spec), why)
+
+
+def _spec_kind(spec) -> str:
+    for kind, given in (("file", spec.file), ("procfs", spec.procfs), ("vmcore", spec.vmcore),
+                        ("qmp", spec.qmp), ("live", spec.live)):
+        if given:
+            return kind
+    return "?"
+
+
+def session_loader(spec, why: str = ""):
+    """A :class:`~buddyscope.tui.session.SessionLoader` for *spec*: what can
+    be checked at once is (a missing file, a directory: one line, before
+    the TUI starts); the rest (reading the file, drgn's debug info) is left
+    to the TUI's worker, behind its first frame."""
+    from buddyscope.tui.session import SessionLoader
+
+    fixture = _check_file(spec)
+    kind = "fixture" if fixture else _spec_kind(spec)
+    what = Path(spec.file).name if spec.file is not None else kind
+    return SessionLoader(kind, lambda progress: open_session(spec, why, progress), why, what)
 
 
 def open_lab_session(kernel, smp: int = 1, mem_mib: int = 512,

@@ -13,7 +13,10 @@ the panels show (:func:`buddyscope.tui.views.zone_views`) and posts it up as
 a message; the App sets the screen's reactives; the screen's watchers hand
 each widget its part (attributes down, messages up). The model runs in
 thread workers too. The TUI never imports drgn: it is handed a
-:class:`~buddyscope.tui.session.Session`.
+:class:`~buddyscope.tui.session.Session`, or a
+:class:`~buddyscope.tui.session.SessionLoader` that opens one: then the
+first frame (header, tabs, the loader's progress) is drawn before the
+loader runs, in a thread worker, and the data fills in after.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional, Union
 
 from rich.text import Text
 from textual import work
@@ -41,11 +44,10 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.model._atomic import write_atomic
 from buddyscope.model.find import FoundPage, find_page
 from buddyscope.model.snapshot import Snapshot
-from buddyscope.model.window import RunningScore, WindowScore, score_window
 from buddyscope.tui.overview import History, zone_rows
 from buddyscope.tui.panels import FindPanel, FoundView, HistoryPanel, ZonesPanel, plural
 from buddyscope.tui.screens import GotoScreen, HelpScreen, ListScreen
-from buddyscope.tui.session import Session
+from buddyscope.tui.session import Session, SessionLoader
 from buddyscope.tui.text import (
     record_text, replay_status, running_text, score_brief, trace_status)
 from buddyscope.tui.views import (
@@ -57,6 +59,9 @@ from buddyscope.tui.widgets import (
     ComparePanel, FreeAreaTable, HeaderBar, PageblockPanel, PcpPanel, PredictPanel, ReplayPanel,
     TracePanel, WatermarkPanel,
 )
+
+if TYPE_CHECKING:   # the model's replay is imported where it runs, not before the first frame
+    from buddyscope.model.window import RunningScore, WindowScore
 
 __all__ = ("BuddyscopeApp", "MainScreen")
 
@@ -104,6 +109,26 @@ class WindowScored(Message):
     def __init__(self, score: WindowScore, read_seconds: float, rearmed: bool) -> None:
         super().__init__()
         self.score, self.read_seconds, self.rearmed = score, read_seconds, rearmed
+
+
+class SessionLoaded(Message):
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
+
+
+class LoadProgress(Message):
+    """The loader has gone on to a new phase."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class LoadFailed(Message):
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
 
 
 class ReadFailed(Message):
@@ -163,51 +188,55 @@ class MainScreen(Screen):
     prediction: reactive[Optional[Prediction]] = reactive(None, always_update=True)
     compares: reactive[Optional[list]] = reactive(None, always_update=True)
 
-    def __init__(self, replay: bool, traced: bool = False, refreshing: bool = False) -> None:
+    def __init__(self, replay: bool, traced: bool = False, refreshing: bool = False,
+                 defer: bool = False) -> None:
         super().__init__()
         self.replay = replay
         self.traced = traced
         self.refreshing = refreshing and not replay
+        #: The panels are mounted after the first frame (mount_panels), which
+        #: then shows the header and the tabs only: half the first frame's
+        #: work is mounting and styling the panels.
+        self.panels_mounted = not defer
         #: Why this source (and, for procfs, why counts only).
         self.why = ""
         #: Reads of a refreshing source (History panel).
         self.history: Optional[History] = History() if self.refreshing else None
 
+    def _tabs(self) -> List[str]:
+        return [t for t in TABS if (t != "replay" or self.replay)
+                and (t != "history" or self.refreshing) and (t != "trace" or self.traced)]
+
+    @staticmethod
+    def _panel(tab: str) -> list:
+        """The widgets of one tab's pane."""
+        if tab == "free":
+            return [FreeAreaTable(id="free-area"), Static(id="free-summary")]
+        panel = {"pcp": PcpPanel, "marks": WatermarkPanel, "blocks": PageblockPanel,
+                 "predict": PredictPanel, "compare": ComparePanel, "replay": ReplayPanel,
+                 "history": HistoryPanel, "trace": TracePanel, "zones": ZonesPanel,
+                 "find": FindPanel}[tab]
+        return [panel(id=f"{tab}-panel")]
+
     def compose(self) -> ComposeResult:
         with Horizontal(id="top"):
             yield HeaderBar(id="header")
             yield Select([], id="zone-select", prompt="zone", allow_blank=True, compact=True)
-        def pane(t):
-            return TabPane(f"{_KEY[t]} {_TITLE[t]}", id=t)
-
         with TabbedContent(id="tabs"):
-            with pane("free"):
-                yield FreeAreaTable(id="free-area")
-                yield Static(id="free-summary")
-            with pane("pcp"):
-                yield PcpPanel(id="pcp-panel")
-            with pane("marks"):
-                yield WatermarkPanel(id="marks-panel")
-            with pane("blocks"):
-                yield PageblockPanel(id="blocks-panel")
-            with pane("predict"):
-                yield PredictPanel(id="predict-panel")
-            with pane("compare"):
-                yield ComparePanel(id="compare-panel")
-            if self.replay:
-                with pane("replay"):
-                    yield ReplayPanel(id="replay-panel")
-            if self.refreshing:
-                with pane("history"):
-                    yield HistoryPanel(id="history-panel")
-            if self.traced:
-                with pane("trace"):
-                    yield TracePanel(id="trace-panel")
-            with pane("zones"):
-                yield ZonesPanel(id="zones-panel")
-            with pane("find"):
-                yield FindPanel(id="find-panel")
+            for t in self._tabs():
+                with TabPane(f"{_KEY[t]} {_TITLE[t]}", id=t):
+                    if self.panels_mounted:
+                        yield from self._panel(t)
         yield Footer(compact=True)
+
+    async def mount_panels(self) -> None:
+        """Mount the panels a deferred screen left out of its first frame."""
+        if self.panels_mounted:
+            return
+        for t in self._tabs():
+            await self.query_one(f"TabPane#{t}", TabPane).mount_all(self._panel(t))
+        self.panels_mounted = True
+        self.focus_panel()
 
     def on_mount(self) -> None:
         self.fit_tabs()
@@ -353,12 +382,16 @@ class MainScreen(Screen):
         return out or None
 
     def watch_prediction(self, p: Optional[Prediction]) -> None:
+        if not self.panels_mounted:
+            return
         self.query_one("#predict-panel", PredictPanel).prediction = p
 
     def watch_compares(self) -> None:
         self._show_compare()
 
     def _show_compare(self) -> None:
+        if not self.panels_mounted:
+            return
         c = self.compares
         panel = self.query_one("#compare-panel", ComparePanel)
         if c is None or not 0 <= self.zone < len(c):
@@ -504,21 +537,37 @@ class BuddyscopeApp(App):
     interval: reactive[Optional[float]] = reactive(None, bindings=True)
     step: reactive[int] = reactive(0)
 
-    def __init__(self, session: Session, interval: Optional[float] = -1.0,
+    def __init__(self, session: Union[Session, SessionLoader], interval: Optional[float] = -1.0,
                  request: PredictionRequest = DEFAULT_REQUEST) -> None:
         super().__init__()
-        self.session = session
-        self.stepper = session.stepper
+        loader = session if isinstance(session, SessionLoader) else None
+        #: The session; None until the loader (if any) has opened it.
+        self.session: Optional[Session] = None if loader is not None else session
+        self._loader = loader
+        #: The loader's error, when it could not open the session: the app
+        #: exits with return code 1 and the caller prints this line.
+        self.load_error: Optional[str] = None
+        #: Seconds the loader took (None: no loader, or not done).
+        self.load_seconds: Optional[float] = None
+        self.source_kind = session.kind
+        self.stepper = None if loader is not None else session.stepper
+        replay = loader.replay if loader is not None else self.stepper is not None
         self._initial_interval = session.refresh if interval == -1.0 else interval
         self.request = request
-        #: The source is traced: each refresh gives a window of events.
-        self.traced = hasattr(session.source, "refresh")
+        #: The source is traced: each refresh gives a window of events
+        #: (a lab guest: booted before the TUI, never loaded by it).
+        self.traced = loader is None and hasattr(session.source, "refresh")
         #: The source changes between reads (not a file, vmcore or recording).
-        self.refreshing = session.refresh is not None and self.stepper is None
-        self.main = MainScreen(replay=self.stepper is not None, traced=self.traced,
-                               refreshing=self.refreshing)
+        self.refreshing = session.refresh is not None and not replay
+        self.main = MainScreen(replay=replay, traced=self.traced, refreshing=self.refreshing,
+                               defer=loader is not None)
         self.main.why = session.why or _why(session.kind)
-        self.running = RunningScore()
+        #: The traced windows so far, added up (a traced source only).
+        self.running: Optional[RunningScore] = None
+        if self.traced:
+            from buddyscope.model.window import RunningScore
+
+            self.running = RunningScore()
         self.windows: List[WindowScore] = []
         self._last_window: Optional[WindowScored] = None
         self._quitting = False
@@ -535,7 +584,23 @@ class BuddyscopeApp(App):
     # -- lifecycle ---------------------------------------------------------------------
     async def on_mount(self) -> None:
         await self.push_screen(self.main)
-        self._status("reading " + source_label(self.session.kind) + " ...")
+        self._loading(True)
+        if self._loader is not None:
+            what = self._loader.what or source_label(self.source_kind)
+            self._status(f"loading {what} ...")
+            # After the first frame: the panels, then the load (which holds
+            # the GIL for much of its time and would hold the frame back).
+            self.call_after_refresh(self._after_first_frame)
+        else:
+            self._start()
+
+    async def _after_first_frame(self) -> None:
+        await self.main.mount_panels()
+        self.load_session()
+
+    def _start(self) -> None:
+        """The session is there: the first read (or replay step 0)."""
+        self._status("reading " + source_label(self.source_kind) + " ...")
         if self.stepper is not None:
             self.replay_to(0)
         else:
@@ -544,6 +609,45 @@ class BuddyscopeApp(App):
 
     def on_unmount(self) -> None:
         self.workers.cancel_all()
+
+    def _loading(self, on: bool) -> None:
+        """The panels' loading indicator, shown until the first state is."""
+        for switcher in self.main.query("#tabs ContentSwitcher"):
+            switcher.loading = on
+
+    # -- loading the session -----------------------------------------------------------
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def load_session(self) -> None:
+        worker = get_current_worker()
+        t0 = time.perf_counter()
+        try:
+            session = self._loader.open(
+                lambda text: self.post_message(LoadProgress(text)))
+        except Exception as e:   # one line, then the app ends: there is nothing to show
+            self.post_message(LoadFailed(_error_text(e)))
+            return
+        if worker.is_cancelled:
+            session.close()
+            return
+        self.load_seconds = time.perf_counter() - t0
+        self.post_message(SessionLoaded(session))
+
+    def on_load_progress(self, m: LoadProgress) -> None:
+        if self.session is None:
+            self._status(f"{m.text} ...")
+
+    def on_load_failed(self, m: LoadFailed) -> None:
+        self.load_error = m.error
+        self.exit(return_code=1)
+
+    def on_session_loaded(self, m: SessionLoaded) -> None:
+        if self.return_code is not None:
+            m.session.close()
+            return
+        self.session = m.session
+        self.stepper = m.session.stepper
+        self.refresh_bindings()
+        self._start()
 
     def _status(self, text: str, error: bool = False) -> None:
         bar = self.main.query_one("#header", HeaderBar)
@@ -557,7 +661,7 @@ class BuddyscopeApp(App):
             self._timer = self.set_interval(interval, self._tick)
 
     def _tick(self) -> None:
-        if not self.paused and not any(w.group == "read" and w.is_running for w in self.workers):
+        if self.session is not None and not self.paused and not self._reading():
             self.read_source()
 
     # -- reading -------------------------------------------------------------------------
@@ -574,6 +678,8 @@ class BuddyscopeApp(App):
                 else:
                     snap, window = source.snapshot(), None
             if window is not None:
+                from buddyscope.model.window import score_window
+
                 score = score_window(window.before, window.events, window.index, window.invalid)
                 # Even when cancelled: the next window starts where this
                 # one ended, so the running totals need every window.
@@ -595,7 +701,8 @@ class BuddyscopeApp(App):
         with self.batch_update():
             if self.main.snapshot is None:
                 self.main.zone = _default_zone(m.snapshot)
-            self.main.header = header_view(self.session.kind, m.snapshot)
+                self._loading(False)
+            self.main.header = header_view(self.source_kind, m.snapshot)
             self.main.snapshot = m.snapshot
             self.main.views = m.views
         if self.refreshing:
@@ -605,7 +712,14 @@ class BuddyscopeApp(App):
             c = m.snapshot.capture
             self._last_read = f"captured {c.time.replace('T', ' ')}"
         self._show_read_status()
-        self.predict(m.snapshot, self.request)
+        if self._loader is not None:
+            # The data goes on screen before the model is built: on a big
+            # state the build and the prediction hold the GIL in C calls of
+            # up to a second (dict.update, dict.fromkeys of whole lists), and
+            # a frame needs the UI thread to get it back many times.
+            self.call_after_refresh(self.predict, m.snapshot, self.request)
+        else:
+            self.predict(m.snapshot, self.request)
 
     def stamp(self, seconds: float) -> str:
         """When the last read ended and how long it took (tests pin it)."""
@@ -649,6 +763,7 @@ class BuddyscopeApp(App):
             self._show_read_status()
 
     def on_read_failed(self, m: ReadFailed) -> None:
+        self._loading(False)
         stale = " (showing the last good read)" if self.main.snapshot is not None else ""
         self._status(f"read failed: {m.error}{stale}", error=True)
         self.notify(m.error, title="read failed", severity="error")
@@ -689,6 +804,8 @@ class BuddyscopeApp(App):
             panel.show(m.found)
 
     def action_find(self) -> None:
+        if not self.main.panels_mounted:
+            return   # the first frame is up, the Find field not yet
         self.main.action_show_tab("find")
         self.main.call_after_refresh(lambda: self.main.query_one("#find-input").focus())
 
@@ -729,9 +846,10 @@ class BuddyscopeApp(App):
         self.notify(f"{what}: {path}", title="exported")
 
     def on_prediction_ready(self, m: PredictionReady) -> None:
-        if self.return_code is not None:
+        panels = self.main.query("#predict-panel")
+        if self.return_code is not None or not panels:
             return   # quitting: the panels may be gone already
-        panel = self.main.query_one("#predict-panel", PredictPanel)
+        panel = panels.first(PredictPanel)
         panel.error = m.error
         if m.prediction is not None:
             self.main.prediction = m.prediction
@@ -764,7 +882,7 @@ class BuddyscopeApp(App):
         if self.windows:
             return (f"predictions checked against the events traced between refreshes; "
                     f"{running_text(self.running)} (see the Trace tab)")
-        return self.session.check
+        return self.session.check if self.session is not None else ""
 
     # -- replay -------------------------------------------------------------------------------
     def replay_to(self, step: int) -> None:
@@ -822,6 +940,7 @@ class BuddyscopeApp(App):
         with self.batch_update():
             if self.main.snapshot is None:
                 self.main.zone = _default_zone(m.snapshot)
+                self._loading(False)
             hv = header_view("fixture", st.snapshot)
             state = (f"snapshot: {hv.state}" if m.state.step == 0 else
                      f"step {m.state.step}/{m.state.total}")
@@ -932,6 +1051,8 @@ class BuddyscopeApp(App):
             self.exit()
 
     def action_refresh(self) -> None:
+        if self.session is None:
+            return   # still loading: the first read follows by itself
         if self.traced and self._reading():
             self.notify("a refresh is under way")
             return

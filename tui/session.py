@@ -13,7 +13,10 @@ window of events since the last one (``refresh().snapshot``,
 The TUI does not open sources or boot guests: :mod:`buddyscope.wiring`
 does, checks the input and fails with one
 :class:`~buddyscope.errors.BuddyscopeError` line before any terminal is
-taken over, then hands the TUI a :class:`Session`.
+taken over, then hands the TUI a :class:`Session`, or a
+:class:`SessionLoader` when opening takes long (a big snapshot file, drgn
+loading debug info): the TUI draws its first frame at once and runs the
+loader in a worker, showing its progress.
 
 Imports neither textual nor drgn, nor the probe or the lab.
 """
@@ -21,12 +24,13 @@ Imports neither textual nor drgn, nor the probe or the lab.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
-from buddyscope.model.snapshot import Snapshot
-from buddyscope.model.stepping import Stepper
+if TYPE_CHECKING:   # not imported at run time: the first frame does not wait for the model
+    from buddyscope.model.snapshot import Snapshot
+    from buddyscope.model.stepping import Stepper
 
-__all__ = ("FixtureSource", "Session")
+__all__ = ("FixtureSource", "Session", "SessionLoader")
 
 
 class FixtureSource:
@@ -34,10 +38,10 @@ class FixtureSource:
 
     kind = "fixture"
 
-    def __init__(self, stepper: Stepper):
+    def __init__(self, stepper: "Stepper"):
         self.stepper = stepper
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> "Snapshot":
         return self.stepper.snapshot
 
     def close(self) -> None:
@@ -68,7 +72,7 @@ class Session:
     source: object
     #: How the source was chosen (best_source_spec's reason), or "".
     why: str = ""
-    stepper: Optional[Stepper] = None
+    stepper: Optional["Stepper"] = None
 
     @property
     def kind(self) -> str:
@@ -90,3 +94,30 @@ class Session:
 
     def close(self) -> None:
         self.source.close()
+
+
+@dataclasses.dataclass
+class SessionLoader:
+    """A session still to be opened: what the TUI needs to lay itself out
+    before it has one, and the call that opens it. ``open(progress)`` runs
+    in a thread worker and returns the :class:`Session`; it calls
+    ``progress(text)`` as it goes from one phase to the next, and raises
+    :class:`~buddyscope.errors.BuddyscopeError` (one line) when the source
+    cannot be opened."""
+
+    #: The kind of source the session will have (``file``, ``fixture``, ...).
+    kind: str
+    open: Callable[[Callable[[str], None]], Session]
+    #: How the source was chosen (best_source_spec's reason), or "".
+    why: str = ""
+    #: What is being opened, in words ("s.json.gz"), for the progress line.
+    what: str = ""
+
+    @property
+    def replay(self) -> bool:
+        """The session will replay a recording."""
+        return self.kind == "fixture"
+
+    @property
+    def refresh(self) -> Optional[float]:
+        return _REFRESH.get(self.kind)

@@ -9,11 +9,12 @@ and :mod:`buddyscope.model.window`'s).
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-from buddyscope.model.replay import AllocRecord
-from buddyscope.model.stepping import ReplayState
-from buddyscope.model.window import RunningScore, WindowScore
+if TYPE_CHECKING:   # types only: the TUI's first frame does not wait for the model's import
+    from buddyscope.model.replay import AllocRecord
+    from buddyscope.model.stepping import ReplayState
+    from buddyscope.model.window import RunningScore, WindowScore
 
 __all__ = ("record_text", "replay_status", "running_text", "score_brief", "trace_status",
            "window_text")

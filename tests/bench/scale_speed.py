@@ -98,26 +98,6 @@ def run(argv, stdout=subprocess.DEVNULL):
     return wall, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
 
 
-TUI_FIRST_FRAME = r"""
-import asyncio, sys, time
-t0 = time.perf_counter()
-from buddyscope.model.load import load_snapshot
-from buddyscope.tui.app import BuddyscopeApp
-from buddyscope.tui.session import Session
-
-class Src:
-    kind = "file"
-    def __init__(self, path): self.path = path
-    def snapshot(self): return load_snapshot(self.path)
-    def close(self): pass
-
-async def main():
-    app = BuddyscopeApp(Session(Src(sys.argv[1])), interval=None)
-    async with app.run_test(size=(200, 50)) as pilot:
-        first = time.perf_counter() - t0
-        print(f"{first:.3f}")
-asyncio.run(main())
-"""
 
 
 def save(snap: Snapshot, path: Path, fmt: int) -> float:
@@ -192,15 +172,19 @@ def main() -> int:
                          _against(aim, wall, cpu, rss) if aim else "", base)
                     base = cpu
             if not a.no_tui:
+                # `buddyscope tui FILE` in a pseudo-terminal (tui_speed.py --cli):
+                # wall and CPU time from fork to the first frame on the terminal.
+                sys.path.insert(0, str(HERE))
+                from tui_speed import cli_run
+
                 for fmt in (1, 2):
-                    with tempfile.TemporaryFile() as out:
-                        wall, rss, cpu = run([sys.executable, "-c", TUI_FIRST_FRAME, files[fmt]],
-                                             stdout=out)
-                        out.seek(0)
-                        first = float(out.read().decode().split()[-1])
-                    print(f"{'tui: first frame (incl. Python start-up)':44} {n:11,} {fmt:>3} {first:7.2f} "
-                          f"{'':>7} {'':>12} {'':6}  {what:9}  wall <= {AIMS['tui']} s: "
-                          f"{'met' if first <= AIMS['tui'] else 'NOT met'}")
+                    r = cli_run([str(BIN), "tui", str(files[fmt])])
+                    first, cpu = r["first"], r["first_cpu"]
+                    t = "met" if first <= AIMS["tui"] else "met on CPU time" if cpu <= AIMS["tui"] \
+                        else "NOT met"
+                    print(f"{'tui: first frame (incl. Python start-up)':44} {n:11,} {fmt:>3} "
+                          f"{first:7.2f} {cpu:7.2f} {'':>12} {'':6}  {what:9}  "
+                          f"<= {AIMS['tui']} s: {t}")
     print("(load average over the run: %s; the machine may be shared: wall time "
           "includes waiting for a core, cpu time does not)" % " ".join(
               f"{x:.1f}" for x in os.getloadavg()))

@@ -3,6 +3,19 @@
 with data, to a full refresh, and to open a list of 500,000 entries.
 
     python tests/bench/tui_speed.py [--entries 500000] [--runs 3]
+    python tests/bench/tui_speed.py --cli [--cli-entries 10000000] [--runs 3]
+                                    [--base-bin OTHER/bin/buddyscope]
+
+``--cli`` times the command itself, ``buddyscope tui FILE``, each run a new
+process in a pseudo-terminal of 200x50, from before the process starts
+(Python's start-up and imports included): when the first frame is on the
+terminal (the tab titles), with the CPU time the process had used by then
+(/proc/PID/stat), and when the data is (the Free area panel's summary), on
+the real snapshot tests/bench/data/6.1-1cpu-2g-fragmented.json.gz and on a
+SYNTHETIC one tiled from it to ``--cli-entries`` free-list entries
+(tests/bench/scale_speed.py's tiling, snapshot file format 2). With
+``--base-bin`` (e.g. a venv of main) the same runs of that build alternate
+with this one's, side by side in one table.
 
 THE STATE IS SYNTHETIC, for this bench only: the real 6.1 snapshot
 (fixtures/snapshots/6.1-2cpu-512m.json.gz, 2 CPUs, 512 MiB) is scaled up
@@ -22,7 +35,17 @@ screen (the reads and the view computations run in thread workers).
 import argparse
 import asyncio
 import copy
+import fcntl
+import os
+import pty
+import re
+import select
+import signal
+import struct
+import subprocess
 import sys
+import tempfile
+import termios
 import time
 from pathlib import Path
 
@@ -143,13 +166,122 @@ async def one_run(snap, size):
                 list_entries=count)
 
 
+# -- the command in a terminal ---------------------------------------------------------
+
+_ANSI = re.compile(rb"\x1b\[[0-9;?<>=]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()=>78]")
+#: On screen in the first frame (a tab title), and once the data is there
+#: (the Free area panel's summary line).
+FIRST, DATA = b"Free area", b"pages on the free lists"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cli_run(argv, size=(200, 50), timeout=600.0) -> dict:
+    """Run *argv* (``buddyscope tui FILE``) in a pseudo-terminal; the wall
+    seconds from fork to the first frame and to the data, the CPU seconds at
+    the first frame and in all (it quits with ``q`` once the data is up)."""
+    w, h = size
+    t0 = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+        os.environ["TERM"] = "xterm-256color"
+        os.execv(argv[0], argv)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", h, w, 0, 0))
+    out, r = b"", {"first": None, "first_cpu": None, "data": None}
+    while time.perf_counter() - t0 < timeout and r["data"] is None:
+        if not select.select([fd], [], [], 0.05)[0]:
+            continue
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            break
+        out += chunk
+        text = _ANSI.sub(b"", out)
+        if r["first"] is None and FIRST in text:
+            r["first"] = time.perf_counter() - t0
+            r["first_cpu"] = _cpu_seconds(pid)
+        if r["first"] is not None and DATA in text:
+            r["data"] = time.perf_counter() - t0
+    os.write(fd, b"q")
+    deadline = time.perf_counter() + 60
+    while True:
+        done, status, ru = os.wait4(pid, os.WNOHANG)
+        if done:
+            break
+        if time.perf_counter() > deadline:
+            os.kill(pid, signal.SIGKILL)
+        try:   # keep the terminal drained while it shuts down
+            if select.select([fd], [], [], 0.05)[0]:
+                os.read(fd, 1 << 16)
+        except OSError:
+            pass
+    os.close(fd)
+    if r["data"] is None:
+        raise SystemExit(f"{' '.join(map(str, argv))}: no data on screen "
+                         f"(exit status {status}): {_ANSI.sub(b'', out)[-300:]!r}")
+    r["cpu"] = ru.ru_utime + ru.ru_stime
+    return r
+
+
+def cli_main(a, size) -> int:
+    here = Path(__file__).resolve().parent
+    real = here / "data" / "6.1-1cpu-2g-fragmented.json.gz"
+    builds = [("this", Path(sys.executable).parent / "buddyscope")]
+    if a.base_bin:
+        builds.append(("base", Path(a.base_bin)))
+    with tempfile.TemporaryDirectory(prefix="bs-tui-") as d:
+        big = Path(d) / f"tiled-{a.cli_entries}.json.gz"
+        n = subprocess.run([sys.executable, str(here / "scale_speed.py"), "--snapshot", str(real),
+                            "--entries", str(a.cli_entries), "--write-to", str(big),
+                            "--format", "2"], check=True, capture_output=True,
+                           text=True).stdout.split()[0]
+        print(f"SYNTHETIC STATE: {real.name} tiled to {int(n):,} free-list entries "
+              f"(scale_speed.py's tiling, format 2). Not a kernel's state: sizes only.")
+        states = [("real", real, 222_828), ("SYNTHETIC", big, int(n))]
+        print(f"buddyscope tui FILE in a {size[0]}x{size[1]} pseudo-terminal, from fork "
+              f"(Python start-up included), best of {a.runs} (each figure on its own):")
+        print(f"{'build':6} {'state':10} {'entries':>11} {'first frame':>12} {'cpu then':>9} "
+              f"{'data':>8} {'cpu total':>10}")
+        loads = []
+        for what, path, entries in states:
+            best = {name: {} for name, _ in builds}
+            for _ in range(a.runs):
+                for name, binary in builds:   # alternating: the same load for both
+                    r = cli_run([str(binary), "tui", str(path)], size)
+                    loads.append(os.getloadavg()[0])
+                    for k, v in r.items():
+                        best[name][k] = min(best[name].get(k, v), v)
+            for name, _ in builds:
+                b = best[name]
+                print(f"{name:6} {what:10} {entries:11,} {b['first']:10.2f} s "
+                      f"{b['first_cpu']:7.2f} s "
+                      f"{b['data']:6.2f} s {b['cpu']:8.2f} s")
+    print(f"(load average over the runs: {min(loads):.1f}-{max(loads):.1f}; the machine may be "
+          f"shared: wall time includes waiting for a core, CPU time does not. \"cpu then\" is "
+          f"read when the frame reaches this script, so it is an upper bound. The aim "
+          f"(issue 14): first frame within 0.5 s at 10 M entries, the data after.)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--entries", type=int, default=500_000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size", default="200x50")
+    ap.add_argument("--cli", action="store_true",
+                    help="time `buddyscope tui FILE` in a pseudo-terminal (see above)")
+    ap.add_argument("--cli-entries", type=int, default=10_000_000)
+    ap.add_argument("--base-bin", help="with --cli: another build's buddyscope, side by side")
     a = ap.parse_args()
     size = tuple(int(x) for x in a.size.split("x"))
+    if a.cli:
+        return cli_main(a, size)
     t0 = time.perf_counter()
     snap = scaled_snapshot(a.entries)
     n = sum(len(lst) for z in snap.zones for ar in z.free_area for lst in ar.free_list)
