@@ -38,14 +38,15 @@ def _free_in_snapshot(snapshot, pfn):
     return False
 
 
-def first_pcp_allocations(fixture):
+def first_pcp_allocations(fixture, events=None):
     """The boundary property of a recording: for every CPU, the first traced
     allocation from each pcp list (no refill of that list and no free on that
     CPU before it) takes that list's head in the snapshot, or the first entry
     after pages that left the list with no ``mm_page_alloc`` anywhere in the
     trace (the bulk allocator, 6.1+, takes pcp pages untraced).
 
-    Returns [(cpu, pindex, skipped, position)]: *position* is where in the
+    *events*: the trace's events, when parsed already (a committed
+    recording's, tests/recorded.py). Returns [(cpu, pindex, skipped, position)]: *position* is where in the
     snapshot's list the allocated PFN stands (None: not in the first entries;
     IN_FLIGHT: on no list of the snapshot at all, an allocation the pause
     caught between its take and its event), *skipped* how many untraced
@@ -59,7 +60,8 @@ def first_pcp_allocations(fixture):
 
     k = fixture.snapshot.kernel
     pindex = {(pl.order, mt): i for i, pl in enumerate(k.pcp_lists) for mt in pl.migratetypes}
-    events = parse_lines(fixture.trace).events
+    if events is None:
+        events = parse_lines(fixture.trace).events
     # A page whose first event after the boundary is not its allocation left
     # its list untraced (or never left it).
     first_event = {}

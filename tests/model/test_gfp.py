@@ -26,8 +26,7 @@ import pytest
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.events import ALLOC_PAGES_BULK, MM_PAGE_ALLOC
 from buddyscope.model import gfp as gfp_mod
-from buddyscope.model.fixture import Fixture
-from buddyscope.model.ftrace import parse_file, parse_lines
+from buddyscope.model.ftrace import parse_file
 from buddyscope.model.gfp import (
     GFP_SERIES,
     GfpError,
@@ -39,6 +38,8 @@ from buddyscope.model.gfp import (
     parse_gfp,
 )
 
+import recorded
+
 ROOT = Path(__file__).resolve().parents[2]
 RECORDINGS = sorted((ROOT / "fixtures" / "recordings").glob("*.json.gz"))
 CAPTURES = sorted(
@@ -47,10 +48,9 @@ CAPTURES = sorted(
 SRC = Path.home() / ".cache" / "buddyscope" / "src"
 
 
-@functools.lru_cache(maxsize=None)
 def recording(path):
-    fx = Fixture.load(path)
-    return fx.provenance["kernel_series"], parse_lines(fx.trace).events
+    # Loaded and parsed once per run, shared (tests/recorded.py): read only.
+    return recorded.fixture(path).provenance["kernel_series"], recorded.events(path)
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,9 +14,7 @@ not shown taken (issue 12's "21 pages marked taken late" case).
 
 from __future__ import annotations
 
-import functools
 import random
-from pathlib import Path
 
 import pytest
 
@@ -25,26 +23,27 @@ from buddyscope.model.events import (
     MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
     MM_PAGE_PCPU_DRAIN, WATERMARK_EVENTS,
 )
-from buddyscope.model.fixture import Fixture
-from buddyscope.model.ftrace import parse_lines
 from buddyscope.model.replay import Replayer, replay
 from buddyscope.model.replay_report import REASONS
 
-RECORDINGS = Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
+import recorded
+
 FREES = (MM_PAGE_FREE, MM_PAGE_FREE_BATCHED)
 TAKES = (MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED)
 
 
-@functools.lru_cache(maxsize=None)
 def _recording(name):
-    fx = Fixture.load(RECORDINGS / f"{name}.json.gz")
-    return fx, tuple(parse_lines(fx.trace).events)
+    # Loaded and parsed once per run, shared (tests/recorded.py): read only.
+    return recorded.fixture(name), tuple(recorded.parsed(name).events)
 
 
 def _replay(name, drop_names=(), drop=None):
     """Replay *name* without the events named in *drop_names* (and their
     names left out of what the recording says it traced) and without those
     *drop* picks. Line numbers stay those of the recording."""
+    if not drop_names and drop is None:
+        # The whole recording: its replay is computed once per run (read only).
+        return recorded.replayed(name, enabled=True)
     fx, events = _recording(name)
     kept = [e for e in events if e.name not in drop_names and not (drop and drop(e))]
     enabled = [n for n in fx.provenance.get("events_enabled") or () if n not in drop_names]

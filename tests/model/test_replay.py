@@ -12,11 +12,12 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.model.events import (
     ALLOC_PAGES_BULK_RET, MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED,
 )
-from buddyscope.model.fixture import Fixture
-from buddyscope.model.ftrace import parse_lines, parse_text
+from buddyscope.model.ftrace import parse_text
 from buddyscope.model.predict import model_after, predict_request
 from buddyscope.model.replay import ReplayError, replay
 from buddyscope.model.request import RequestError, make_request
+
+import recorded
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
 
@@ -65,15 +66,10 @@ def _fixture_names():
     return sorted(p.name[: -len(".json.gz")] for p in RECORDINGS.glob("*.json.gz"))
 
 
-_cache = {}
-
-
 def _replayed(name):
-    if name not in _cache:
-        fx = Fixture.load(RECORDINGS / f"{name}.json.gz")
-        events = parse_lines(fx.trace).events
-        _cache[name] = (fx, events, replay(fx.snapshot, events))
-    return _cache[name]
+    """The recording, its events and their replay: once per run, shared
+    with other modules (tests/recorded.py): read only."""
+    return recorded.fixture(name), recorded.events(name), recorded.replayed(name)
 
 
 def test_there_are_fixtures():

@@ -9,9 +9,6 @@ from pathlib import Path
 import pytest
 
 from buddyscope.errors import BuddyscopeError
-from buddyscope.model.fixture import Fixture
-from buddyscope.model.ftrace import parse_lines
-from buddyscope.model.replay import replay
 from buddyscope.model.stream import (
     alloc_takes, contig_free_runs, deferred_frees, drains_then_migrated,
     frees_maybe_under_pcp_lock,
@@ -22,19 +19,27 @@ from buddyscope.model.streaming import (
     TraceSource, _contig_and_locked, _maybe_locked, _pass1, replay_stream,
 )
 
+import recorded
+
 RECORDINGS = Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
 ALL = sorted(p.name for p in RECORDINGS.glob("*.json.gz"))
 
 
 def _load(name):
-    fx = Fixture.load(RECORDINGS / name)
+    fx = recorded.fixture(name)   # once per run, shared (tests/recorded.py): read only
     return fx, fx.provenance.get("events_enabled")
+
+
+def _whole(name):
+    """``replay`` of the whole event list, told what the recording traced
+    (computed once per run)."""
+    return recorded.replayed(name, enabled=True).to_dict()
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_stream_replay_is_the_list_replay(name):
     fx, enabled = _load(name)
-    whole = replay(fx.snapshot, parse_lines(fx.trace).events, events_enabled=enabled).to_dict()
+    whole = _whole(name)
     # chunk=7: parse pieces of 7 lines, so piece ends fall inside every
     # batched free, contiguous run and take of the trace.
     streamed = replay_stream(fx.snapshot, TraceSource(lines=fx.trace, chunk=7),
@@ -49,7 +54,7 @@ def test_stream_keeping_some_records(name):
     """--records 3: the counts, the longest miss run and the misses of the
     full report, and its last 3 records."""
     fx, enabled = _load(name)
-    whole = replay(fx.snapshot, parse_lines(fx.trace).events, events_enabled=enabled).to_dict()
+    whole = _whole(name)
     kept = replay_stream(fx.snapshot, TraceSource(lines=fx.trace, chunk=64),
                          events_enabled=enabled, records=3).to_dict()
     assert {k: v for k, v in kept.items() if k != "records"} == \
@@ -64,7 +69,7 @@ def test_stream_keeping_some_records(name):
 def test_online_passes_are_the_list_passes(name):
     """Each online pass finds what its list pass in model/stream.py finds."""
     fx, _ = _load(name)
-    events = parse_lines(fx.trace).events
+    events = recorded.events(name)
     a = Allocator(fx.snapshot)
     deferred, batched_order = deferred_frees(events)
     p1 = _pass1(events, a.profile.zone_locked_in_rmqueue)
@@ -85,11 +90,12 @@ def test_online_passes_are_the_list_passes(name):
 
 def test_stream_of_a_gzip_ftrace_file(tmp_path):
     """An ftrace text file (gzip'd) streams like the fixture's lines."""
-    fx, enabled = _load("6.1-2cpu-fork-exec.json.gz")
+    name = "6.1-2cpu-fork-exec.json.gz"
+    fx, enabled = _load(name)
     path = tmp_path / "trace.gz"
     with gzip.open(path, "wt") as f:
         f.writelines(line if line.endswith("\n") else line + "\n" for line in fx.trace)
-    whole = replay(fx.snapshot, parse_lines(fx.trace).events, events_enabled=enabled).to_dict()
+    whole = _whole(name)
     assert replay_stream(fx.snapshot, TraceSource(path, chunk=5),
                          events_enabled=enabled).to_dict() == whole
 

@@ -5,6 +5,7 @@ buffer's own counters, the events are in one total order, and the boundary
 holds."""
 
 import copy
+import functools
 import json
 import gzip
 from pathlib import Path
@@ -12,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from buddyscope.model.fixture import Fixture, FixtureError
-from buddyscope.model.ftrace import parse_lines
 
+import recorded
 from conftest import IN_FLIGHT, first_pcp_allocations
 
 RECORDINGS = Path(__file__).resolve().parents[2] / "fixtures" / "recordings"
@@ -34,12 +35,18 @@ def test_all_recordings_fit_the_budget():
 
 @pytest.fixture(params=FILES, ids=[f.name.removesuffix(".json.gz") for f in FILES])
 def recording(request):
-    return request.param.name, Fixture.load(request.param)
+    # Loaded once per run (tests/recorded.py): read only.
+    return request.param.name, recorded.fixture(request.param)
+
+
+@functools.lru_cache(maxsize=None)
+def _first_pcp_allocations(path):
+    return first_pcp_allocations(recorded.fixture(path), recorded.events(path))
 
 
 def test_every_line_parses_and_counts_agree(recording):
     name, fx = recording
-    parsed = parse_lines(fx.trace)
+    parsed = recorded.parsed(name)   # parse_lines(fx.trace), once per run
     assert not parsed.unknown
     assert len(parsed.events) == len(fx.trace) >= 500
     counts = {}
@@ -62,7 +69,7 @@ def test_every_line_parses_and_counts_agree(recording):
 
 def test_boundary(recording):
     name, fx = recording
-    checks = first_pcp_allocations(fx)
+    checks = _first_pcp_allocations(RECORDINGS / name)
     assert all(position is not None for _, _, _, position in checks), checks
     # The pause can catch at most one allocation per CPU between its take
     # and its event; events counted twice at the boundary would look like
@@ -80,13 +87,13 @@ def test_the_boundary_is_checked_on_every_kernel_and_cpu_count():
     checked = {}
     for f in FILES:
         key = tuple(f.name.split("-")[:2])
-        checked[key] = checked.get(key, 0) + len(first_pcp_allocations(Fixture.load(f)))
+        checked[key] = checked.get(key, 0) + len(_first_pcp_allocations(f))
     assert all(n >= 3 for n in checked.values()), checked
 
 
 def test_workloads_do_what_they_say(recording):
     name, fx = recording
-    events = parse_lines(fx.trace).events
+    events = recorded.events(name)
     allocs = [e for e in events if e.name == "mm_page_alloc"]
     if "-thp" in name:
         assert any(e.order == 9 for e in allocs), "no order-9 allocation"
@@ -112,7 +119,7 @@ def test_the_bulk_allocator_is_traced_where_the_kernel_has_one(recording):
     open_calls = {}
     seen = set()
     calls = 0
-    for e in parse_lines(fx.trace).events:
+    for e in recorded.events(name):
         if e.name == "alloc_pages_bulk":
             assert e.cpu not in open_calls, f"line {e.lineno}: a second call before the return"
             assert int(e.gfp, 16) and e.count > 0
