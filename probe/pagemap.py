@@ -16,17 +16,19 @@ once. A chunk that faults (a hole in the memory map) is read page by page.
 from __future__ import annotations
 
 import struct
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 import drgn
 
-from buddyscope.model.snapshot import Anomaly
+from buddyscope.model.snapshot import TORN_KINDS, Anomaly
 
-__all__ = ("PageMap", "walk_list")
+__all__ = ("PageMap", "walk_list", "walk_until_whole")
 
 _U64 = struct.Struct("<Q")
 _LIST_HEAD = struct.Struct("<QQ")
 _CHUNK_SHIFT = 12  # 4096 pages per chunk
+
+_T = TypeVar("_T")
 
 
 class PageMap:
@@ -37,21 +39,24 @@ class PageMap:
     :param sizeof_page: ``sizeof(struct page)``.
     """
 
-    def __init__(self, prog: drgn.Program, vmemmap: int, sizeof_page: int):
+    def __init__(self, prog: drgn.Program, vmemmap: int, sizeof_page: int,
+                 chunk_shift: int = _CHUNK_SHIFT):
         self.prog = prog
         self.vmemmap = vmemmap
         self.sizeof_page = sizeof_page
+        #: ``1 << chunk_shift`` pages are read at a time.
+        self.chunk_shift = chunk_shift
         # Chunk number -> its bytes, or None where the chunk faulted.
         self.chunks: dict[int, Optional[bytes]] = {}
         self.bytes_read = 0
 
     def chunk(self, index: int) -> Optional[bytes]:
-        """The ``struct page`` bytes of PFNs ``index << 12`` on, read once."""
+        """The ``struct page`` bytes of PFNs ``index << chunk_shift`` on, read once."""
         try:
             return self.chunks[index]
         except KeyError:
             pass
-        size = self.sizeof_page << _CHUNK_SHIFT
+        size = self.sizeof_page << self.chunk_shift
         try:
             data: Optional[bytes] = self.prog.read(self.vmemmap + index * size, size)
             self.bytes_read += size
@@ -62,17 +67,19 @@ class PageMap:
 
     def u64(self, pfn: int, offset: int) -> int:
         """The 8 bytes at *offset* in the ``struct page`` of *pfn*."""
-        data = self.chunk(pfn >> _CHUNK_SHIFT)
+        shift = self.chunk_shift
+        data = self.chunk(pfn >> shift)
         if data is not None:
-            return _U64.unpack_from(data, (pfn & ((1 << _CHUNK_SHIFT) - 1)) * self.sizeof_page + offset)[0]
+            return _U64.unpack_from(data, (pfn & ((1 << shift) - 1)) * self.sizeof_page + offset)[0]
         return self.prog.read_u64(self.vmemmap + pfn * self.sizeof_page + offset)
 
     def links(self, pfn: int, offset: int) -> tuple[int, int]:
         """(next, prev) of the ``list_head`` at *offset* in the page of *pfn*."""
-        data = self.chunk(pfn >> _CHUNK_SHIFT)
+        shift = self.chunk_shift
+        data = self.chunk(pfn >> shift)
         if data is not None:
             return _LIST_HEAD.unpack_from(  # type: ignore[return-value]
-                data, (pfn & ((1 << _CHUNK_SHIFT) - 1)) * self.sizeof_page + offset)
+                data, (pfn & ((1 << shift) - 1)) * self.sizeof_page + offset)
         addr = self.vmemmap + pfn * self.sizeof_page + offset
         return _LIST_HEAD.unpack(self.prog.read(addr, 16))  # type: ignore[return-value]
 
@@ -97,7 +104,8 @@ def walk_list(pagemap: PageMap, head_addr: int, first: int, link_offset: int,
     append = pfns.append
     size = pagemap.sizeof_page
     base = pagemap.vmemmap + link_offset
-    mask = (1 << _CHUNK_SHIFT) - 1
+    shift = pagemap.chunk_shift
+    mask = (1 << shift) - 1
     chunks = pagemap.chunks
     unpack = _LIST_HEAD.unpack_from
     unpack_u64 = _U64.unpack_from
@@ -115,9 +123,9 @@ def walk_list(pagemap: PageMap, head_addr: int, first: int, link_offset: int,
         if rest or pfn < 0:
             anomalies.append(Anomaly("bad_link", where, f"entry {n}: {node:#x} is not a struct page"))
             break
-        data = chunks.get(pfn >> _CHUNK_SHIFT)
+        data = chunks.get(pfn >> shift)
         if data is None:
-            data = pagemap.chunk(pfn >> _CHUNK_SHIFT)
+            data = pagemap.chunk(pfn >> shift)
         try:
             if data is not None:
                 off = (pfn & mask) * size + link_offset
@@ -140,3 +148,19 @@ def walk_list(pagemap: PageMap, head_addr: int, first: int, link_offset: int,
         prev = node
         node = nxt
     return pfns
+
+
+def walk_until_whole(walk: Callable[[list[Anomaly]], _T], rewalks: int
+                     ) -> tuple[_T, list[Anomaly], int]:
+    """``walk(anomalies)`` again while it comes out torn (an anomaly of
+    :data:`~buddyscope.model.snapshot.TORN_KINDS`), at most *rewalks* more
+    times: on a running kernel a list changes under a walk, and the next walk
+    (its pages read afresh, the caller's part) may find it whole. Returns the
+    last walk's result, its anomalies and how many walks were made."""
+    n = 0
+    while True:
+        found: list[Anomaly] = []
+        result = walk(found)
+        n += 1
+        if n > rewalks or not any(a.kind in TORN_KINDS for a in found):
+            return result, found, n
