@@ -23,7 +23,10 @@ events of the last read are split by where the snapshot has each page
 (:mod:`buddyscope.model.boundary`): those it does not show yet stay in the
 trace. That is best effort (the lists were read one after another while the
 kernel ran) and the fixture says so (``best_effort``,
-``boundary_overlap_events``, ``boundary_overlap_kept``).
+``boundary_overlap_events``, ``boundary_overlap_kept``). A read that caught
+a list mid-change (torn) is retried too, after the probe has walked that
+list again (:func:`buddyscope.probe.pagemap.walk_until_whole`); a kept
+snapshot that is still torn is named (``boundary_torn``).
 
 The tracing state found (``tracing_on``, ``trace_clock``,
 ``buffer_size_kb``, ``current_tracer``, the kmem events' ``enable``) is
@@ -62,7 +65,8 @@ _LIVE_BOUNDARY = ("running kernel, not paused (best effort): per-CPU ring_buffer
                   "read with drgn before and after the snapshot, retried (the ring buffer "
                   "cleared between attempts, after one read to warm up) until no event was "
                   "traced while it was read, else the last attempt is kept, and while a "
-                  "list was caught mid-change (torn); the `entries` "
+                  "list was caught mid-change (torn) even after the probe walked it again "
+                  "(pcp lists first, struct page read afresh); the `entries` "
                   "read after it are dropped from each CPU's per_cpu trace, except events "
                   "traced during the read that the snapshot does not show yet "
                   "(model/boundary.py: the page's place in the snapshot), which are kept")
