@@ -813,6 +813,12 @@ class Allocator:
                 return True
         return False
 
+    def zone_watermark_ok(self, z: _Zone, order: int, mark: int, highest_zoneidx: int,
+                          alloc_flags: int, free_pages: Optional[int] = None) -> bool:
+        """``zone_watermark_ok``: ``__zone_watermark_ok`` on NR_FREE_PAGES,
+        or on *free_pages* (replay's check of a past or exact count)."""
+        return self._zone_watermark_ok(z, order, mark, highest_zoneidx, alloc_flags, free_pages)
+
     def set_vm_cpu(self, cpu: int) -> None:
         """The kernel work that follows runs on *cpu*: what the previous
         one changed goes to its ``vm_stat_diff`` first."""

@@ -31,7 +31,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.allocator import (
-    ALLOC_CMA, Allocator, ModelError, Outcome, Step,
+    ALLOC_CMA, ALLOC_WMARK_LOW, Allocator, ModelError, Outcome, Step,
 )
 from buddyscope.model.events import (
     ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC,
@@ -82,6 +82,9 @@ class Replayer(KprobeEvents, WindowEvents):
         #: The recording traced the bulk allocator (its provenance's
         #: events_enabled): pcp pages cannot leave through it untraced.
         self._bulk_traced = BULK in set(events_enabled or ())
+        #: The recording traced watermark changes (setup_wmarks): a zone's
+        #: watermarks cannot rise with no event.
+        self._wmarks_enabled = WMARKS in set(events_enabled or ())
         self._naive = NaivePredictor(snapshot)
         self.strict = strict
         #: An event that cannot be replayed (a CPU or PFN the snapshot does
@@ -128,6 +131,8 @@ class Replayer(KprobeEvents, WindowEvents):
         #: PREEMPT_LAZY): pfn -> (cpu, pindex, that task's pid, the record
         #: of the allocation that skipped them).
         self._late: Dict[int, Tuple[int, int, int, Optional[int]]] = {}
+        #: cpu -> each zone's free pages after the last event traced there.
+        self._cpu_free: Dict[int, List[int]] = {}
         #: mm_page_alloc events already stepped at their take: index -> record.
         self._stepped: Dict[int, Optional[AllocRecord]] = {}
 
@@ -259,6 +264,7 @@ class Replayer(KprobeEvents, WindowEvents):
                 self._prev_pid[e.cpu] = last
             self._last_pid[e.cpu] = e.pid
             self._note_task(i, e)
+            self._cpu_free[e.cpu] = [z.free_pages for z in self.alloc.zones]
             if i in self._takes:
                 self._alloc_at_take(self._takes[i])
             if self.after_event is not None:
@@ -341,10 +347,43 @@ class Replayer(KprobeEvents, WindowEvents):
         if not hit:
             rec.reason = self._why(predicted, e, group)
             self._label_miss(rec, e, late, group)
+            if rec.reason == "zone" and self._zone_changed_untraced(req, predicted, e):
+                rec.reason = "watermarks_untraced"
+            elif rec.reason == "zone" and actual_path == "pcp" and self._taken_before_stall(req, predicted, e):
+                rec.reason = "take_before_stall"
             rep.reasons[rec.reason] += 1
-            if rec.reason == "zone":
+            if rec.reason in ("zone", "watermarks_untraced"):
                 self._zone_skipped(req, predicted, e)
         rep.records.append(rec)
+
+    def _taken_before_stall(self, req: Request, predicted: Outcome, e: PageEvent) -> bool:
+        """A pcp hit the kernel served from a zone the model skipped (below
+        its low watermark now), which passed that watermark after the last
+        event this CPU traced: the take (``rmqueue_pcplist``, no event) may
+        have come then, and the CPU traced nothing more until this
+        ``mm_page_alloc`` (a vCPU the host did not run, a task preempted
+        between its take and its trace) while other CPUs' allocations took
+        the zone below its mark. Its zone check is not in the trace. Only
+        where lagging counters cannot explain it: ``zone_page_state`` reads
+        ``vm_stat`` plus whichever CPUs' ``vm_stat_diff`` vmstat folded with
+        no event, and even with every positive diff folded the zone fails."""
+        a = self.alloc
+        before = self._cpu_free.get(e.cpu)
+        actual = a.zone_of(e.pfn)
+        zl = a.zonelist(req.highest_zoneidx)
+        chosen = next((z for z in zl if z.name == predicted.zone), None)
+        if before is None or actual not in zl or chosen is None \
+                or zl.index(actual) >= zl.index(chosen):
+            return False
+        if a.profile.watermark_lagging_free:
+            most = actual.vm_global + sum(d for d in actual.vm_diff if d > 0) \
+                + max(actual.vm_pending, 0)
+            if a.zone_watermark_ok(actual, e.order, a.wmark(actual, ALLOC_WMARK_LOW),
+                                   req.highest_zoneidx, req.alloc_flags, free_pages=most):
+                return False
+        return a.zone_watermark_ok(actual, e.order, a.wmark(actual, ALLOC_WMARK_LOW),
+                                    req.highest_zoneidx, req.alloc_flags,
+                                    free_pages=before[actual.index])
 
     def _alloc_at_take(self, j: int) -> None:
         """Step the allocation traced at event *j* now, at its last removal
@@ -615,6 +654,18 @@ class Replayer(KprobeEvents, WindowEvents):
 
     def _after_alloc(self, e: PageEvent) -> None:
         self._last_alloc[e.cpu] = self._index
+        if self._late and not e.in_interrupt:
+            # A task has one allocation in flight: preempted between its
+            # take (get_page_from_freelist) and its trace (the
+            # trace_mm_page_alloc __alloc_pages_noprof makes on its way
+            # out), it resumes there and traces that allocation before it
+            # can start another. Its first mm_page_alloc in task context
+            # since settles every guess naming it: the page it was guessed
+            # to have taken, or none of them (those pages stay off the list
+            # as taken untraced; the kernel handing one out puts them back).
+            for pfn in [p for p, v in self._late.items()
+                        if v[2] == e.pid and (e.pid or v[0] == e.cpu)]:
+                del self._late[pfn]
 
     def _take_block(self, e: PageEvent, pfn: int, order: int) -> None:
         """Take the block *pfn* of *order* out of the free lists, splitting

@@ -22,7 +22,7 @@ import dataclasses
 import re
 from typing import Dict, List, Optional, Tuple
 
-from buddyscope.model.allocator import MIGRATE_MOVABLE, Outcome
+from buddyscope.model.allocator import ALLOC_WMARK_LOW, MIGRATE_MOVABLE, Outcome
 from buddyscope.model.events import (
     DECAY_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
@@ -151,6 +151,28 @@ class KprobeEvents:
             pageset = {k[1:]: v for k, v in f.items() if k.startswith("_")}
             self.alloc.setup_zone_wmarks(zi, marks, reserve, pageset)
         self.report.watermark_changes += 1
+
+    def _zone_changed_untraced(self, req: Request, predicted: Outcome, e: PageEvent) -> bool:
+        """The kernel skipped the zone the model chose although, in the
+        model, it passes the low watermark (the highest mark an allocation
+        checks: ``get_page_from_freelist``'s first pass) with more to spare
+        than lagging counters can hide: ``zone_page_state(NR_FREE_PAGES)``
+        lacks at most each CPU's ``vm_stat_diff``, each within its
+        ``stat_threshold``. In a trace without the setup_wmarks events the
+        zone's watermarks were raised with no event (``min_free_kbytes``,
+        e.g. ``set_recommended_min_free_kbytes`` when THP is turned on);
+        not a miss of the lagging counters."""
+        if self._wmarks_traced or self._wmarks_enabled:
+            return False
+        a = self.alloc
+        actual = a.zone_of(e.pfn)
+        zl = a.zonelist(req.highest_zoneidx)
+        z = next((z for z in zl if z.name == predicted.zone), None)
+        if z is None or actual not in zl or zl.index(actual) <= zl.index(z):
+            return False
+        lag = sum(z.stat_threshold) if a.profile.watermark_lagging_free else 0
+        return a.zone_watermark_ok(z, e.order, a.wmark(z, ALLOC_WMARK_LOW) + lag,
+                                    req.highest_zoneidx, req.alloc_flags, free_pages=z.free_pages)
 
     def _zone_skipped(self, req: Request, predicted: Outcome, e: PageEvent) -> None:
         """The kernel served from a zone after the one the model chose in

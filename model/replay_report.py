@@ -238,6 +238,14 @@ REASONS = {
     "pcp_empty_in_kernel": "the model had pcp pages, the kernel refilled: pages left untraced",
     "pcp_nonempty_in_kernel": "the model's pcp list was empty, the kernel's was not",
     "zone": "served from another zone (watermarks use lagging counters)",
+    "take_before_stall": "a pcp hit from a zone below its low watermark when traced, which was "
+                         "above it at this CPU's previous event: the take (no event) came "
+                         "before other CPUs took the zone below, and this CPU traced nothing "
+                         "until its mm_page_alloc (a stalled vCPU or a preempted task)",
+    "watermarks_untraced": "served from another zone although the model's zone passed its low "
+                           "watermark by more than lagging counters hide: its watermarks were "
+                           "raised with no event (min_free_kbytes, e.g. THP turned on; a trace "
+                           "without the setup_wmarks kprobe event)",
     "fallback": "a fallback (steal/claim) the model took differently; claim thresholds read "
                 "PageLRU, which no event shows",
     "model_failed": "the model found no page (reclaim and compaction are not modelled)",

@@ -191,11 +191,13 @@ def _walk_pcp(prog: drgn.Program, layout: Layout, pcp_ptr: drgn.Object, lists_of
         # As on the free lists: an entry not aligned to its list's order
         # is a page read mid-change on a running kernel, not a block.
         mask = (1 << layout.pcp_lists[pindex].order) - 1
-        for pfn in (p for p in lst if p & mask):
-            anomalies.append(Anomaly("misaligned", where,
-                                     f"pfn {pfn:#x} is not aligned to order "
-                                     f"{layout.pcp_lists[pindex].order}"))
-        lists.append([p for p in lst if not p & mask])
+        if mask:  # every PFN is aligned to order 0
+            for pfn in (p for p in lst if p & mask):
+                anomalies.append(Anomaly("misaligned", where,
+                                         f"pfn {pfn:#x} is not aligned to order "
+                                         f"{layout.pcp_lists[pindex].order}"))
+            lst = [p for p in lst if not p & mask]
+        lists.append(list(lst))
     # pcp->count is in pages: an order-N entry counts 1 << N.
     count = pcp.count.value_()
     held = sum(len(l) << layout.pcp_lists[i].order for i, l in enumerate(lists))
@@ -294,7 +296,7 @@ def _walk_free_area(prog: drgn.Program, layout: Layout, base: int, area: drgn.Ob
                                anomalies, order=order, private_offset=layout.private_offset))
     mask = (1 << order) - 1
     for mt, lst in enumerate(lists):
-        if any(pfn & mask for pfn in lst):
+        if mask and any(pfn & mask for pfn in lst):
             # A running kernel's list read mid-merge or mid-split: a
             # free block is always aligned to its order, so the entry
             # is not one (a paused kernel never shows this).

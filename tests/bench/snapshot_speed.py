@@ -11,7 +11,10 @@ one run:
 4. that snapshot written and read back in file format 1 (PFN lists as JSON
    numbers) and format 2 (packed arrays): CPU time and size.
 
-    python tests/bench/snapshot_speed.py [--series 6.1] [--mem 4096] [--keep 24]
+    python tests/bench/snapshot_speed.py [--series 6.1] [--mem 4096] [--smp 2] [--keep 24]
+
+Each time is wall clock, with the CPU time of the process (or of crash) in
+brackets: on a shared machine the CPU time is the steadier of the two.
 
 The guest is fragmented by tests/bench/fragment.c (compiled here with
 ``gcc -static``): it faults in nearly all memory and gives back every other
@@ -19,7 +22,9 @@ page. Needs root, gcc with a static libc, and the lab kernel in the cache.
 """
 
 import argparse
+import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -57,16 +62,26 @@ def file_formats(snap, work: Path) -> list[str]:
     return rows + ["(both formats read back the probe's lists, entry for entry)"]
 
 
-def timed(fn):
-    t = time.perf_counter()
+def timed(fn, children=False):
+    """(wall seconds, CPU seconds, result): the CPU time of this process
+    during the call, or with *children* that of the processes it waited for."""
+    t, c = time.perf_counter(), time.process_time()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = fn()
-    return time.perf_counter() - t, result
+    wall = time.perf_counter() - t
+    if children:
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    else:
+        used = time.process_time() - c
+    return wall, used, result
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", default="6.1")
     ap.add_argument("--mem", type=int, default=4096, help="guest MiB (default 4096)")
+    ap.add_argument("--smp", type=int, default=2, help="guest vCPUs (default 2)")
     ap.add_argument("--keep", type=int, default=24, help="MiB fragment.c leaves available")
     ap.add_argument("--crash-output", type=Path, help="save what crash printed to this file")
     args = ap.parse_args()
@@ -75,7 +90,7 @@ def main() -> int:
     try:
         subprocess.run(["gcc", "-static", "-O2", "-o", str(work / "fragment"), str(HERE / "fragment.c")],
                        check=True)
-        with Guest.boot(kernel, smp=2, mem_mib=args.mem,
+        with Guest.boot(kernel, smp=args.smp, mem_mib=args.mem, timeout=600,
                         extra_files={"/bin/fragment": (work / "fragment").read_bytes()}) as g:
             since = g.console_offset()
             t_frag = time.perf_counter()
@@ -85,16 +100,16 @@ def main() -> int:
             g.run("sleep 2")
             with open_source(SourceSpec(find_vmlinux=find_vmlinux, qmp=g.qmp_path)) as src:
                 with g.paused():
-                    t_fast, snap = timed(src.snapshot)
-                    t_slow, walked = timed(lambda: list_for_each_entry_pfns(src.prog))
+                    t_fast, c_fast, snap = timed(src.snapshot)
+                    t_slow, c_slow, walked = timed(lambda: list_for_each_entry_pfns(src.prog))
                     core = g.dump_vmcore(work / "vmcore")
         entries = sum(len(l) for z in snap.zones for a in z.free_area for l in a.free_list)
         pcp_entries = sum(len(l) for z in snap.zones for p in z.pcp for l in p.lists)
         assert walked == snapshot_pfn_lists(snap), "list_for_each_entry and the snapshot disagree"
 
         with open_source(SourceSpec(find_vmlinux=find_vmlinux, vmcore=core)) as src:
-            t_core_fast, core_snap = timed(src.snapshot)
-            t_core_slow, core_walked = timed(lambda: list_for_each_entry_pfns(src.prog))
+            t_core_fast, c_core_fast, core_snap = timed(src.snapshot)
+            t_core_slow, c_core_slow, core_walked = timed(lambda: list_for_each_entry_pfns(src.prog))
             layout = get_layout(src.prog)
         assert core_walked == walked
         formats = file_formats(snap, work)
@@ -103,27 +118,31 @@ def main() -> int:
         if shutil.which("crash"):
             cmds = work / "crash.cmds"
             cmds.write_text("kmem -F\nquit\n")
-            t_crash, p = timed(lambda: subprocess.run(
+            t_crash, c_crash, p = timed(lambda: subprocess.run(
                 ["crash", "-s", "-i", str(cmds), str(kernel.vmlinux), str(core)],
-                capture_output=True, text=True, timeout=900))
+                capture_output=True, text=True, timeout=900), children=True)
             if args.crash_output:
                 args.crash_output.write_text(p.stdout)
             pages = [int(a, 16) for a in re.findall(r"^([0-9a-f]{16})\s*$", p.stdout, re.M)]
             crash_pfns = sorted((a - layout.vmemmap) // layout.sizeof_page for a in pages)
             ours = sorted(p for z in core_snap.zones for a in z.free_area for l in a.free_list for p in l)
             same = "the same blocks as buddyscope" if crash_pfns == ours else "DIFFERENT blocks from buddyscope"
-            crash_line = (f"crash kmem -F (vmcore, incl. start-up)  {t_crash:8.3f} s   "
+            crash_line = (f"crash kmem -F (vmcore, incl. start-up)  {t_crash:8.3f} s ({c_crash:.3f} s CPU)  "
                           f"({len(pages)} free blocks listed: {same})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"{kernel.release}, {args.mem} MiB, 2 vCPUs: {entries} free-list entries "
-          f"(+{pcp_entries} on pcp lists), fragmented in {t_frag:.1f} s")
-    print(f"buddyscope snapshot (QMP, paused)       {t_fast:8.3f} s")
-    print(f"drgn list_for_each_entry (QMP, paused)  {t_slow:8.3f} s   x{t_slow / t_fast:.1f} slower")
-    print(f"buddyscope snapshot (vmcore)            {t_core_fast:8.3f} s")
-    print(f"drgn list_for_each_entry (vmcore)       {t_core_slow:8.3f} s   x{t_core_slow / t_core_fast:.1f} slower")
-    print(crash_line + (f"   x{t_crash / t_core_fast:.1f} slower" if t_crash else ""))
+    print(f"{kernel.release}, {args.mem} MiB, {args.smp} vCPUs: {entries} free-list entries "
+          f"(+{pcp_entries} on pcp lists), fragmented in {t_frag:.1f} s; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end")
+    print(f"buddyscope snapshot (QMP, paused)       {t_fast:8.3f} s ({c_fast:.3f} s CPU)")
+    print(f"drgn list_for_each_entry (QMP, paused)  {t_slow:8.3f} s ({c_slow:.3f} s CPU)   x{t_slow / t_fast:.1f} slower "
+          f"(x{c_slow / c_fast:.1f} by CPU)")
+    print(f"buddyscope snapshot (vmcore)            {t_core_fast:8.3f} s ({c_core_fast:.3f} s CPU)")
+    print(f"drgn list_for_each_entry (vmcore)       {t_core_slow:8.3f} s ({c_core_slow:.3f} s CPU)   "
+          f"x{t_core_slow / t_core_fast:.1f} slower (x{c_core_slow / c_core_fast:.1f} by CPU)")
+    print(crash_line + (f"   x{t_crash / t_core_fast:.1f} slower (x{c_crash / c_core_fast:.1f} by CPU)"
+                        if t_crash else ""))
     print("(both walks gave the same PFNs in the same order, from QMP and from the vmcore)")
     print("\n".join(formats))
     return 0

@@ -295,7 +295,7 @@ def test_new_watermarks_inferred_without_the_kprobe_event():
     events, rep = _replay_without_kprobes("7.2-1cpu-pressure-compact")
     assert any(e.name == "setup_wmarks" and "z1w0=5645" in (e.gfp or "") for e in events)
     assert rep.inferred_watermarks >= 1
-    assert rep.reasons["zone"] == 1
+    assert rep.reasons["watermarks_untraced"] == 1
     assert rep.longest_miss_run <= 1
     assert rep.hits >= rep.allocations - 1
 
