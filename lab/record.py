@@ -23,7 +23,10 @@ events of the last read are split by where the snapshot has each page
 (:mod:`buddyscope.model.boundary`): those it does not show yet stay in the
 trace. That is best effort (the lists were read one after another while the
 kernel ran) and the fixture says so (``best_effort``,
-``boundary_overlap_events``, ``boundary_overlap_kept``).
+``boundary_overlap_events``, ``boundary_overlap_kept``). A read that caught
+a list mid-change (torn) is retried too, after the probe has walked that
+list again (:func:`buddyscope.probe.pagemap.walk_until_whole`); a kept
+snapshot that is still torn is named (``boundary_torn``).
 
 The tracing state found (``tracing_on``, ``trace_clock``,
 ``buffer_size_kb``, ``current_tracer``, the kmem events' ``enable``) is
@@ -49,6 +52,7 @@ from buddyscope.errors import BuddyscopeError
 from buddyscope.lab.guest import CommandResult, Guest
 from buddyscope.lab.kernels import Kernel, find_vmlinux
 from buddyscope.model.fixture import Fixture
+from buddyscope.model.snapshot import TORN_KINDS
 from buddyscope.probe import tracing
 
 __all__ = ("LocalHost", "NotApplicable", "record_in_guest", "record_lab", "record_live",
@@ -61,7 +65,8 @@ _LIVE_BOUNDARY = ("running kernel, not paused (best effort): per-CPU ring_buffer
                   "read with drgn before and after the snapshot, retried (the ring buffer "
                   "cleared between attempts, after one read to warm up) until no event was "
                   "traced while it was read, else the last attempt is kept, and while a "
-                  "list was caught mid-change (torn); the `entries` "
+                  "list was caught mid-change (torn) even after the probe walked it again "
+                  "(pcp lists first, struct page read afresh); the `entries` "
                   "read after it are dropped from each CPU's per_cpu trace, except events "
                   "traced during the read that the snapshot does not show yet "
                   "(model/boundary.py: the page's place in the snapshot), which are kept")
@@ -252,12 +257,13 @@ def _not_yet_shown(snap, overlap_lines: dict[int, list[str]]) -> dict[int, list[
     return out
 
 
-# What a list walk of a running kernel meets when a list changes under it:
-# an entry unlinked mid-walk (LIST_POISON), a walk cut short against its
-# count, a page that left the list's order. No split of the overlapping
-# events can mend such a snapshot (a 6.1 busy guest: cpu1's pcp list read
-# as 1 page of 2132, then 206 misses).
-_TORN = ("bad_link", "count_mismatch", "misaligned", "not_buddy")
+# What a list walk of a running kernel meets when a list changes under it
+# (model/snapshot.py TORN_KINDS): an entry unlinked mid-walk (LIST_POISON), a
+# walk cut short against its count, a page that left the list's order. No
+# split of the overlapping events can mend such a snapshot (a 6.1 busy
+# guest: cpu1's pcp list read as 170 pages of 2132, then 206 misses). The
+# probe walks such a list again before it gives up (mmzone.LIVE_REWALKS).
+_TORN = TORN_KINDS
 
 
 def torn_read(snap) -> bool:
@@ -329,8 +335,12 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
                 after_read = tracing.ring_buffer_counters(src.prog)
             overlap = {cpu: after_read[cpu].entries - c.entries for cpu, c in before.items()}
             torn = torn_read(snap)
+            walks = snap.capture.notes.get("walks") or {}
             tried.append({"overlap_events": sum(overlap.values()), "read_seconds": round(t_read, 3),
-                          "torn": torn})
+                          "torn": torn,
+                          # lists walked again because they came out torn
+                          "rewalks": sum(n - 1 for z in walks.values() for l in z.values()
+                                         for n in l)})
             best = (snap, after_read, overlap, attempt, before)
             if not torn and (not any(overlap.values()) or attempt >= attempts):
                 break

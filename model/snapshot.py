@@ -37,6 +37,7 @@ __all__ = (
     "PcpList",
     "Pcp",
     "Snapshot",
+    "TORN_KINDS",
     "SnapshotError",
     "Zone",
 )
@@ -188,11 +189,19 @@ class Anomaly:
     """Something met while reading that the reader could not take at face value."""
 
     #: ``cycle``, ``bound``, ``unreadable``, ``count_mismatch``, ``bad_link``,
-    #: ``not_buddy`` or ``procfs``.
+    #: ``not_buddy``, ``misaligned``, ``locked`` or ``procfs``.
     kind: str
     #: Which list or field, e.g. ``DMA32 free_area[3].free_list[Movable]``.
     where: str
     detail: str
+
+
+#: The :class:`Anomaly` kinds a walk meets when a list changes under it on a
+#: running kernel: an entry unlinked mid-walk (LIST_POISON in a link, or a
+#: link reused by the page's new owner), a walk cut short against its count,
+#: an entry that left its list's order. A paused kernel shows none of them
+#: for a good list; a live read with one of them is torn.
+TORN_KINDS = frozenset({"bad_link", "count_mismatch", "misaligned", "not_buddy", "cycle", "bound"})
 
 
 @dataclasses.dataclass

@@ -30,7 +30,7 @@ from buddyscope.model.snapshot import (
     Zone,
 )
 from buddyscope.probe.layout import Layout, get_layout
-from buddyscope.probe.pagemap import PageMap, walk_list
+from buddyscope.probe.pagemap import PageMap, walk_list, walk_until_whole
 from buddyscope.probe.unpredictable import read_unpredictable
 
 __all__ = (
@@ -161,42 +161,79 @@ def _int_members(obj: drgn.Object, names: tuple[str, ...]) -> dict[str, int]:
     return {n: getattr(obj, n).value_() for n in names}
 
 
+# A live read walks a list again, with struct page read afresh, when it came
+# out torn: up to this many times (then the last walk is kept, its anomalies
+# with it).
+LIVE_REWALKS = 8
+
+# A live read's pcp walks read struct page 64 at a time (4 KiB of a 64-byte
+# struct page), each walk afresh: pcp pages change owner in microseconds on a
+# busy host, and a 4096-page chunk read earlier in the snapshot is stale by
+# then (a 6.1 busy guest: cpu1's list read as 170 pages of 2132, its first
+# entry's prev LIST_POISON2 in a chunk read during the free-list walk).
+_FRESH_CHUNK_SHIFT = 6
+
+
+def _walk_pcp(prog: drgn.Program, layout: Layout, pcp_ptr: drgn.Object, lists_offset: int,
+              zname: str, cpu: int, pagemap: PageMap, bound: int,
+              anomalies: list[Anomaly]) -> tuple[drgn.Object, list[list[int]]]:
+    """One walk of one CPU's ``per_cpu_pages``: the struct (count and every
+    list head read at once) and its lists."""
+    base = pcp_ptr.value_()
+    pcp = pcp_ptr[0].read_()
+    raw = pcp.lists.to_bytes_()
+    lists = []
+    for pindex in range(len(layout.pcp_lists)):
+        head = base + lists_offset + 16 * pindex
+        first = struct.unpack_from("<Q", raw, 16 * pindex)[0]
+        where = f"{zname} cpu{cpu} pcp lists[{pindex}]"
+        lst = walk_list(pagemap, head, first, layout.pcp_link, bound, where, anomalies)
+        # As on the free lists: an entry not aligned to its list's order
+        # is a page read mid-change on a running kernel, not a block.
+        mask = (1 << layout.pcp_lists[pindex].order) - 1
+        if mask:  # every PFN is aligned to order 0
+            for pfn in (p for p in lst if p & mask):
+                anomalies.append(Anomaly("misaligned", where,
+                                         f"pfn {pfn:#x} is not aligned to order "
+                                         f"{layout.pcp_lists[pindex].order}"))
+            lst = [p for p in lst if not p & mask]
+        lists.append(list(lst))
+    # pcp->count is in pages: an order-N entry counts 1 << N.
+    count = pcp.count.value_()
+    held = sum(len(l) << layout.pcp_lists[i].order for i, l in enumerate(lists))
+    if held != count:
+        anomalies.append(Anomaly("count_mismatch", f"{zname} cpu{cpu} pcp",
+                                 f"count {count}, lists hold {held} pages"))
+    return pcp, lists
+
+
 def _read_pcp(prog: drgn.Program, zone: drgn.Object, zname: str, pagemap: PageMap,
-              anomalies: list[Anomaly], bound: int) -> list[Pcp]:
+              anomalies: list[Anomaly], bound: int, rewalks: int = 0,
+              tries: Optional[list[int]] = None) -> list[Pcp]:
+    """Every CPU's pcp lists. With *rewalks* (a running kernel), each CPU's
+    walk reads its pages afresh and is repeated while it comes out torn, at
+    most *rewalks* more times; the number of walks per CPU is appended to
+    *tries*."""
     layout = get_layout(prog)
     out = []
-    lists_type = prog.type("struct per_cpu_pages").member("lists")
+    lists_offset = prog.type("struct per_cpu_pages").member("lists").offset
     for cpu in for_each_possible_cpu(prog):
-        pcp = per_cpu_ptr(getattr(zone, layout.pcp_member), cpu)
+        pcp_ptr = per_cpu_ptr(getattr(zone, layout.pcp_member), cpu)
         if layout.pcp_member == "pageset":
-            pcp = pcp.pcp.address_of_()
-        base = pcp.value_()
-        pcp = pcp[0].read_()
-        raw = prog.read(base + lists_type.offset, drgn.sizeof(lists_type.type))
-        lists = []
-        for pindex in range(len(layout.pcp_lists)):
-            head = base + lists_type.offset + 16 * pindex
-            first = struct.unpack_from("<Q", raw, 16 * pindex)[0]
-            where = f"{zname} cpu{cpu} pcp lists[{pindex}]"
-            lst = walk_list(pagemap, head, first, layout.pcp_link, bound, where, anomalies)
-            # As on the free lists: an entry not aligned to its list's order
-            # is a page read mid-change on a running kernel, not a block.
-            mask = (1 << layout.pcp_lists[pindex].order) - 1
-            if mask:  # every PFN is aligned to order 0
-                for pfn in (p for p in lst if p & mask):
-                    anomalies.append(Anomaly("misaligned", where,
-                                             f"pfn {pfn:#x} is not aligned to order "
-                                             f"{layout.pcp_lists[pindex].order}"))
-                lst = [p for p in lst if not p & mask]
-            lists.append(list(lst))
-        # pcp->count is in pages: an order-N entry counts 1 << N.
-        count = pcp.count.value_()
-        held = sum(len(l) << layout.pcp_lists[i].order for i, l in enumerate(lists))
-        if held != count:
-            anomalies.append(Anomaly("count_mismatch", f"{zname} cpu{cpu} pcp",
-                                     f"count {count}, lists hold {held} pages"))
-        out.append(Pcp(cpu=cpu, count=count, high=pcp.high.value_(), batch=pcp.batch.value_(),
-                       fields=_int_members(pcp, layout.pcp_fields), lists=lists))
+            pcp_ptr = pcp_ptr.pcp.address_of_()
+
+        def walk(found: list[Anomaly], pcp_ptr: drgn.Object = pcp_ptr, cpu: int = cpu):
+            pm = pagemap if not rewalks else PageMap(prog, layout.vmemmap, layout.sizeof_page,
+                                                     _FRESH_CHUNK_SHIFT)
+            return _walk_pcp(prog, layout, pcp_ptr, lists_offset, zname, cpu, pm, bound, found)
+
+        (pcp, lists), found, n = walk_until_whole(walk, rewalks)
+        if tries is not None:
+            tries.append(n)
+        anomalies.extend(found)
+        out.append(Pcp(cpu=cpu, count=pcp.count.value_(), high=pcp.high.value_(),
+                       batch=pcp.batch.value_(), fields=_int_members(pcp, layout.pcp_fields),
+                       lists=lists))
     return out
 
 
@@ -241,10 +278,52 @@ def _zone_flag_bits(prog: drgn.Program, zone: drgn.Object) -> dict[str, int]:
     return {name: (value >> bit) & 1 for name, bit in enumerators if name in _ZONE_FLAGS}
 
 
-def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly]) -> Zone:
+def _walk_free_area(prog: drgn.Program, layout: Layout, base: int, area: drgn.Object,
+                    order: int, name: str, pagemap: PageMap, bound: int,
+                    anomalies: list[Anomaly]) -> FreeArea:
+    """One walk of ``free_area[order]``'s lists, checked against ``nr_free``
+    (*area* read at once, with every list head)."""
+    fa_member = prog.type("struct zone").member("free_area")
+    fa_type = fa_member.type.type
+    fl_offset = fa_type.member("free_list").offset
+    nr_types = len(layout.migratetypes)
+    lists = []
+    for mt in range(nr_types):
+        head = base + fa_member.offset + order * fa_type.size + fl_offset + 16 * mt
+        first = area.free_list[mt].next.value_()
+        lists.append(walk_list(pagemap, head, first, layout.buddy_link, bound,
+                               f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]",
+                               anomalies, order=order, private_offset=layout.private_offset))
+    mask = (1 << order) - 1
+    for mt, lst in enumerate(lists):
+        if mask and any(pfn & mask for pfn in lst):
+            # A running kernel's list read mid-merge or mid-split: a
+            # free block is always aligned to its order, so the entry
+            # is not one (a paused kernel never shows this).
+            where = f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]"
+            for pfn in (p for p in lst if p & mask):
+                anomalies.append(Anomaly("misaligned", where,
+                                         f"pfn {pfn:#x} is not aligned to order {order}"))
+            lists[mt] = [p for p in lst if not p & mask]
+    nr_free = area.nr_free.value_()
+    if sum(len(l) for l in lists) != nr_free:
+        anomalies.append(Anomaly("count_mismatch", f"{name} free_area[{order}]",
+                                 f"nr_free {nr_free}, lists hold {sum(len(l) for l in lists)}"))
+    # Arrays, not an int object per page, from here to the file (format 2).
+    return FreeArea(nr_free=nr_free, free_list=[pfn_array(l) for l in lists])
+
+
+def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly],
+              rewalks: int = 0, tries: Optional[dict[str, list[int]]] = None) -> Zone:
     """One :class:`Zone` with every list in list order.
 
     :param zone_ptr: ``struct zone *``
+    :param rewalks: on a running kernel, how many times more a list that
+        came out torn (:data:`~buddyscope.model.snapshot.TORN_KINDS`) is
+        walked, with its pages read afresh: each CPU's pcp lists, each
+        order's free lists. 0 for a kernel that does not run during the read.
+    :param tries: filled with the number of walks of each CPU's pcp lists
+        (``"pcp"``) and of each order's free lists (``"free_area"``).
     """
     layout = get_layout(prog)
     zone = zone_ptr[0].read_()  # one read of the whole struct zone
@@ -256,39 +335,37 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
         anomalies.append(Anomaly("locked", f"{name} lock", "zone->lock was held while read"))
     pagemap = PageMap(prog, layout.vmemmap, layout.sizeof_page)
     bound = spanned + 1
+    tries = tries if tries is not None else {}
 
-    fa_member = prog.type("struct zone").member("free_area")
-    fa_type = fa_member.type.type
-    fl_offset = fa_type.member("free_list").offset
-    nr_types = len(layout.migratetypes)
-    private = layout.private_offset
+    # The pcp lists first: on a running kernel they change most (every
+    # allocation and free of an order the pcp lists hold).
+    pcp = _read_pcp(prog, zone, name, pagemap, anomalies, bound, rewalks,
+                    tries.setdefault("pcp", []))
+    if rewalks:
+        # The free lists as they are after the pcp walk, read afresh.
+        pagemap = PageMap(prog, layout.vmemmap, layout.sizeof_page)
     free_area = []
+    free_tries = tries.setdefault("free_area", [])
     for order in range(layout.nr_page_orders):
-        area = zone.free_area[order]
-        lists = []
-        for mt in range(nr_types):
-            head = base + fa_member.offset + order * fa_type.size + fl_offset + 16 * mt
-            first = area.free_list[mt].next.value_()
-            lists.append(walk_list(pagemap, head, first, layout.buddy_link, bound,
-                                   f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]",
-                                   anomalies, order=order, private_offset=private))
-        mask = (1 << order) - 1
-        for mt, lst in enumerate(lists):
-            if mask and any(pfn & mask for pfn in lst):
-                # A running kernel's list read mid-merge or mid-split: a
-                # free block is always aligned to its order, so the entry
-                # is not one (a paused kernel never shows this).
-                where = f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]"
-                for pfn in (p for p in lst if p & mask):
-                    anomalies.append(Anomaly("misaligned", where,
-                                             f"pfn {pfn:#x} is not aligned to order {order}"))
-                lists[mt] = [p for p in lst if not p & mask]
-        nr_free = area.nr_free.value_()
-        if sum(len(l) for l in lists) != nr_free:
-            anomalies.append(Anomaly("count_mismatch", f"{name} free_area[{order}]",
-                                     f"nr_free {nr_free}, lists hold {sum(len(l) for l in lists)}"))
-        # Arrays, not an int object per page, from here to the file (format 2).
-        free_area.append(FreeArea(nr_free=nr_free, free_list=[pfn_array(l) for l in lists]))
+        walks = 0
+
+        def walk(found: list[Anomaly], order: int = order) -> FreeArea:
+            nonlocal pagemap, walks
+            area = zone.free_area[order]
+            if rewalks:
+                # Running: nr_free and the list heads as they are now, after
+                # the walks before this one.
+                area = zone_ptr.free_area[order].read_()
+            if walks:
+                # Again, with the pages read afresh.
+                pagemap = PageMap(prog, layout.vmemmap, layout.sizeof_page)
+            walks += 1
+            return _walk_free_area(prog, layout, base, area, order, name, pagemap, bound, found)
+
+        fa, found, n = walk_until_whole(walk, rewalks)
+        free_tries.append(n)
+        anomalies.extend(found)
+        free_area.append(fa)
 
     nr_free_pages, vm_stat_free, vm_per_cpu = _nr_free_pages(prog, zone, layout)
     fields = _int_members(zone, layout.zone_fields)
@@ -307,7 +384,7 @@ def read_zone(prog: drgn.Program, zone_ptr: drgn.Object, anomalies: list[Anomaly
         nr_reserved_highatomic=zone.nr_reserved_highatomic.value_(),
         nr_free_pages=nr_free_pages,
         free_area=free_area,
-        pcp=_with_vmstat(_read_pcp(prog, zone, name, pagemap, anomalies, bound), vm_per_cpu),
+        pcp=_with_vmstat(pcp, vm_per_cpu),
         pageblock_migratetypes=read_pageblock_migratetypes(prog, zone_ptr, anomalies),
         fields=fields,
     )
@@ -323,11 +400,21 @@ def read_snapshot(prog: drgn.Program, source: str, target: str, paused: bool) ->
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     anomalies: list[Anomaly] = []
     kernel = read_kernel_info(prog)
-    zones = [read_zone(prog, z, anomalies) for z in for_each_populated_zone(prog)]
+    rewalks = 0 if paused else LIVE_REWALKS
+    tries: dict[str, dict[str, list[int]]] = {}
+    zones = []
+    for z in for_each_populated_zone(prog):
+        zt: dict[str, list[int]] = {}
+        zones.append(read_zone(prog, z, anomalies, rewalks, zt))
+        tries[zones[-1].name] = zt
     layout = get_layout(prog)
+    # struct page addresses <-> PFNs (model/find.py).
+    notes: dict = {"vmemmap": layout.vmemmap, "sizeof_page": layout.sizeof_page}
+    if rewalks:
+        # How many walks each list took before it came out whole (or the
+        # last one was kept): per zone, per CPU's pcp and per order.
+        notes["walks"] = tries
     capture = Capture(source=source, target=target, time=when, paused=paused,
                       read_seconds=round(time.monotonic() - t0, 4),
-                      tool=f"buddyscope {__version__}", anomalies=anomalies,
-                      # struct page addresses <-> PFNs (model/find.py).
-                      notes={"vmemmap": layout.vmemmap, "sizeof_page": layout.sizeof_page})
+                      tool=f"buddyscope {__version__}", anomalies=anomalies, notes=notes)
     return Snapshot(kernel=kernel, capture=capture, zones=zones)

@@ -32,13 +32,13 @@ from __future__ import annotations
 import array
 import struct
 import sys
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence, TypeVar
 
 import drgn
 
-from buddyscope.model.snapshot import Anomaly
+from buddyscope.model.snapshot import TORN_KINDS, Anomaly
 
-__all__ = ("PageMap", "walk_list")
+__all__ = ("PageMap", "walk_list", "walk_until_whole")
 
 _LIST_HEAD = struct.Struct("<QQ")
 _CHUNK_SHIFT = 12  # 4096 pages per chunk
@@ -61,10 +61,13 @@ class PageMap:
     :param sizeof_page: ``sizeof(struct page)``.
     """
 
-    def __init__(self, prog: drgn.Program, vmemmap: int, sizeof_page: int):
+    def __init__(self, prog: drgn.Program, vmemmap: int, sizeof_page: int,
+                 chunk_shift: int = _CHUNK_SHIFT):
         self.prog = prog
         self.vmemmap = vmemmap
         self.sizeof_page = sizeof_page
+        #: ``1 << chunk_shift`` pages are read at a time (at most 4096).
+        self.chunk_shift = min(chunk_shift, _CHUNK_SHIFT)
         # Chunk number -> its bytes, read (or given) and not yet split into
         # words; None where the chunk faulted.
         self.chunks: dict[int, Optional[bytes]] = {}
@@ -106,7 +109,7 @@ class PageMap:
         per_page = self.sizeof_page >> 3
         # A page's three words side by side, as in struct page: a walk that
         # jumps about touches one cache line per page, not three.
-        kept = memoryview(bytearray(24 << _CHUNK_SHIFT)).cast("Q")
+        kept = memoryview(bytearray(24 << self.chunk_shift)).cast("Q")
         for i, o in enumerate((link_offset, link_offset + 8, private_offset)):
             kept[i::3] = words[o >> 3::per_page]
         words.release()
@@ -115,7 +118,7 @@ class PageMap:
         return v
 
     def _read_chunk(self, index: int) -> Optional[bytes]:
-        size = self.sizeof_page << _CHUNK_SHIFT
+        size = self.sizeof_page << self.chunk_shift
         try:
             data = self.prog.read(self.vmemmap + index * size, size)
         except drgn.FaultError:
@@ -207,7 +210,8 @@ def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound:
         return None  # the shifts and word views below need these
     shift = size.bit_length() - 1
     smask = size - 1
-    cmask = (1 << _CHUNK_SHIFT) - 1
+    chunk_shift = pagemap.chunk_shift
+    cmask = (1 << chunk_shift) - 1
     base = pagemap.vmemmap + link_offset
     if head >= pagemap.vmemmap and not (head - base) & smask:
         return None  # a run could take the head for a page
@@ -231,7 +235,7 @@ def _walk_fast(pagemap: PageMap, head: int, first: int, link_offset: int, bound:
         pfn = off >> shift
         if off & smask or pfn < 0:
             return None
-        index = pfn >> _CHUNK_SHIFT
+        index = pfn >> chunk_shift
         try:
             nexts, backs, privs = views[index]  # type: ignore[misc]
         except (KeyError, TypeError):
@@ -312,7 +316,8 @@ def _walk_checked(pagemap: PageMap, head_addr: int, first: int, link_offset: int
     append = pfns.append
     size = pagemap.sizeof_page
     base = pagemap.vmemmap + link_offset
-    mask = (1 << _CHUNK_SHIFT) - 1
+    chunk_shift = pagemap.chunk_shift
+    mask = (1 << chunk_shift) - 1
     check_private = order is not None
     held, views = pagemap.views(link_offset, private_offset)
     prev = head_addr
@@ -327,7 +332,7 @@ def _walk_checked(pagemap: PageMap, head_addr: int, first: int, link_offset: int
         if rest or pfn < 0:
             anomalies.append(Anomaly("bad_link", where, f"entry {n}: {node:#x} is not a struct page"))
             break
-        index = pfn >> _CHUNK_SHIFT
+        index = pfn >> chunk_shift
         words = views.get(index, _UNREAD)
         if words is _UNREAD:
             words = pagemap.chunk_views(index, link_offset)
@@ -358,3 +363,22 @@ def _walk_checked(pagemap: PageMap, head_addr: int, first: int, link_offset: int
         prev = node
         node = nxt
     return pfns
+
+
+_T = TypeVar("_T")
+
+
+def walk_until_whole(walk: Callable[[list[Anomaly]], _T], rewalks: int
+                     ) -> tuple[_T, list[Anomaly], int]:
+    """``walk(anomalies)`` again while it comes out torn (an anomaly of
+    :data:`~buddyscope.model.snapshot.TORN_KINDS`), at most *rewalks* more
+    times: on a running kernel a list changes under a walk, and the next walk
+    (its pages read afresh, the caller's part) may find it whole. Returns the
+    last walk's result, its anomalies and how many walks were made."""
+    n = 0
+    while True:
+        found: list[Anomaly] = []
+        result = walk(found)
+        n += 1
+        if n > rewalks or not any(a.kind in TORN_KINDS for a in found):
+            return result, found, n

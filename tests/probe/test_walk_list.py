@@ -4,7 +4,7 @@ error paths). The memory here is laid out like x86-64 struct page."""
 
 import struct
 
-from buddyscope.probe.pagemap import PageMap, walk_list
+from buddyscope.probe.pagemap import PageMap, walk_list, walk_until_whole
 
 VMEMMAP = 0xFFFFEA0000000000
 SIZE = 64
@@ -76,3 +76,63 @@ def test_order_of_a_free_page_is_checked():
     pfns, anomalies = walk(pm, node(4), order=2)
     assert pfns == [4, 8]
     assert anomalies == [("not_buddy", "pfn 0x8: page->private 3 on the order-2 list")]
+
+
+# -- a list that changes under the walk (a running kernel) --------------------
+
+POISON2 = 0xDEAD000000000122  # LIST_POISON2 on x86-64: list_del's prev
+
+
+def test_small_chunks_read_only_the_pages_the_walk_reaches():
+    # A live pcp walk reads struct page 64 at a time (mmzone._FRESH_CHUNK_SHIFT).
+    class Prog:
+        reads = []
+
+        def read(self, addr, size):
+            self.reads.append((addr, size))
+            data = bytearray(size)
+            first = (addr - VMEMMAP) // SIZE
+            for pfn, (nxt, prev) in {70: (node(3), HEAD), 3: (HEAD, node(70))}.items():
+                if first <= pfn < first + size // SIZE:
+                    struct.pack_into("<QQ", data, (pfn - first) * SIZE + LINK, nxt, prev)
+            return bytes(data)
+
+    prog = Prog()
+    pm = PageMap(prog, VMEMMAP, SIZE, chunk_shift=6)
+    assert walk(pm, node(70)) == ([70, 3], [])
+    assert prog.reads == [(VMEMMAP + 64 * SIZE, 64 * SIZE), (VMEMMAP, 64 * SIZE)]
+
+
+def _changing_list(states):
+    """A walk of the list at HEAD whose pages are read afresh each time, and
+    each time later: *states* are (head->next, links) the kernel had."""
+    seen = iter(states)
+
+    def walk_once(anomalies):
+        first, links = next(seen)
+        return walk_list(pagemap(links), HEAD, first, LINK, 100, "pcp", anomalies)
+    return walk_once
+
+
+def test_a_torn_walk_is_walked_again_until_whole():
+    # Head read with 8 first; by the time page 8 is read it was taken off
+    # (list_del: prev poisoned), and its next reused. Then the list is whole.
+    torn = (node(8), {8: (0, POISON2), 2: (HEAD, HEAD)})
+    whole = (node(2), {2: (node(5), HEAD), 5: (HEAD, node(2))})
+    pfns, found, walks = walk_until_whole(_changing_list([torn, torn, whole]), rewalks=8)
+    assert (list(pfns), found, walks) == ([2, 5], [], 3)
+
+
+def test_a_walk_torn_every_time_is_kept_and_named():
+    torn = (node(8), {8: (0, POISON2)})
+    pfns, found, walks = walk_until_whole(_changing_list([torn] * 3), rewalks=2)
+    assert walks == 3 and list(pfns) == [8]
+    assert [a.kind for a in found] == ["bad_link", "bad_link"]
+
+
+def test_a_whole_list_is_walked_once_and_a_paused_read_never_again():
+    whole = (node(2), {2: (HEAD, HEAD)})
+    assert walk_until_whole(_changing_list([whole]), rewalks=8)[2] == 1
+    torn = (node(8), {8: (0, POISON2)})
+    pfns, found, walks = walk_until_whole(_changing_list([torn]), rewalks=0)
+    assert walks == 1 and found
