@@ -19,6 +19,10 @@ import threading
 def main() -> int:
     phase, signame, pidfile, sep, *argv = sys.argv[1:]
     assert sep == "--"
+    # Ctrl-C as at a terminal: a process started in the background by a
+    # shell without job control inherits SIGINT ignored (and Python then
+    # leaves it so), which is not the case tested here.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def fire():
         if signame.startswith("KILL"):

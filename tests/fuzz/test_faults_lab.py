@@ -150,11 +150,15 @@ def test_interrupted_record_restores_the_guest(guest, monkeypatch, phase, sig):
     }[phase]
     _SignalAt(monkeypatch, *where[:2], sig, where[2])
     old = signal.signal(signal.SIGTERM, cli._on_sigterm)  # as the CLI does
+    # Ctrl-C as at a terminal, even when pytest was started in the background
+    # by a shell without job control (SIGINT then inherited ignored).
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises((KeyboardInterrupt, cli._Terminated)):
             record.record_in_guest(guest, WORKLOAD, "w.sh")
     finally:
         signal.signal(signal.SIGTERM, old)
+        signal.signal(signal.SIGINT, old_int)
     monkeypatch.undo()
     assert guest.status == "running"
     assert tracing.save_tracing(guest) == before

@@ -134,6 +134,9 @@ def test_cli_tui_on_a_terminal_bad_file_is_one_line(tmp_path):
     bad.write_bytes(b"hello")
     pid, fd = pty.fork()
     if pid == 0:
+        # Not from the checkout: its top-level buddyscope/ (the CLI alone)
+        # would shadow the installed package for `-m`, as in CI's clone.
+        os.chdir("/")
         os.execv(sys.executable, [sys.executable, "-m", "buddyscope", "tui", str(bad)])
     out = b""
     deadline = time.monotonic() + 120   # a guard against a hang, not a measure
