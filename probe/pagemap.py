@@ -299,19 +299,8 @@ def _joined(pieces: list[bytes], singles: array.array) -> array.array:
 def _walk_checked(pagemap: PageMap, head_addr: int, first: int, link_offset: int,
                   bound: int, where: str, anomalies: list[Anomaly],
                   order: Optional[int] = None, private_offset: int = 0) -> list[int]:
-    """:func:`walk_list` node by node, each check made and named in place.
-
-    Mirrors ``list_for_each_entry``, bounded and cycle-safe: it stops after
-    *bound* nodes (and then tells a cycle from a long list), on a node that
-    is not a ``struct page`` or cannot be read; a ``prev`` link that does not
-    point back is noted. Each is recorded in *anomalies*.
-
-    :param first: ``head->next`` (read with the structure holding the head).
-    :param link_offset: offset of the ``list_head`` in ``struct page``
-        (``buddy_list``, ``pcp_list`` or ``lru``).
-    :param order: for a free list, the order every page's ``page->private``
-        must hold (``set_buddy_order``).
-    """
+    """:func:`walk_list` node by node, each check made and named in place
+    (the parameters and anomalies are :func:`walk_list`'s)."""
     pfns: list[int] = []
     append = pfns.append
     size = pagemap.sizeof_page

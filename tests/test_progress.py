@@ -1,36 +1,21 @@
 """Progress on a terminal (Rich), nothing extra elsewhere: run as a user
 would, under a pseudo-terminal and through pipes."""
 
-import os
-import pty
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from ptyrun import run_on_pty
 
 ROOT = Path(__file__).resolve().parents[1]
 LONG = ROOT / "fixtures" / "recordings" / "5.10-1cpu-fallback.json.gz"  # 13698 events
 
 
 def _on_pty(args, timeout=120):
-    """Run *args* with stdin, stdout and stderr on a pseudo-terminal; return
-    everything written to it."""
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir("/")
-        os.environ["COLUMNS"], os.environ["TERM"] = "100", "xterm"
-        os.execv(args[0], args)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, out.decode(errors="replace")[-2000:]
+    """Run *args* on a pseudo-terminal; return everything written to it."""
+    out, code = run_on_pty(args, timeout, env={"COLUMNS": "100", "TERM": "xterm"})
+    assert code == 0, out.decode(errors="replace")[-2000:]
     # Without the terminal's colour and cursor codes.
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.decode(errors="replace"))
 

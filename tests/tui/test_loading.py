@@ -5,13 +5,9 @@ a loader that fails ends the app with its one line. No timing: the slow
 loader is held by an event until the test has seen the progress."""
 
 import asyncio
-import os
-import pty
 import re
-import select
 import sys
 import threading
-import time
 
 from textual.widgets import ContentSwitcher, TabbedContent
 
@@ -21,6 +17,7 @@ from buddyscope.tui.session import SessionLoader
 from buddyscope.tui.widgets import FreeAreaTable, HeaderBar, ReplayPanel
 from buddyscope.wiring import open_session, session_loader
 
+from ptyrun import run_on_pty
 from tuihelp import REC_61, SNAP_61, PinnedApp, raw
 
 
@@ -132,29 +129,7 @@ def test_cli_tui_on_a_terminal_bad_file_is_one_line(tmp_path):
     is one line after the terminal is given back, with exit status 1."""
     bad = tmp_path / "bad.json.gz"
     bad.write_bytes(b"hello")
-    pid, fd = pty.fork()
-    if pid == 0:
-        # Not from the checkout: its top-level buddyscope/ (the CLI alone)
-        # would shadow the installed package for `-m`, as in CI's clone.
-        os.chdir("/")
-        os.execv(sys.executable, [sys.executable, "-m", "buddyscope", "tui", str(bad)])
-    out = b""
-    deadline = time.monotonic() + 120   # a guard against a hang, not a measure
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 1.0)
-        if r:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        elif os.waitpid(pid, os.WNOHANG) != (0, 0):
-            break
-    else:
-        os.kill(pid, 9)
-    _, status = os.waitpid(pid, 0)
+    out, code = run_on_pty([sys.executable, "-m", "buddyscope", "tui", str(bad)])
     assert b"\x1b[?1049h" in out   # the TUI took the terminal (the alternate screen) ...
     text = _ANSI.sub(b"", out).decode(errors="replace")
     assert "Traceback" not in text
@@ -163,4 +138,4 @@ def test_cli_tui_on_a_terminal_bad_file_is_one_line(tmp_path):
     lines = [ln.strip() for ln in after.splitlines() if ln.strip()]
     assert len(lines) == 1
     assert lines[-1] == f"buddyscope: error: {bad} is not a buddyscope snapshot (not JSON)"
-    assert os.waitstatus_to_exitcode(status) == 1
+    assert code == 1
