@@ -164,12 +164,10 @@ class KprobeEvents:
         not a miss of the lagging counters."""
         if self._wmarks_traced or self._wmarks_enabled:
             return False
-        a = self.alloc
-        actual = a.zone_of(e.pfn)
-        zl = a.zonelist(req.highest_zoneidx)
-        z = next((z for z in zl if z.name == predicted.zone), None)
-        if z is None or actual not in zl or zl.index(actual) <= zl.index(z):
+        z = self._skipped_zone(req, predicted, e)
+        if z is None:
             return False
+        a = self.alloc
         lag = sum(z.stat_threshold) if a.profile.watermark_lagging_free else 0
         return a.zone_watermark_ok(z, e.order, a.wmark(z, ALLOC_WMARK_LOW) + lag,
                                     req.highest_zoneidx, req.alloc_flags, free_pages=z.free_pages)
@@ -183,21 +181,28 @@ class KprobeEvents:
         (``__zone_watermark_ok``: free <= mark + lowmem_reserve)."""
         if self._wmarks_traced:
             return
+        z = self._skipped_zone(req, predicted, e)
+        if z is None:
+            return
+        a = self.alloc
+        low = z.watermarks["low"] + z.boost
+        need = z.free_pages - z.lowmem_reserve[min(req.highest_zoneidx, len(z.lowmem_reserve) - 1)]
+        if need > low:
+            delta = need - low
+            a.set_watermarks(z, {k: v + delta for k, v in z.watermarks.items()})
+            a.zone_pcp_update(z)
+            self.report.inferred_watermarks += 1
+
+    def _skipped_zone(self, req: Request, predicted: Outcome, e: PageEvent):
+        """The zone the model chose, when the kernel served *e* from a zone
+        after it in the request's zonelist (it found the model's zone below
+        its watermark), else None."""
         a = self.alloc
         actual = a.zone_of(e.pfn)
         zl = a.zonelist(req.highest_zoneidx)
         if actual not in zl:
-            return
-        for z in zl[:zl.index(actual)]:
-            if z.name != predicted.zone:
-                continue
-            low = z.watermarks["low"] + z.boost
-            need = z.free_pages - z.lowmem_reserve[min(req.highest_zoneidx, len(z.lowmem_reserve) - 1)]
-            if need > low:
-                delta = need - low
-                a.set_watermarks(z, {k: v + delta for k, v in z.watermarks.items()})
-                a.zone_pcp_update(z)
-                self.report.inferred_watermarks += 1
+            return None
+        return next((z for z in zl[:zl.index(actual)] if z.name == predicted.zone), None)
 
     # -- the bulk allocator ------------------------------------------------------
     def _on_bulk_return(self, e: PageEvent) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import drgn
 from drgn.helpers.linux.cpumask import for_each_possible_cpu
@@ -174,6 +174,20 @@ LIVE_REWALKS = 8
 _FRESH_CHUNK_SHIFT = 6
 
 
+def _aligned(pfns: Sequence[int], order: int, where: str,
+             anomalies: list[Anomaly]) -> Sequence[int]:
+    """*pfns* without the entries not aligned to *order*, each noted as a
+    ``misaligned`` anomaly: a running kernel's list read mid-merge, mid-split
+    or mid-change; a block (free or on a pcp list) is always aligned to its
+    order, so the entry is not one (a paused kernel never shows this)."""
+    mask = (1 << order) - 1
+    if not mask or not any(p & mask for p in pfns):
+        return pfns
+    for pfn in (p for p in pfns if p & mask):
+        anomalies.append(Anomaly("misaligned", where, f"pfn {pfn:#x} is not aligned to order {order}"))
+    return [p for p in pfns if not p & mask]
+
+
 def _walk_pcp(prog: drgn.Program, layout: Layout, pcp_ptr: drgn.Object, lists_offset: int,
               zname: str, cpu: int, pagemap: PageMap, bound: int,
               anomalies: list[Anomaly]) -> tuple[drgn.Object, list[list[int]]]:
@@ -188,16 +202,7 @@ def _walk_pcp(prog: drgn.Program, layout: Layout, pcp_ptr: drgn.Object, lists_of
         first = struct.unpack_from("<Q", raw, 16 * pindex)[0]
         where = f"{zname} cpu{cpu} pcp lists[{pindex}]"
         lst = walk_list(pagemap, head, first, layout.pcp_link, bound, where, anomalies)
-        # As on the free lists: an entry not aligned to its list's order
-        # is a page read mid-change on a running kernel, not a block.
-        mask = (1 << layout.pcp_lists[pindex].order) - 1
-        if mask:  # every PFN is aligned to order 0
-            for pfn in (p for p in lst if p & mask):
-                anomalies.append(Anomaly("misaligned", where,
-                                         f"pfn {pfn:#x} is not aligned to order "
-                                         f"{layout.pcp_lists[pindex].order}"))
-            lst = [p for p in lst if not p & mask]
-        lists.append(list(lst))
+        lists.append(list(_aligned(lst, layout.pcp_lists[pindex].order, where, anomalies)))
     # pcp->count is in pages: an order-N entry counts 1 << N.
     count = pcp.count.value_()
     held = sum(len(l) << layout.pcp_lists[i].order for i, l in enumerate(lists))
@@ -294,17 +299,8 @@ def _walk_free_area(prog: drgn.Program, layout: Layout, base: int, area: drgn.Ob
         lists.append(walk_list(pagemap, head, first, layout.buddy_link, bound,
                                f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]",
                                anomalies, order=order, private_offset=layout.private_offset))
-    mask = (1 << order) - 1
-    for mt, lst in enumerate(lists):
-        if mask and any(pfn & mask for pfn in lst):
-            # A running kernel's list read mid-merge or mid-split: a
-            # free block is always aligned to its order, so the entry
-            # is not one (a paused kernel never shows this).
-            where = f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]"
-            for pfn in (p for p in lst if p & mask):
-                anomalies.append(Anomaly("misaligned", where,
-                                         f"pfn {pfn:#x} is not aligned to order {order}"))
-            lists[mt] = [p for p in lst if not p & mask]
+    lists = [_aligned(lst, order, f"{name} free_area[{order}].free_list[{layout.migratetypes[mt]}]",
+                      anomalies) for mt, lst in enumerate(lists)]
     nr_free = area.nr_free.value_()
     if sum(len(l) for l in lists) != nr_free:
         anomalies.append(Anomaly("count_mismatch", f"{name} free_area[{order}]",
