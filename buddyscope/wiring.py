@@ -90,14 +90,6 @@ def open_session(spec, why: str = "", progress=lambda text: None):
     return Session(open_source(spec), why)
 
 
-def _spec_kind(spec) -> str:
-    for kind, given in (("file", spec.file), ("procfs", spec.procfs), ("vmcore", spec.vmcore),
-                        ("qmp", spec.qmp), ("live", spec.live)):
-        if given:
-            return kind
-    return "?"
-
-
 def session_loader(spec, why: str = ""):
     """A :class:`~buddyscope.tui.session.SessionLoader` for *spec*: what can
     be checked at once is (a missing file, a directory: one line, before
@@ -106,7 +98,7 @@ def session_loader(spec, why: str = ""):
     from buddyscope.tui.session import SessionLoader
 
     fixture = _check_file(spec)
-    kind = "fixture" if fixture else _spec_kind(spec)
+    kind = "fixture" if fixture else spec.kind or "?"
     what = Path(spec.file).name if spec.file is not None else kind
     return SessionLoader(kind, lambda progress: open_session(spec, why, progress), why, what)
 

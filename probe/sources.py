@@ -49,6 +49,17 @@ class SourceSpec:
     #: drgn's standard search (the lab's kernel cache, given by the caller).
     find_vmlinux: Optional[Callable[[str, Optional[str]], Sequence[Path]]] = None
 
+    @property
+    def kind(self) -> Optional[str]:
+        """The backend :func:`open_source` opens (its ``Source.kind``): the
+        first source given of file, procfs, vmcore, qmp and live."""
+        for kind, given in (("file", self.file is not None), ("procfs", self.procfs),
+                            ("vmcore", self.vmcore is not None), ("qmp", self.qmp is not None),
+                            ("live", self.live)):
+            if given:
+                return kind
+        return None
+
 
 class Source:
     """Something that gives snapshots; :meth:`snapshot` may be called again
@@ -427,14 +438,15 @@ def best_source_spec(procfs_root: Path = Path("/proc"),
 
 def open_source(spec: SourceSpec) -> Source:
     """The backend for *spec*, checked and ready to give snapshots."""
-    if spec.file is not None:
+    kind = spec.kind
+    if kind == "file":
         return FileSource(spec.file)
-    if spec.procfs:
+    if kind == "procfs":
         return ProcfsSource(spec.procfs_root)
-    if spec.vmcore is not None:
+    if kind == "vmcore":
         return VmcoreSource(spec.vmcore, spec.vmlinux, spec.find_vmlinux)
-    if spec.qmp is not None:
+    if kind == "qmp":
         return QmpSource(spec.qmp, spec.pause, spec.vmlinux, spec.find_vmlinux)
-    if spec.live:
+    if kind == "live":
         return LiveSource(spec.vmlinux, spec.find_vmlinux)
     raise BuddyscopeError("no source: give --live, --vmcore FILE, --qmp SOCKET, --procfs or a snapshot file")
