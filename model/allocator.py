@@ -249,6 +249,8 @@ class Allocator:
         #: (A probe anomaly, a PFN listed twice, stays with the list linked
         #: first, and is counted twice until the second list is linked.)
         self._unlinked: Dict[int, Tuple[int, int, int, Sequence[int]]] = {}
+        #: Sentinel of an unlinked list -> whether it lists no PFN twice.
+        self._listed_once: Dict[int, bool] = {}
         #: PFN on a pcp list -> (zone index, cpu, pindex).
         self.on_pcp: Dict[int, Tuple[int, int, int]] = {}
         #: page->index of pages on pcp lists (5.10, 6.1 cache the migratetype at free).
@@ -594,8 +596,22 @@ class Allocator:
         return None if h == s else h
 
     def free_list(self, zi: int, order: int, mt: int) -> List[int]:
+        """``free_area[order].free_list[mt]`` of zone *zi*, head first. A
+        list the model has not used since loading is copied as loaded, not
+        linked (a view changes nothing, and at 10 M entries linking them
+        all cost seconds and gigabytes): linking would keep the same PFNs in
+        the same order unless one is listed twice or already on a linked
+        list (a probe anomaly), and such a list is linked first."""
         s = self.sentinel(zi, order, mt)
-        if self._unlinked:
+        u = self._unlinked.get(s)
+        if u is not None:
+            pfns = u[3]
+            once = self._listed_once.get(s)
+            if once is None:
+                once = self._listed_once[s] = len(set(pfns)) == len(pfns)
+            # _add_list's own test: it links them as they are.
+            if once and self.buddy.keys().isdisjoint(pfns):
+                return list(pfns)
             self._link(s)
         out, p = [], self.nxt[s]
         while p != s:

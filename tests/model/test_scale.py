@@ -101,3 +101,41 @@ def test_a_pcp_page_also_on_a_free_list_stays_on_the_free_list():
     assert pfn not in a.on_pcp
     assert a.buddy[pfn] == (0, 1, zi) and not a._unlinked
     assert a.free_list(zi, 0, 1)[-1] == pfn
+
+
+def _every_list(a, snap):
+    return [a.free_list(zi, o, mt) for zi, z in enumerate(snap.zones)
+            for o in range(a.nr_orders) for mt in range(len(snap.kernel.migratetypes))]
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1", "6.12", "7.2"])
+def test_a_view_of_the_lists_links_nothing_and_shows_what_linking_would(series):
+    snap = Snapshot.load(FIXTURES / f"{series}-2cpu-512m.json.gz")
+    lazy, linked = Allocator(snap), Allocator(snap)
+    linked.link_all()
+    unlinked = dict(lazy._unlinked)
+    assert unlinked
+    assert _every_list(lazy, snap) == _every_list(linked, snap)
+    assert lazy._unlinked == unlinked and not lazy.buddy
+    # After the model used some lists, the rest still as loaded.
+    _outcomes(lazy, 3, "GFP_KERNEL|__GFP_COMP", 50)
+    _outcomes(linked, 3, "GFP_KERNEL|__GFP_COMP", 50)
+    assert len(lazy._unlinked) < len(unlinked)
+    assert _every_list(lazy, snap) == _every_list(linked, snap)
+
+
+def test_a_view_links_a_list_that_would_not_link_as_loaded():
+    snap = copy.deepcopy(Snapshot.load(FIXTURES / "6.1-2cpu-512m.json.gz"))
+    zi = len(snap.zones) - 1
+    z = snap.zones[zi]
+    o, mt, lst = next((o, mt, l) for o, a in enumerate(z.free_area)
+                      for mt, l in enumerate(a.free_list) if len(l) >= 3)
+    lst.append(lst[1])          # listed twice in one list
+    (o2, mt2, other), = [(o2, mt2, l) for o2, a in enumerate(z.free_area[o + 1:], o + 1)
+                         for mt2, l in enumerate(a.free_list) if l][:1]
+    other.append(lst[0])        # and one of its PFNs on another list
+    a = Allocator(snap)
+    assert a.free_list(zi, o, mt) == lst[:-1]                  # linked, once each
+    assert a.sentinel(zi, o, mt) not in a._unlinked
+    assert a.free_list(zi, o2, mt2) == other[:-1]              # already on a linked list
+    assert a.sentinel(zi, o2, mt2) not in a._unlinked
