@@ -15,7 +15,10 @@ only turn these into text.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
+import operator
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
@@ -250,16 +253,21 @@ def pageblock_view(snap: Snapshot, zone: Zone) -> Optional[PageblockView]:
         free = [0] * n
         for order, area in enumerate(zone.free_area):
             size = 1 << order
+            if order <= pbo:
+                # Blocks per pageblock counted at C speed (map, Counter):
+                # a loop over 10 M entries took seconds.
+                blocks: collections.Counter = collections.Counter()
+                for lst in area.free_list or ():
+                    blocks.update(map(operator.rshift, lst, itertools.repeat(pbo)))
+                for b, count in blocks.items():
+                    if 0 <= b - base < n:
+                        free[b - base] += count * size
+                continue
             for lst in area.free_list or ():
                 for pfn in lst:
-                    if order <= pbo:
-                        i = (pfn >> pbo) - base
+                    for i in range((pfn >> pbo) - base, ((pfn + size - 1) >> pbo) - base + 1):
                         if 0 <= i < n:
-                            free[i] += size
-                    else:
-                        for i in range((pfn >> pbo) - base, ((pfn + size - 1) >> pbo) - base + 1):
-                            if 0 <= i < n:
-                                free[i] += 1 << pbo
+                            free[i] += 1 << pbo
     return PageblockView(base << pbo, 1 << pbo, list(snap.kernel.migratetypes),
                          list(zone.pageblock_migratetypes), free)
 
