@@ -177,23 +177,13 @@ def render(registry: CollectorRegistry, openmetrics: bool = False) -> bytes:
 
 def write_atomically(path, data: bytes) -> None:
     """Write *path* under a temporary name in its folder and rename it into
-    place: node_exporter's textfile collector never reads half a file."""
-    import os
-    import tempfile
-    from pathlib import Path
+    place (:func:`buddyscope.model._atomic.write_atomic`): node_exporter's
+    textfile collector never reads half a file."""
+    from buddyscope.model._atomic import write_atomic
 
-    path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent or ".", prefix=f".{path.name}.")
+        write_atomic(path, data)
     except OSError as e:
-        raise BuddyscopeError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as e:
-        os.unlink(tmp)
         raise BuddyscopeError(f"cannot write {path}: {e.strerror or e}") from None
 
 

@@ -1,12 +1,18 @@
 """Files written whole or not at all: a temporary name in the same
 directory, fsync'd, renamed over the target, the directory fsync'd. A run
 killed at any point leaves the old file (and at worst a ``.NAME.PID.tmp``
-that the next write of the same file removes once its writer is gone)."""
+that the next write of the same file removes once its writer is gone).
+
+A symbolic link is followed: its target is replaced and the link kept. A
+target that is not a regular file (``/dev/null``, a FIFO, a terminal) is
+written in place, as a shell's ``>`` would: renaming over it would put a
+file where the device was."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 
 __all__ = ("write_atomic",)
@@ -35,25 +41,40 @@ def _remove_stale_temporaries(path: Path) -> None:
                     os.unlink(entry.path)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view[: 1 << 20])
+        view = view[n:]
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace *path* with *data* so that it is never seen half written.
     A new file gets the usual permissions (0666 less the umask); an existing
     one keeps its own."""
-    path = Path(path)
+    path = Path(os.path.realpath(path))
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        return
     _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
+    if st is not None:
+        mode = st.st_mode & 0o7777
+    else:
         umask = os.umask(0)
         os.umask(umask)
         mode = 0o666 & ~umask
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view[: 1 << 20])
-            view = view[n:]
+        _write_all(fd, data)
         os.fsync(fd)
     except BaseException:
         os.close(fd)

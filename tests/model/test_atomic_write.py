@@ -1,11 +1,14 @@
 """Default tier: a writer killed (SIGKILL) mid-write leaves the old good
-file, for snapshots and fixtures alike (both go through write_json)."""
+file, for snapshots and fixtures alike (both go through write_json); a
+symlink, a FIFO or a device is written through, never replaced."""
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -73,3 +76,36 @@ def test_an_unwritable_directory_leaves_nothing(tmp_path):
     with pytest.raises(OSError):
         write_atomic(tmp_path / "no" / "such" / "dir" / "f", b"x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_is_followed_and_kept(tmp_path):
+    (tmp_path / "target").write_bytes(b"old")
+    (tmp_path / "link").symlink_to("target")
+    write_atomic(tmp_path / "link", b"new")
+    assert (tmp_path / "link").is_symlink()
+    assert (tmp_path / "target").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+
+
+def test_a_fifo_is_written_in_place(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    write_atomic(fifo, b"through the pipe")
+    reader.join(10)
+    assert got == [b"through the pipe"]
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    assert [p.name for p in tmp_path.iterdir()] == ["fifo"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root")
+def test_a_device_is_written_in_place_not_replaced(tmp_path):
+    # A node of its own for /dev/null's device (1, 3): the real one is never at risk.
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    write_atomic(null, b"x" * 100)
+    st = os.lstat(null)
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+    assert [p.name for p in tmp_path.iterdir()] == ["null"]
