@@ -8,6 +8,7 @@ non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,8 +36,26 @@ def _size(text: str) -> int:
         if t.endswith("M"):
             return int(t[:-1])
         return int(t)
-    except ValueError:
+    except (ValueError, OverflowError):   # OverflowError: "infG"
         raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (e.g. 512M, 2G)")
+
+
+def _path(text: str) -> Path:
+    # Path("") is ".": an empty argument (an unset shell variable) would
+    # name the current directory.
+    if not text:
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
+def _not_negative(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"not a count (0 or more): {text!r}")
+    return n
 
 
 def _positive(text: str) -> int:
@@ -56,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     snap = sub.add_parser("snapshot", help="read the allocator state: tables, lists, JSON or a file")
     _source_arguments(snap)
-    snap.add_argument("-o", "--output", type=Path, help="write the snapshot (gzip'd JSON; .json: plain)")
+    snap.add_argument("-o", "--output", type=_path, help="write the snapshot (gzip'd JSON; .json: plain)")
     snap.add_argument("--json", action="store_true", help="print the snapshot as JSON")
     snap.add_argument("--lists", action="store_true",
                       help="also print every non-empty list with its PFNs in order")
@@ -73,21 +92,21 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--restore", action="store_true",
                        help="put back the tracing state a killed `record --live` left on this "
                             "machine (the next record does it too)")
-    rec.add_argument("--workload", type=Path, metavar="FILE",
+    rec.add_argument("--workload", type=_path, metavar="FILE",
                      help="with --lab: shell script run in the guest as `FILE prepare` (untraced; "
                           "exit 2: not applicable) and `FILE run` (traced)")
-    rec.add_argument("--vmlinux", type=Path, metavar="FILE",
+    rec.add_argument("--vmlinux", type=_path, metavar="FILE",
                      help="with --live: the running kernel's vmlinux (default: found by build ID)")
     rec.add_argument("--smp", type=_positive, default=1, help="vCPUs (default 1)")
     rec.add_argument("--mem", type=_size, default=512, help="memory (default 512M)")
     rec.add_argument("--buffer-kb", type=_positive, default=32768, help="ring buffer per CPU (KiB)")
-    rec.add_argument("-o", "--output", type=Path, help="the fixture file to write (required)")
+    rec.add_argument("-o", "--output", type=_path, help="the fixture file to write (required)")
     rec.add_argument("live_command", nargs=argparse.REMAINDER, metavar="COMMAND",
                      help="with --live: the command to trace, after `--`")
 
     pr = sub.add_parser("predict", help="the next allocations the kernel will make for a request")
     _source_arguments(pr)
-    pr.add_argument("--after", type=Path, metavar="TRACE",
+    pr.add_argument("--after", type=_path, metavar="TRACE",
                     help="first apply these events (ftrace text, or a fixture's trace)")
     pr.add_argument("--order", type=int, required=True, help="allocation order")
     req = pr.add_mutually_exclusive_group(required=True)
@@ -101,14 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     _why_parser(sub)
 
     rp = sub.add_parser("replay", help="score the model against a recorded trace")
-    rp.add_argument("fixture", nargs="?", type=Path, help="a fixture (snapshot + trace)")
-    rp.add_argument("--snapshot", type=Path, metavar="FILE", help="a snapshot file (with --trace)")
-    rp.add_argument("--trace", type=Path, metavar="FILE", help="ftrace text of the events after it")
+    rp.add_argument("fixture", nargs="?", type=_path, help="a fixture (snapshot + trace)")
+    rp.add_argument("--snapshot", type=_path, metavar="FILE", help="a snapshot file (with --trace)")
+    rp.add_argument("--trace", type=_path, metavar="FILE", help="ftrace text of the events after it")
     rp.add_argument("--json", action="store_true", help="print one JSON object")
     rp.add_argument("--strict", action="store_true",
                     help="stop at the first event that contradicts the model, or line that "
                          "cannot be read (default: count and report them, and go on)")
-    rp.add_argument("--misses", type=int, default=20, metavar="N", help="misses to list (default 20)")
+    rp.add_argument("--misses", type=_not_negative, default=20, metavar="N", help="misses to list (default 20)")
     rp.add_argument("--profile", metavar="SERIES", help="override the kernel profile")
     rp.add_argument("--stream", action="store_true",
                     help="replay without holding the trace's events in memory (reads the trace "
@@ -128,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     lab_tui.add_argument("--lab", metavar="SERIES", help="boot a lab guest of this kernel")
     lab_tui.add_argument("--smp", type=_positive, help="with --lab: vCPUs (default 1)")
     lab_tui.add_argument("--mem", type=_size, help="with --lab: memory (default 512M)")
-    lab_tui.add_argument("--workload", type=Path, metavar="FILE",
+    lab_tui.add_argument("--workload", type=_path, metavar="FILE",
                          help="with --lab: shell script run in the guest as `FILE prepare`, "
                               "then `FILE run` in the background, again and again")
 
@@ -151,15 +170,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def _source_arguments(p: argparse.ArgumentParser) -> None:
     """The source options shared by every command that reads a kernel."""
-    p.add_argument("file", nargs="?", type=Path, help="a saved snapshot (or fixture) file")
+    p.add_argument("file", nargs="?", type=_path, help="a saved snapshot (or fixture) file")
     g = p.add_argument_group("source (one of)")
     g.add_argument("--live", action="store_true", help="this kernel, through /proc/kcore (root)")
-    g.add_argument("--vmcore", type=Path, metavar="FILE", help="an ELF or kdump vmcore")
-    g.add_argument("--qmp", type=Path, metavar="SOCKET", help="a QEMU guest's QMP socket (drgn)")
+    g.add_argument("--vmcore", type=_path, metavar="FILE", help="an ELF or kdump vmcore")
+    g.add_argument("--qmp", type=_path, metavar="SOCKET", help="a QEMU guest's QMP socket (drgn)")
     g.add_argument("--procfs", action="store_true", help="counts only, from /proc (no debug info)")
-    p.add_argument("--pause", type=Path, metavar="SOCKET",
+    p.add_argument("--pause", type=_path, metavar="SOCKET",
                    help="with --qmp: a control QMP socket to stop the guest during the read")
-    p.add_argument("--vmlinux", type=Path, metavar="FILE", help="debug info of the target kernel")
+    p.add_argument("--vmlinux", type=_path, metavar="FILE", help="debug info of the target kernel")
 
 
 def _find_diff_parsers(sub) -> None:
@@ -173,8 +192,8 @@ def _find_diff_parsers(sub) -> None:
                     help="a PFN (decimal or 0x hex) or the address of a struct page")
     fd.add_argument("--json", action="store_true", help="print JSON")
     df = sub.add_parser("diff", help="what changed between two snapshots of one kernel")
-    df.add_argument("a", type=Path, metavar="A", help="a snapshot (or fixture) file")
-    df.add_argument("b", type=Path, metavar="B", help="a later snapshot of the same kernel")
+    df.add_argument("a", type=_path, metavar="A", help="a snapshot (or fixture) file")
+    df.add_argument("b", type=_path, metavar="B", help="a later snapshot of the same kernel")
     df.add_argument("--json", action="store_true", help="print JSON")
     df.add_argument("--limit", type=_positive, default=20, metavar="N",
                     help="blocks listed per kind and zone (default 20)")
@@ -186,7 +205,7 @@ def _metrics_parser(sub) -> None:
     _source_arguments(mt)
     mt.add_argument("--listen", metavar="ADDR:PORT",
                     help="serve /metrics here, reading the source at each scrape")
-    mt.add_argument("-o", "--output", type=Path, metavar="FILE",
+    mt.add_argument("-o", "--output", type=_path, metavar="FILE",
                     help="write FILE (under a temporary name, renamed into place) instead of "
                          "printing: for node_exporter's textfile collector, FILE.prom")
     mt.add_argument("--openmetrics", action="store_true",
@@ -514,6 +533,17 @@ def _replay_with_progress(snap, events, args, events_enabled=None):
         return r.run(list(events))
 
 
+def _check_writable(path: Path) -> None:
+    """Refuse, before a recording of minutes, an output it could not write."""
+    parent = path.parent
+    if path.is_dir():
+        raise BuddyscopeError(f"{path} is a directory: give -o a file name")
+    if not parent.is_dir():
+        raise BuddyscopeError(f"cannot write {path}: no such directory {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BuddyscopeError(f"cannot write {path}: {parent} is not writable")
+
+
 def _record(args) -> int:
     from buddyscope.progress import phases
 
@@ -535,6 +565,8 @@ def _record_with(args, log) -> int:
     if args.live:
         if args.workload is not None:
             raise BuddyscopeError("--workload is for --lab; with --live give the command after --")
+        if command:   # (without one, record_live says so first)
+            _check_writable(args.output)
         fixture = record.record_live(command, vmlinux=args.vmlinux, buffer_kb=args.buffer_kb,
                                      log=log)
         what = f"{fixture.snapshot.kernel.release} (live, best effort)"
@@ -546,6 +578,7 @@ def _record_with(args, log) -> int:
         if command:
             raise BuddyscopeError("a command after -- is for --live; with --lab use --workload FILE")
         kernel = kernels.resolve_kernel(args.lab)
+        _check_writable(args.output)
         fixture = record.record_lab(kernel, args.workload, smp=args.smp, mem_mib=args.mem,
                                     buffer_kb=args.buffer_kb, log=log)
         what = f"{kernel.release}, {args.smp} vCPU"
@@ -571,8 +604,9 @@ def _record_with(args, log) -> int:
 
 
 def _tui(args) -> int:
-    if args.interval is not None and args.interval < 0:
-        raise BuddyscopeError(f"--interval must be 0 (off) or more, not {args.interval:g}")
+    # "nan" passes a test of < 0 and hung the refresh timer; "inf" never fires.
+    if args.interval is not None and not 0 <= args.interval < float("inf"):
+        raise BuddyscopeError(f"--interval must be a number of seconds, 0 (off) or more, not {args.interval:g}")
     if args.lab is not None:
         return _tui_lab(args)
     for opt, v in (("--smp", args.smp), ("--mem", args.mem), ("--workload", args.workload)):
@@ -742,13 +776,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = _parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:   # started with stdout closed (>&-), as cat refuses it
+        if sys.stderr is not None:
+            print("buddyscope: error: cannot write output: standard output is closed",
+                  file=sys.stderr)
+        return 1
     if args.command is None:
         return _main_job(parser)
     handler = _COMMANDS[(args.command, getattr(args, f"{args.command}_command", None))]
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return handler(args)
+        rc = handler(args)
+        # Written out here, where a full disk is one line, not at exit.
+        sys.stdout.flush()
+        return rc
     except BuddyscopeError as e:
         print(f"buddyscope: error: {e}", file=sys.stderr)
         return 1
@@ -762,3 +804,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader (head, less) went away: not an error of ours.
         sys.stderr.close()
         return 0
+    except OSError as e:
+        # Most often writing the output failed (stdout on a full disk:
+        # ENOSPC); an error of a named file says which.
+        if e.filename is not None:
+            print(f"buddyscope: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            return 1
+        _drop_stdout()
+        print(f"buddyscope: error: cannot write output: {e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: what it still buffers cannot be written,
+    and Python's flush at exit would only fail again."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):
+        pass

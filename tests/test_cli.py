@@ -57,11 +57,11 @@ def test_bad_arguments(args, status, message, empty_cache):
 
 
 @pytest.mark.skipif(os.path.exists("/proc/kcore"), reason="this machine has /proc/kcore")
-def test_record_live_without_kcore_is_one_line_and_leaves_tracing_alone():
+def test_record_live_without_kcore_is_one_line_and_leaves_tracing_alone(tmp_path):
     tracefs = next((t for t in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
                     if os.path.exists(f"{t}/events/kmem")), None)
     before = _tracing_files(tracefs)
-    p = buddyscope("record", "--live", "-o", "/nonexistent/f.json.gz", "--", "true")
+    p = buddyscope("record", "--live", "-o", str(tmp_path / "f.json.gz"), "--", "true")
     assert p.returncode == 1
     last = p.stderr.strip().splitlines()[-1]
     if os.geteuid() != 0:
@@ -247,3 +247,56 @@ def test_replay_json_and_predict_after():
     d = json.loads(p.stdout)
     assert len(d["results"]) == 3 and all(x["pfn"] for x in d["results"])
     assert d["after_events"] > 1000
+
+
+_SNAP = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "snapshots"
+            / "6.1-2cpu-512m.json.gz")
+
+
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["snapshot", _SNAP, "-o", ""], 2, "argument -o/--output: an empty path"),
+        (["snapshot", ""], 2, "argument file: an empty path"),
+        (["replay", f"{_REC}/7.2-1cpu-thp.json.gz", "--misses", "-1"], 2,
+         "not a count (0 or more): '-1'"),
+        (["tui", _SNAP, "--interval", "nan"], 1, "--interval must be a number of seconds"),
+        (["tui", _SNAP, "--interval", "inf"], 1, "--interval must be a number of seconds"),
+        (["lab", "shell", "6.1", "--mem", "infG"], 2, "not a memory size: 'infG'"),
+        (["record", "--lab", "6.1", "--workload", "w.sh", "-o", "/nonexistent/f.json.gz"], 1,
+         "cannot write /nonexistent/f.json.gz: no such directory /nonexistent"),
+        (["record", "--live", "-o", "/nonexistent/f.json.gz", "--", "true"], 1,
+         "cannot write /nonexistent/f.json.gz: no such directory /nonexistent"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_values_that_would_have_misled_or_hung(args, status, message, tmp_path):
+    kernels = tmp_path / "cache" / "kernels"
+    if args[:2] == ["record", "--lab"]:
+        # A lab kernel in the cache: the output is checked before it boots.
+        from buddyscope.lab import kernels as k
+
+        if not k.cached_kernels():
+            pytest.skip("no lab kernel cached: record --lab stops at that first")
+        kernels = None
+    p = buddyscope(*args, env=None if kernels is None else {"BUDDYSCOPE_CACHE": str(tmp_path / "cache")})
+    assert p.returncode == status, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("buddyscope: error: ") and message in last, p.stderr
+
+
+@pytest.mark.parametrize("command", [["snapshot", _SNAP], ["metrics", _SNAP],
+                                     ["replay", f"{_REC}/6.1-1cpu-thp.json.gz", "--json"]],
+                         ids=lambda c: c[0])
+def test_output_that_cannot_be_written_is_one_line(command):
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-m", "buddyscope", *command], cwd="/",
+                           stdout=full, stderr=subprocess.PIPE, text=True, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr == "buddyscope: error: cannot write output: No space left on device\n"
+    # Started with stdout closed (>&-).
+    p = subprocess.run([sys.executable, "-m", "buddyscope", *command], cwd="/",
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60,
+                       preexec_fn=lambda: os.close(1))
+    assert p.returncode == 1
+    assert p.stderr == "buddyscope: error: cannot write output: standard output is closed\n"
