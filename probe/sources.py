@@ -253,6 +253,10 @@ class QmpSource(Source):
                     f"{self.qmp} does not greet like QMP: not a QMP socket, or another "
                     f"client (such as drgn) holds it"
                 ) from None
+            if isinstance(e, ConnectionRefusedError) and not self.qmp.is_socket():
+                # connect() to a regular file says "Connection refused".
+                raise BuddyscopeError(f"{self.qmp} is not a socket (give QEMU's -qmp "
+                                      f"unix:PATH,server=on,wait=off path)") from None
             raise BuddyscopeError(f"cannot connect to {self.qmp}: {e.strerror or e}") from None
         finally:
             s.close()

@@ -174,6 +174,7 @@ def test_snapshot_json_and_output_round_trip(tmp_path):
         (["snapshot", "--vmcore", "/etc/hostname"], "is not a vmcore"),
         (["snapshot", "--vmcore", "/nonexistent"], "no such vmcore"),
         (["snapshot", "/etc/hostname"], "not a buddyscope snapshot"),
+        (["snapshot", "--qmp", "/etc/hostname"], "/etc/hostname is not a socket"),
         (["snapshot", "/nonexistent.json.gz"], "cannot read /nonexistent.json.gz"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
