@@ -76,6 +76,10 @@ FALLBACKS = {
 RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = range(4)
 
 
+#: PFNs a bulk operation takes at a time where a thread of a UI may be
+#: waiting for the GIL (Python switches threads between two slices only).
+_SLICE = 1 << 18
+
 class ModelError(BuddyscopeError):
     """A request the kernel would refuse, or a state the model cannot hold."""
 
@@ -606,12 +610,23 @@ class Allocator:
         u = self._unlinked.get(s)
         if u is not None:
             pfns = u[3]
+            # In slices: one C call over 10 M PFNs holds the GIL for a
+            # second, and the TUI's event loop waits for it.
+            pieces = [pfns[i:i + _SLICE] for i in range(0, len(pfns), _SLICE)]
             once = self._listed_once.get(s)
             if once is None:
-                once = self._listed_once[s] = len(set(pfns)) == len(pfns)
+                seen: set = set()
+                for piece in pieces:
+                    seen.update(piece)
+                once = self._listed_once[s] = len(seen) == len(pfns)
+                del seen
             # _add_list's own test: it links them as they are.
-            if once and self.buddy.keys().isdisjoint(pfns):
-                return list(pfns)
+            keys = self.buddy.keys()
+            if once and all(keys.isdisjoint(piece) for piece in pieces):
+                out: List[int] = []
+                for piece in pieces:
+                    out += piece
+                return out
             self._link(s)
         out, p = [], self.nxt[s]
         while p != s:
