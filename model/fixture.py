@@ -11,6 +11,7 @@ documented in ``docs/fixture-format.md``.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +91,21 @@ class Fixture:
             raise FixtureError(f"{path} is a corrupt fixture (no {e})") from None
         if not isinstance(provenance, dict):
             raise FixtureError(f"{path} is a corrupt fixture (provenance is not an object)")
+        enabled = provenance.get("events_enabled")
+        if enabled is not None and not (isinstance(enabled, list)
+                                        and all(isinstance(n, str) for n in enabled)):
+            # Replay reads it as the names of the events the recording traced.
+            raise FixtureError(f"{path} is a corrupt fixture (provenance events_enabled is "
+                               f"{type(enabled).__name__} {_short(enabled)}, not a list of "
+                               "event names)")
         if not isinstance(trace, list) or not all(isinstance(l, str) for l in trace):
             raise FixtureError(f"{path} is a corrupt fixture (trace is not a list of lines)")
         fixture = cls(snap, trace, provenance, fmt)
         fixture.check(str(path))
         return fixture
+
+
+def _short(value: Any) -> str:
+    """*value* as JSON, cut to fit in one line of a message."""
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."

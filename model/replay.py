@@ -46,6 +46,7 @@ from buddyscope.model.replay_report import (
     REASONS, AllocRecord, NaivePredictor, ReplayReport, format_report,
 )
 from buddyscope.model.request import Request, RequestError, make_request
+from buddyscope.model.screen import REFUSED, Limits, screened_list
 from buddyscope.model.snapshot import Snapshot
 from buddyscope.model.stream import (
     alloc_takes, contig_free_runs, deferred_frees, drains_then_migrated, frees_maybe_under_pcp_lock,
@@ -157,7 +158,11 @@ class Replayer(KprobeEvents, WindowEvents):
         after event *start* - 1 of the same list resumes there) and settle."""
         t0 = time.perf_counter()
         passes = getattr(self, "passes", None)
-        if passes is None or passes[0] is not events:
+        if passes is None or passes[-1] is not events:
+            given = events
+            # Events the snapshot cannot take stand in as Refused ones,
+            # before any pass reads them (screen.py).
+            events = screened_list(events, Limits.of(self.alloc))
             # Look-ahead over the whole trace, once per list of events.
             deferred, batched_order = deferred_frees(events)
             contig = (contig_free_runs(events, deferred, self.alloc.nr_orders - 1)
@@ -169,9 +174,10 @@ class Replayer(KprobeEvents, WindowEvents):
                 if self.alloc.profile.pcp_trylock_free else set())
             self._migrated_after = ({id(events[k]) for k in drains_then_migrated(events)}
                                     if self.alloc.profile.drain_in_batch_chunks else set())
-            self.passes = passes = (events, deferred, batched_order, contig, locked)
+            # (The list given last: a copy of this replayer shares them all.)
+            self.passes = passes = (events, deferred, batched_order, contig, locked, given)
             self._takes = alloc_takes(events, self.alloc.profile.zone_locked_in_rmqueue)
-        _, deferred, batched_order, contig, locked = passes
+        events, deferred, batched_order, contig, locked, _ = passes
         if start == 0:
             # With decay_pcp_high traced, no decay is silent; with
             # balance_pgdat traced, kswapd's reclaim window is known. (A
@@ -199,12 +205,11 @@ class Replayer(KprobeEvents, WindowEvents):
         return self._finish(events, t0)
 
     def _run_events(self, numbered, deferred, batched_order, contig, locked) -> None:
-        nr_cpus = self.alloc.nr_cpus
         for i, e in numbered:
             self._at = e
-            if e.cpu >= nr_cpus:
-                raise ReplayError(f"line {e.lineno}: event on cpu {e.cpu}, but the snapshot "
-                                  f"has {nr_cpus} cpus: the trace is from another kernel or machine")
+            if e.name == REFUSED:
+                # A CPU, order, migratetype or page the snapshot cannot take.
+                raise ReplayError(e.why)
             # Its NR_FREE_PAGES changes go to this CPU's vm_stat_diff.
             self.alloc.set_vm_cpu(e.cpu)
             n = e.name

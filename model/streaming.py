@@ -63,6 +63,7 @@ from buddyscope.model.load import check_replayable
 from buddyscope.model.profile import Profile
 from buddyscope.model.replay import Replayer
 from buddyscope.model.replay_report import AllocRecord, ReplayReport
+from buddyscope.model.screen import Limits, screened
 from buddyscope.model.snapshot import Snapshot
 from buddyscope.model.stream import _UNTRACED, contig_chunks, removal_for
 
@@ -113,6 +114,26 @@ class TraceSource:
                 yield from res.events
                 res.events.clear()
         self.parsed = res
+
+
+class _Screened:
+    """*source* as the passes and the replay read it: screened against the
+    snapshot (:func:`~buddyscope.model.screen.screened`), as the list
+    replay screens its list."""
+
+    def __init__(self, source: TraceSource, limits: Limits):
+        self.source, self.limits = source, limits
+
+    @property
+    def path(self) -> Optional[Path]:
+        return self.source.path
+
+    @property
+    def parsed(self) -> ParsedTrace:
+        return self.source.parsed
+
+    def __iter__(self) -> Iterator[PageEvent]:
+        return screened(self.source, self.limits)
 
 
 class _Bits:
@@ -492,6 +513,7 @@ def replay_stream(snapshot: Snapshot, source: TraceSource, profile: Optional[Pro
         r.report = StreamReport(r.report.kernel, r.report.profile)
         r.report.records = KeptRecords(records)
     a, prof = r.alloc, r.alloc.profile
+    source = _Screened(source, Limits.of(a))
     p1 = _pass1(source, prof.zone_locked_in_rmqueue)
     parsed = source.parsed
     check_replayable(source.path, parsed, p1.count)
