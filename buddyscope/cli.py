@@ -246,10 +246,19 @@ def _snapshot(args) -> int:
     return 0
 
 
-def _profile(args):
-    from buddyscope.model.profile import profile_named
+def _profile(args, snap):
+    """``--profile``'s profile, None without it; a note when it is not the
+    one *snap*'s own kernel types give (a study, or a mistake)."""
+    from buddyscope.model.profile import detect_profile, detect_profile_from_counts, profile_named
 
-    return profile_named(args.profile) if args.profile else None
+    if not args.profile:
+        return None
+    forced = profile_named(args.profile)
+    own = detect_profile(snap) if snap.has_pfns else detect_profile_from_counts(snap)
+    if forced.name != own.name:
+        print(f"buddyscope: note: profile {forced.name} on a snapshot of {snap.kernel.release}, "
+              f"whose own is {own.name}", file=sys.stderr)
+    return forced
 
 
 def _predict(args) -> int:
@@ -264,7 +273,7 @@ def _predict(args) -> int:
     with open_source(_source_spec(args)) as source:
         snap = source.snapshot()
     events = load_trace(args.after, snap) if args.after else None
-    alloc = model_after(snap, events, _profile(args))
+    alloc = model_after(snap, events, _profile(args, snap))
     req = make_request(alloc, args.order, args.cpu, gfp=args.gfp, migratetype=args.migratetype)
     outcomes = predict_request(alloc, req, args.n)
     if args.json:
@@ -335,7 +344,7 @@ def _why(args) -> int:
         if args.from_log:
             failure = _log_failure(source)
         snap = source.snapshot()
-    profile = _profile(args)
+    profile = _profile(args, snap)
     guessed = profile is None and not snap.has_pfns
     if profile is None:
         profile = detect_profile(snap) if snap.has_pfns else detect_profile_from_counts(snap)
@@ -499,7 +508,7 @@ def _replay_stream(args) -> int:
             source = TraceSource(args.trace, strict=args.strict)
     else:
         raise BuddyscopeError("replay needs a fixture, or --snapshot FILE --trace FILE")
-    rep = replay_stream(snap, source, _profile(args), strict=args.strict,
+    rep = replay_stream(snap, source, _profile(args, snap), strict=args.strict,
                         events_enabled=enabled, records=args.records)
     _print_replay(rep, snap, args)
     return 0
@@ -526,9 +535,9 @@ def _replay_with_progress(snap, events, args, events_enabled=None):
 
     with replay_progress(len(events)) as after_event:
         if after_event is None:
-            return replay(snap, events, _profile(args), strict=args.strict,
+            return replay(snap, events, _profile(args, snap), strict=args.strict,
                           events_enabled=events_enabled)
-        r = Replayer(snap, _profile(args), strict=args.strict, events_enabled=events_enabled)
+        r = Replayer(snap, _profile(args, snap), strict=args.strict, events_enabled=events_enabled)
         r.after_event = after_event
         return r.run(list(events))
 

@@ -301,3 +301,13 @@ def test_output_that_cannot_be_written_is_one_line(command):
                        preexec_fn=lambda: os.close(1))
     assert p.returncode == 1
     assert p.stderr == "buddyscope: error: cannot write output: standard output is closed\n"
+
+
+def test_a_profile_not_the_snapshots_own_is_noted():
+    p = buddyscope("replay", f"{_REC}/6.1-1cpu-thp.json.gz", "--profile", "7.2")
+    assert p.returncode == 0
+    assert p.stderr == ("buddyscope: note: profile 7.2 on a snapshot of 6.1.0-56-amd64, "
+                        "whose own is 6.1\n")
+    assert "profile 7.2" in p.stdout.splitlines()[0]
+    p = buddyscope("replay", f"{_REC}/6.1-1cpu-thp.json.gz", "--profile", "6.1")
+    assert p.returncode == 0 and p.stderr == ""
