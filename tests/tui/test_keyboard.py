@@ -9,6 +9,8 @@ import gzip
 import json
 import re
 
+import pytest
+
 from textual.widgets import Input, Select
 
 from buddyscope.model.snapshot import Snapshot
@@ -52,29 +54,31 @@ async def _tab(app):
     return app.main.query_one("#tabs").active
 
 
-def test_every_number_key_switches_and_focuses_from_every_panel():
+# One test per source: pytest-xdist spreads them over its workers.
+@pytest.mark.parametrize("make", [lambda: app_on(SNAP_72), lambda: app_on(REC_61),
+                                  lambda: procfs_app(interval=None)],
+                         ids=["snapshot", "recording", "procfs"])
+def test_every_number_key_switches_and_focuses_from_every_panel(make):
     """Each digit, from each panel's main widget (the Find field left with
     Esc), switches to its panel and focuses the panel's main widget: the
     panels in order, in reverse, and back to 1 from each."""
-    for make in (lambda: app_on(SNAP_72), lambda: app_on(REC_61),
-                 lambda: procfs_app(interval=None)):
-        async def body(app, pilot):
-            seen = []
-            present = _present(app)
-            order = present + present[::-1] + [p for q in present for p in (q, present[0])]
-            prev = None
-            for dst, key in order:
-                if isinstance(app.focused, Input):
-                    await pilot.press("escape")   # out of the Find field first
-                await pilot.press(key)
-                await pilot.pause()
-                seen.append((prev, dst, await _tab(app), _focus_ok(app, dst)))
-                prev = dst
-            return present, seen
+    async def body(app, pilot):
+        seen = []
+        present = _present(app)
+        order = present + present[::-1] + [p for q in present for p in (q, present[0])]
+        prev = None
+        for dst, key in order:
+            if isinstance(app.focused, Input):
+                await pilot.press("escape")   # out of the Find field first
+            await pilot.press(key)
+            await pilot.pause()
+            seen.append((prev, dst, await _tab(app), _focus_ok(app, dst)))
+            prev = dst
+        return present, seen
 
-        present, seen = run(make(), body, size=SMALL)
-        assert len(present) >= 8
-        assert [(s, d, got) for s, d, got, ok in seen if got != d or not ok] == []
+    present, seen = run(make(), body, size=SMALL)
+    assert len(present) >= 8
+    assert [(s, d, got) for s, d, got, ok in seen if got != d or not ok] == []
 
 
 def test_digits_from_the_predict_button_switch_and_digits_in_a_field_are_typed():
