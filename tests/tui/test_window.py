@@ -178,7 +178,7 @@ def test_tui_lab_bad_input_is_one_line_and_boots_nothing(capsys, tmp_path, monke
         (["tui", "--lab", "6.1", str(tmp_path)], "does not go with FILE"),
         (["tui", "--lab", "6.1", "--workload", str(tmp_path / "nope.sh")],
          "nope.sh: no such workload file"),
-        (["tui", "--lab", "6.1", "--interval", "-1"], "--interval must be 0"),
+        (["tui", "--lab", "6.1", "--interval", "-1"], "--interval must be a number of seconds"),
     ]
     for argv, want in cases:
         assert cli.main(argv) == 1, argv
