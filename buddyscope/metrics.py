@@ -182,7 +182,8 @@ def write_atomically(path, data: bytes) -> None:
     from buddyscope.model._atomic import write_atomic
 
     try:
-        write_atomic(path, data)
+        # Readable by node_exporter, another user, whatever the umask.
+        write_atomic(path, data, mode=0o644)
     except OSError as e:
         raise BuddyscopeError(f"cannot write {path}: {e.strerror or e}") from None
 

@@ -14,8 +14,9 @@ import contextlib
 import os
 import stat
 from pathlib import Path
+from typing import Optional
 
-__all__ = ("write_atomic",)
+__all__ = ("in_place", "write_atomic")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -48,32 +49,42 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[n:]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace *path* with *data* so that it is never seen half written.
-    A new file gets the usual permissions (0666 less the umask); an existing
-    one keeps its own."""
-    path = Path(os.path.realpath(path))
+def in_place(path) -> bool:
+    """Whether :func:`write_atomic` writes *path* where it is, not renaming
+    a file over it: it is (or links to) neither a regular file nor a
+    directory."""
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        st = os.stat(path)   # through links, /dev/stdout's magic one too
+    except OSError:
+        return False
+    return not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode)
+
+
+def write_atomic(path: Path, data: bytes, mode: Optional[int] = None) -> None:
+    """Replace *path* with *data* so that it is never seen half written.
+    A new file gets the usual permissions (0666 less the umask), an existing
+    one keeps its own; *mode*, if given, is the file's either way."""
+    if in_place(path):
+        # Opened as given: realpath of /dev/stdout on a pipe is "pipe:[N]".
         fd = os.open(path, os.O_WRONLY)
         try:
             _write_all(fd, data)
         finally:
             os.close(fd)
         return
+    path = Path(os.path.realpath(path))
     _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if st is not None:
-        mode = st.st_mode & 0o7777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
+        os.fchmod(fd, mode)   # exactly: open's mode is cut by the umask
         _write_all(fd, data)
         os.fsync(fd)
     except BaseException:

@@ -109,3 +109,28 @@ def test_a_device_is_written_in_place_not_replaced(tmp_path):
     st = os.lstat(null)
     assert stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
     assert [p.name for p in tmp_path.iterdir()] == ["null"]
+
+
+def test_a_magic_link_to_a_pipe_is_written_in_place():
+    # /dev/stdout on a pipe: realpath names "pipe:[N]", no file.
+    r, w = os.pipe()
+    try:
+        write_atomic(f"/proc/self/fd/{w}", b"through /proc/self/fd")
+        os.close(w)
+        w = None
+        assert os.read(r, 100) == b"through /proc/self/fd"
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
+
+
+def test_a_mode_asked_for_is_the_files_whatever_the_umask(tmp_path):
+    umask = os.umask(0o077)
+    try:
+        write_atomic(tmp_path / "m", b"x", mode=0o644)
+        assert (tmp_path / "m").stat().st_mode & 0o777 == 0o644
+        write_atomic(tmp_path / "m", b"y")          # kept on the next write
+        assert (tmp_path / "m").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)
