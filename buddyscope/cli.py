@@ -8,6 +8,7 @@ non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
@@ -254,7 +255,10 @@ def _profile(args, snap):
     if not args.profile:
         return None
     forced = profile_named(args.profile)
-    own = detect_profile(snap) if snap.has_pfns else detect_profile_from_counts(snap)
+    try:
+        own = detect_profile(snap) if snap.has_pfns else detect_profile_from_counts(snap)
+    except BuddyscopeError:
+        return forced   # none detected (an old 6.12+ file): --profile is what it asks for
     if forced.name != own.name:
         print(f"buddyscope: note: profile {forced.name} on a snapshot of {snap.kernel.release}, "
               f"whose own is {own.name}", file=sys.stderr)
@@ -543,7 +547,13 @@ def _replay_with_progress(snap, events, args, events_enabled=None):
 
 
 def _check_writable(path: Path) -> None:
-    """Refuse, before a recording of minutes, an output it could not write."""
+    """Refuse, before a recording of minutes, an output it could not write
+    (as :func:`~buddyscope.model._atomic.write_atomic` will write it)."""
+    from buddyscope.model._atomic import in_place
+
+    if in_place(path):   # /dev/stdout, a FIFO
+        return
+    path = Path(os.path.realpath(path))
     parent = path.parent
     if path.is_dir():
         raise BuddyscopeError(f"{path} is a directory: give -o a file name")
@@ -814,14 +824,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except OSError as e:
-        # Most often writing the output failed (stdout on a full disk:
-        # ENOSPC); an error of a named file says which.
-        if e.filename is not None:
-            print(f"buddyscope: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
-            return 1
-        _drop_stdout()
-        print(f"buddyscope: error: cannot write output: {e.strerror or e}", file=sys.stderr)
+        # Writing the output failed (stdout on a full disk); any other
+        # error a reader did not translate still gets one line.
+        if e.filename is None and e.errno in _WRITE_ERRNOS:
+            _drop_stdout()
+            print(f"buddyscope: error: cannot write output: {e.strerror or e}", file=sys.stderr)
+        else:
+            where = f"{e.filename}: " if e.filename is not None else ""
+            print(f"buddyscope: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
+
+
+#: What a write to stdout fails with (write(2)), not a connection's errors.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EBADF)
 
 
 def _drop_stdout() -> None:

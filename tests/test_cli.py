@@ -311,3 +311,19 @@ def test_a_profile_not_the_snapshots_own_is_noted():
     assert "profile 7.2" in p.stdout.splitlines()[0]
     p = buddyscope("replay", f"{_REC}/6.1-1cpu-thp.json.gz", "--profile", "6.1")
     assert p.returncode == 0 and p.stderr == ""
+
+
+def test_profile_names_what_an_old_snapshot_cannot_tell(tmp_path):
+    # A 6.12 snapshot saved before kernel features were recorded: its
+    # profile cannot be detected, and --profile is how to name it.
+    import gzip
+    import json
+
+    data = json.load(gzip.open(_SNAP.replace("6.1-", "6.12-")))
+    data["kernel"].pop("features", None)
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    p = buddyscope("predict", str(old), "--order", "0", "--gfp", "GFP_KERNEL")
+    assert p.returncode == 1 and "--profile" in p.stderr
+    p = buddyscope("predict", str(old), "--order", "0", "--gfp", "GFP_KERNEL", "--profile", "6.12")
+    assert p.returncode == 0 and p.stderr == "", p.stderr
