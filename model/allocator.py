@@ -605,7 +605,9 @@ class Allocator:
         linked (a view changes nothing, and at 10 M entries linking them
         all cost seconds and gigabytes): linking would keep the same PFNs in
         the same order unless one is listed twice or already on a linked
-        list (a probe anomaly), and such a list is linked first."""
+        list (a probe anomaly), and such a list is linked first. A PFN on
+        two lists neither yet linked shows on both, as ``nr_free`` counts
+        it twice, until the model links one of them (see _unlinked)."""
         s = self.sentinel(zi, order, mt)
         u = self._unlinked.get(s)
         if u is not None:

@@ -133,10 +133,10 @@ def screened(events: Iterable[PageEvent], limits: Limits) -> Iterator[PageEvent]
 def screened_list(events: Sequence[PageEvent], limits: Limits) -> Sequence[PageEvent]:
     """:func:`screened` for a list: *events* itself when no event is refused
     (the common case: no copy, and the list stays the caller's)."""
-    bad = [k for k, e in enumerate(events) if refusal(e, limits) is not None]
+    bad = [(k, why) for k, why in enumerate(refusal(e, limits) for e in events) if why is not None]
     if not bad:
         return events
     out: List[PageEvent] = list(events)
-    for k in bad:
-        out[k] = _refused(out[k], refusal(out[k], limits))
+    for k, why in bad:
+        out[k] = _refused(out[k], why)
     return out

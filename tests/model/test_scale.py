@@ -139,3 +139,18 @@ def test_a_view_links_a_list_that_would_not_link_as_loaded():
     assert a.sentinel(zi, o, mt) not in a._unlinked
     assert a.free_list(zi, o2, mt2) == other[:-1]              # already on a linked list
     assert a.sentinel(zi, o2, mt2) not in a._unlinked
+
+
+def test_a_pfn_on_two_lists_not_yet_linked_shows_on_both_as_counted():
+    snap = copy.deepcopy(Snapshot.load(FIXTURES / "6.1-2cpu-512m.json.gz"))
+    zi = len(snap.zones) - 1
+    z = snap.zones[zi]
+    lists = [(o, mt, l) for o, a in enumerate(z.free_area) for mt, l in enumerate(a.free_list) if l]
+    (o, mt, lst), (o2, mt2, other) = lists[0], lists[-1]
+    other.append(lst[0])
+    a = Allocator(snap)
+    assert a.free_list(zi, o2, mt2)[-1] == lst[0] and a.free_list(zi, o, mt)[0] == lst[0]
+    assert a.zones[zi].nr_free[o2] == z.free_area[o2].nr_free + 1   # counted on both
+    # Once the model links one, the other loses it.
+    a._link(a.sentinel(zi, o, mt))
+    assert a.free_list(zi, o2, mt2) == other[:-1]
