@@ -20,6 +20,7 @@ module exports does not without a major version.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
@@ -71,10 +72,22 @@ def read(*, live: bool = False, vmcore: Optional[PathLike] = None,
         return source.snapshot()
 
 
+def _path(path) -> Path:
+    if not isinstance(path, (str, os.PathLike)) or path == "":
+        raise BuddyscopeError(f"give a file's path, not {path!r}")
+    return Path(path)
+
+
+def _snapshot(snap, what: str = "snapshot") -> Snapshot:
+    if not isinstance(snap, Snapshot):
+        raise BuddyscopeError(f"{what}: give a Snapshot (load(PATH)), not {type(snap).__name__}")
+    return snap
+
+
 def load(path: PathLike) -> Snapshot:
     """A snapshot file (``buddyscope snapshot -o``), or the snapshot of a
     recording."""
-    path = Path(path)
+    path = _path(path)
     if not path.exists():
         raise BuddyscopeError(f"{path}: no such file")
     return Snapshot.load(path)
@@ -95,7 +108,7 @@ def load_recording(path: PathLike) -> Recording:
     """A recording (``buddyscope record -o``)."""
     from buddyscope.model.fixture import Fixture
 
-    path = Path(path)
+    path = _path(path)
     if not path.exists():
         raise BuddyscopeError(f"{path}: no such file")
     fx = Fixture.load(path)
@@ -104,7 +117,7 @@ def load_recording(path: PathLike) -> Recording:
 
 def load_trace(path: PathLike) -> List[PageEvent]:
     """kmem events from ftrace text (``trace-cmd report`` or tracefs ``trace``)."""
-    path = Path(path)
+    path = _path(path)
     if not path.exists():
         raise BuddyscopeError(f"{path}: no such file")
     return parse_file(path).events
@@ -128,12 +141,14 @@ def find(snapshot: Snapshot, pfn_or_address: Union[int, str]) -> FoundPage:
     """Where a page is (``buddyscope find``): a PFN, or a ``struct page``
     address when the snapshot records ``vmemmap``; ``0x...`` text too.
     ``.where`` is ``free_list``, ``pcp``, ``not free`` or ``no zone``."""
-    return find_page(snapshot, pfn_or_address)
+    if isinstance(pfn_or_address, bool) or not isinstance(pfn_or_address, (int, str)):
+        raise BuddyscopeError(f"give a PFN or a struct page address, not {pfn_or_address!r}")
+    return find_page(_snapshot(snapshot), pfn_or_address)
 
 
 def diff(a: Snapshot, b: Snapshot) -> SnapshotDiff:
     """What changed from *a* to *b* (``buddyscope diff``)."""
-    return diff_snapshots(a, b)
+    return diff_snapshots(_snapshot(a, "a"), _snapshot(b, "b"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +177,7 @@ class Model:
     """
 
     def __init__(self, snapshot: Snapshot, profile: Optional[str] = None):
-        self._replayer = Replayer(snapshot, profile_named(profile) if profile else None)
+        self._replayer = Replayer(_snapshot(snapshot), profile_named(profile) if profile else None)
         self._alloc = self._replayer.alloc
         self.snapshot = snapshot
 
@@ -174,14 +189,28 @@ class Model:
     def replay(self, events: Sequence[PageEvent]) -> ReplayReport:
         """Apply what the kernel did (recorded kmem events, in order) and
         score the model's predictions of it. Replay first, then what-ifs:
-        events are the kernel's, the model's own allocations are not in them."""
-        return self._replayer.run(list(events))
+        events are the kernel's, the model's own allocations are not in them.
+        Events the snapshot cannot take (a CPU it does not have, ...) are
+        counted as skipped in the report. A second call goes on from the
+        state the first left, in the same report, which counts both."""
+        try:
+            events = list(events) if not isinstance(events, (str, bytes)) else None
+        except TypeError:
+            events = None
+        if events is None or not all(isinstance(e, PageEvent) for e in events):
+            raise BuddyscopeError("replay takes kmem events (load_trace, load_recording(...).events)")
+        return self._replayer.run(events)
 
     def allocate(self, order: int = 0, gfp: Optional[str] = None,
                  migratetype: Optional[str] = None, cpu: int = 0) -> Result:
         """Allocate a block as ``alloc_pages(gfp, order)`` on *cpu* would
         (or, without *gfp*, a GFP_KERNEL-like request of *migratetype*), and
         keep it allocated in the model."""
+        order, cpu = self._order(order), self._cpu(cpu)
+        if isinstance(gfp, int) and not isinstance(gfp, bool):
+            gfp = hex(gfp)   # a gfp mask as a number, as the kernel logs it
+        if gfp is not None and not isinstance(gfp, str):
+            raise BuddyscopeError(f"gfp: give flags (\"GFP_KERNEL|__GFP_ZERO\") or a mask, not {gfp!r}")
         req = make_request(self._alloc, order, cpu, gfp=gfp, migratetype=migratetype)
         o = self._alloc.allocate(req.cpu, req.order, req.migratetype, req.highest_zoneidx,
                                  req.alloc_flags, req.slow_flags)
@@ -191,6 +220,7 @@ class Model:
         """Free the block at *pfn* as ``__free_pages(page, order)`` on *cpu*
         would: to the pcp list (draining a batch when it is over high) or
         the buddy lists, merging with free buddies."""
+        pfn, order, cpu = self._pfn(pfn), self._order(order), self._cpu(cpu)
         if self._alloc.is_free(pfn) or pfn in self._alloc.on_pcp:
             raise BuddyscopeError(f"pfn {pfn:#x} is already free in the model")
         self._alloc.free(cpu, pfn, order)
@@ -199,13 +229,14 @@ class Model:
         """PFNs on ``zone->free_area[order].free_list[migratetype]``, head
         first (the next one taken)."""
         zi = self._zone_index(zone)
-        return self._alloc.free_list(zi, order, self._mt(migratetype))
+        return self._alloc.free_list(zi, self._order(order), self._mt(migratetype))
 
     def pcp_list(self, zone: str, cpu: int, order: int, migratetype: str) -> List[int]:
         """PFNs on *cpu*'s pcp list for (*order*, *migratetype*) in *zone*,
         head first."""
         zi = self._zone_index(zone)
-        key = (order, self._mt(migratetype))
+        key = (self._order(order), self._mt(migratetype))
+        cpu = self._cpu(cpu)
         if key not in self._alloc.pindex:
             raise BuddyscopeError(f"this kernel has no pcp list of order {order} {migratetype}")
         pcp = self._alloc.zones[zi].pcp.get(cpu)
@@ -213,7 +244,32 @@ class Model:
             raise BuddyscopeError(f"cpu {cpu} has no pcp lists in {zone}")
         return list(pcp.lists[self._alloc.pindex[key]])
 
-    def _mt(self, name: str) -> int:
+    # Arguments checked here, in one line each: past this point a bad one
+    # is an IndexError deep in the allocator, after part of the change.
+    def _int(self, what: str, value, low: int, end: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BuddyscopeError(f"{what} must be an int, not {value!r}")
+        if not low <= value < end:
+            raise BuddyscopeError(f"{what} {value} is out of range: {low}..{end - 1}")
+        return value
+
+    def _order(self, order) -> int:
+        return self._int("order", order, 0, self._alloc.nr_orders)
+
+    def _cpu(self, cpu) -> int:
+        return self._int("cpu", cpu, 0, self._alloc.nr_cpus)
+
+    def _pfn(self, pfn) -> int:
+        pfn = self._int("pfn", pfn, 0, 1 << 52)
+        if self._alloc.zone_of(pfn) is None:
+            raise BuddyscopeError(f"pfn {pfn:#x} is in no zone of the snapshot")
+        return pfn
+
+    def _mt(self, name) -> int:
+        if isinstance(name, int) and not isinstance(name, bool):
+            return self._int("migratetype", name, 0, len(self.snapshot.kernel.migratetypes))
+        if not isinstance(name, str):
+            raise BuddyscopeError(f"migratetype: give a name (\"Movable\") or an index, not {name!r}")
         return self.snapshot.kernel.migratetype(name)
 
     def _zone_index(self, name: str) -> int:

@@ -67,3 +67,42 @@ def test_read_procfs_gives_a_snapshot_of_this_host():
         assert snap.kernel.release == f.read().strip()
     with pytest.raises(api.BuddyscopeError, match="no PFNs|only counts|needs"):
         api.Model(snap)
+
+
+def _refused(fn):
+    with pytest.raises(api.BuddyscopeError) as e:
+        fn()
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_bad_arguments_are_one_line_and_change_nothing():
+    rec = api.load_recording(api.bundled_recording("6.1-1cpu-pipe-groom"))
+    m, ref = api.Model(rec.snapshot), api.Model(rec.snapshot)
+    r, same = m.allocate(0, gfp="GFP_KERNEL"), ref.allocate(0, gfp="GFP_KERNEL")
+    assert r == same
+    # A free on a CPU the snapshot has not had raised IndexError half way
+    # through, and every allocation after it failed the same way.
+    assert _refused(lambda: m.free(r.pfn, cpu=99)) == "cpu 99 is out of range: 0..0"
+    assert _refused(lambda: m.free(r.pfn, cpu=-1)) == "cpu -1 is out of range: 0..0"
+    assert _refused(lambda: m.free(r.pfn, order=99)) == "order 99 is out of range: 0..10"
+    assert _refused(lambda: m.free("0x1e50")) == "pfn must be an int, not '0x1e50'"
+    assert _refused(lambda: m.free(1 << 40)).endswith("is in no zone of the snapshot")
+    assert _refused(lambda: m.free_list("DMA32", 11, "Movable")) == "order 11 is out of range: 0..10"
+    assert _refused(lambda: m.free_list("DMA32", -1, "Movable")) == "order -1 is out of range: 0..10"
+    assert _refused(lambda: m.allocate("0")) == "order must be an int, not '0'"
+    assert _refused(lambda: m.allocate(0, gfp=1.5)).startswith("gfp: give flags")
+    assert _refused(lambda: m.pcp_list("DMA32", 5, 0, "Movable")) == "cpu 5 is out of range: 0..0"
+    assert _refused(lambda: m.replay(None)).startswith("replay takes kmem events")
+    assert _refused(lambda: m.replay([1, 2])).startswith("replay takes kmem events")
+    assert _refused(lambda: api.Model(None)).startswith("snapshot: give a Snapshot")
+    assert _refused(lambda: api.diff(rec.snapshot, None)).startswith("b: give a Snapshot")
+    assert _refused(lambda: api.find(rec.snapshot, None)).startswith("give a PFN")
+    assert _refused(lambda: api.find(rec.snapshot, 1.5)).startswith("give a PFN")
+    assert _refused(lambda: api.load(5)) == "give a file's path, not 5"
+    # The model goes on as if none of that was asked.
+    assert [m.allocate(0, gfp="GFP_KERNEL") for _ in range(20)] == \
+        [ref.allocate(0, gfp="GFP_KERNEL") for _ in range(20)]
+    # A migratetype by index, and a gfp mask as a number (as the kernel logs it).
+    assert m.free_list("DMA32", 0, 1) == m.free_list("DMA32", 0, "Movable")
+    assert m.allocate(0, gfp=0xcc0) == ref.allocate(0, gfp="GFP_KERNEL")
