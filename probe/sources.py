@@ -63,7 +63,8 @@ class SourceSpec:
 
 class Source:
     """Something that gives snapshots; :meth:`snapshot` may be called again
-    to refresh (a file or a vmcore gives the same state each time)."""
+    to refresh (a vmcore gives the same state each time, a file the same
+    until it changes)."""
 
     kind = "?"
 
@@ -84,12 +85,30 @@ class FileSource(Source):
     kind = "file"
 
     def __init__(self, path: Path):
+        self.path = Path(path)
+        self._stat = self._identity()
+        self._snap = self._load()
+
+    def _identity(self) -> tuple:
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            raise BuddyscopeError(f"cannot read {self.path}: {e.strerror or e}") from None
+        return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _load(self) -> Snapshot:
         from buddyscope.model.load import load_snapshot
 
-        self.path = path
-        self._snap = load_snapshot(path)
+        return load_snapshot(self.path)
 
     def snapshot(self) -> Snapshot:
+        """The file's snapshot, read again when the file changed since (a
+        metrics exporter scrapes a file another job rewrites); one line when
+        it is gone or no longer a snapshot."""
+        now = self._identity()
+        if now != self._stat:
+            self._snap = self._load()
+            self._stat = now
         return self._snap
 
 

@@ -241,3 +241,25 @@ def test_without_root_procfs_gives_buddyinfo_but_no_migratetype_counts(tmp_path)
     assert got[_key("buddyscope_up", source="procfs")] == 1
     assert "node_buddyinfo_blocks" in names and "buddyscope_unusable_free_ratio" in names
     assert "buddyscope_free_blocks" not in names
+
+
+def test_a_file_rewritten_or_gone_is_read_again(tmp_path):
+    # The exporter on a file another job rewrites: each scrape sees the
+    # file as it is now, and a file gone or broken is buddyscope_up 0.
+    from buddyscope.probe.sources import FileSource
+
+    path = tmp_path / "s.json.gz"
+    shutil.copyfile(SNAP, path)
+    reg = make_registry(FileSource(path).snapshot, "file")
+    up, errors = _key("buddyscope_up", source="file"), _key("buddyscope_read_errors_total", source="file")
+    info = [k for k in _samples(render(reg).decode()) if k[0] == "buddyscope_info"]
+    assert ("release", "6.1.0-56-amd64") in info[0][1]
+    shutil.copyfile(ROOT / "fixtures" / "snapshots" / "7.2-2cpu-512m.json.gz", path)
+    info = [k for k in _samples(render(reg).decode()) if k[0] == "buddyscope_info"]
+    assert ("release", "7.2.13+deb14-amd64") in info[0][1]
+    path.write_bytes(b"not a snapshot")
+    s = _samples(render(reg).decode())
+    assert (s[up], s[errors]) == (0, 1)
+    path.unlink()
+    s = _samples(render(reg).decode())
+    assert (s[up], s[errors]) == (0, 2)
