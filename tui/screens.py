@@ -192,12 +192,20 @@ class GotoScreen(ModalScreen[Optional[int]]):
         with Vertical(id="goto-box"):
             yield Label(f"go to step (0..{self.total}):")
             yield Input(id="goto-input", type="integer")
+            yield Label("", id="goto-error")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        # A step out of range stays here and says so: clamped, it went
+        # somewhere the user did not ask for.
         try:
-            self.dismiss(int(event.value))
+            step = int(event.value)
         except ValueError:
-            self.dismiss(None)
+            step = -1
+        if 0 <= step <= self.total:
+            self.dismiss(step)
+        else:
+            self.query_one("#goto-error", Label).update(
+                f"no step {event.value.strip() or '(empty)'}: 0..{self.total}")
 
     def action_cancel(self) -> None:
         self.dismiss(None)

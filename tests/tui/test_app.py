@@ -329,3 +329,22 @@ def test_cli_tui_bad_input_and_no_terminal(tmp_path):
     p = _cli("tui", str(REC_61))
     assert p.returncode == 1 and p.stderr.strip() == (
         "buddyscope: error: the TUI needs a terminal; `buddyscope snapshot` prints the tables")
+
+
+def test_goto_a_step_out_of_range_says_so_and_stays():
+    async def body(app, pilot):
+        total = len(app.stepper)
+        await pilot.press("g")
+        await pilot.pause()
+        await pilot.press(*str(total + 5), "enter")
+        await settle(app, pilot)
+        stayed = type(app.screen).__name__
+        said = str(app.screen.query_one("#goto-error").render())
+        await pilot.press("escape")
+        await settle(app, pilot)
+        return total, stayed, said, app.step
+
+    total, stayed, said, step = run(app_on(REC_61), body)
+    assert stayed == "GotoScreen"
+    assert said == f"no step {total + 5}: 0..{total}"
+    assert step == 0
