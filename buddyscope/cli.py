@@ -466,10 +466,11 @@ def _metrics(args) -> int:
         args.procfs = True  # counts from /proc: no root, no debug info needed
     if args.listen:
         metrics.parse_listen(args.listen)  # bad input fails before the source is opened
-    with open_source(_source_spec(args)) as source:
-        what = ("procfs" if args.procfs else "live" if args.live else "vmcore" if args.vmcore
-                else "qmp" if args.qmp else "file")
-        registry = metrics.make_registry(source.snapshot, what,
+    import dataclasses
+
+    # Each scrape reads the source: a file too, again when it changed.
+    with open_source(dataclasses.replace(_source_spec(args), reread=True)) as source:
+        registry = metrics.make_registry(source.snapshot, source.kind,
                                          log=lambda m: print(m, file=sys.stderr, flush=True))
         if args.listen:
             if args.output:

@@ -48,6 +48,9 @@ class SourceSpec:
     #: Without *vmlinux*: (release, build ID) -> vmlinux files to try before
     #: drgn's standard search (the lab's kernel cache, given by the caller).
     find_vmlinux: Optional[Callable[[str, Optional[str]], Sequence[Path]]] = None
+    #: A file: read it again whenever it changed (an exporter's scrapes);
+    #: else it is read once.
+    reread: bool = False
 
     @property
     def kind(self) -> Optional[str]:
@@ -84,8 +87,9 @@ class Source:
 class FileSource(Source):
     kind = "file"
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, reread: bool = False):
         self.path = Path(path)
+        self.reread = reread
         self._stat = self._identity()
         self._snap = self._load()
 
@@ -102,9 +106,12 @@ class FileSource(Source):
         return load_snapshot(self.path)
 
     def snapshot(self) -> Snapshot:
-        """The file's snapshot, read again when the file changed since (a
-        metrics exporter scrapes a file another job rewrites); one line when
-        it is gone or no longer a snapshot."""
+        """The file's snapshot; with *reread*, read again when the file
+        changed since (an exporter scraping a file another job rewrites),
+        one line when it is gone or no longer a snapshot. (Without, no
+        syscall: the TUI's reads stay as they were.)"""
+        if not self.reread:
+            return self._snap
         now = self._identity()
         if now != self._stat:
             self._snap = self._load()
@@ -463,7 +470,7 @@ def open_source(spec: SourceSpec) -> Source:
     """The backend for *spec*, checked and ready to give snapshots."""
     kind = spec.kind
     if kind == "file":
-        return FileSource(spec.file)
+        return FileSource(spec.file, spec.reread)
     if kind == "procfs":
         return ProcfsSource(spec.procfs_root)
     if kind == "vmcore":

@@ -250,7 +250,7 @@ def test_a_file_rewritten_or_gone_is_read_again(tmp_path):
 
     path = tmp_path / "s.json.gz"
     shutil.copyfile(SNAP, path)
-    reg = make_registry(FileSource(path).snapshot, "file")
+    reg = make_registry(FileSource(path, reread=True).snapshot, "file")
     up, errors = _key("buddyscope_up", source="file"), _key("buddyscope_read_errors_total", source="file")
     info = [k for k in _samples(render(reg).decode()) if k[0] == "buddyscope_info"]
     assert ("release", "6.1.0-56-amd64") in info[0][1]
