@@ -30,6 +30,7 @@ import itertools
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model.pfnarray import slices
 from buddyscope.model.profile import Profile, detect_profile
 from buddyscope.model.snapshot import Snapshot
 
@@ -75,10 +76,6 @@ FALLBACKS = {
 # enum rmqueue_mode (Debian 6.12, 7.2 __rmqueue).
 RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = range(4)
 
-
-#: PFNs a bulk operation takes at a time where a thread of a UI may be
-#: waiting for the GIL (Python switches threads between two slices only).
-_SLICE = 1 << 18
 
 class ModelError(BuddyscopeError):
     """A request the kernel would refuse, or a state the model cannot hold."""
@@ -612,9 +609,8 @@ class Allocator:
         u = self._unlinked.get(s)
         if u is not None:
             pfns = u[3]
-            # In slices: one C call over 10 M PFNs holds the GIL for a
-            # second, and the TUI's event loop waits for it.
-            pieces = [pfns[i:i + _SLICE] for i in range(0, len(pfns), _SLICE)]
+            # In slices: the TUI's event loop gets the GIL between two.
+            pieces = list(slices(pfns))
             once = self._listed_once.get(s)
             if once is None:
                 seen: set = set()

@@ -26,14 +26,11 @@ from buddyscope.model.fragmentation import (  # noqa: F401  (re-exported)
     ContigPageInfo, FragRow, contig_page_info, fragmentation_index, fragmentation_rows,
     unusable_free_index,
 )
+from buddyscope.model.pfnarray import slices
 from buddyscope.model.unpredictable import unpredictable_short
 from buddyscope.model.snapshot import (
     Capture, FreeArea, Pcp, Snapshot, Zone,
 )
-
-#: Entries a C-speed step takes at a time: between two, the UI thread gets
-#: the GIL (one call over 10 M entries held it for a second).
-_SLICE = 1 << 18
 
 __all__ = (
     "CompareView", "ContigPageInfo", "FreeAreaView", "FragRow", "HeaderView", "PageblockView",
@@ -259,12 +256,12 @@ def pageblock_view(snap: Snapshot, zone: Zone) -> Optional[PageblockView]:
             size = 1 << order
             if order <= pbo:
                 # Blocks per pageblock counted at C speed (map, Counter):
-                # a loop over 10 M entries took seconds.
-                # (In slices: the UI thread gets the GIL between two.)
+                # a loop over 10 M entries took seconds. (In slices: the UI
+                # thread gets the GIL between two.)
                 blocks: collections.Counter = collections.Counter()
                 for lst in area.free_list or ():
-                    for i in range(0, len(lst), _SLICE):
-                        blocks.update(map(operator.rshift, lst[i:i + _SLICE], itertools.repeat(pbo)))
+                    for piece in slices(lst):
+                        blocks.update(map(operator.rshift, piece, itertools.repeat(pbo)))
                 for b, count in blocks.items():
                     if 0 <= b - base < n:
                         free[b - base] += count * size
@@ -387,8 +384,8 @@ class CompareView:
 def _heads(lists) -> set:
     out: set = set()
     for lst in lists:
-        for i in range(0, len(lst), _SLICE):
-            out.update(lst[i:i + _SLICE])
+        for piece in slices(lst):
+            out.update(piece)
     return out
 
 
