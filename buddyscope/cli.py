@@ -49,24 +49,21 @@ def _path(text: str) -> Path:
     return Path(text)
 
 
-def _not_negative(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"not a count (0 or more): {text!r}")
-    return n
+def _count(low: int, says: str):
+    """An argparse type: an int of at least *low*, else "not *says*"."""
+    def count(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = low - 1
+        if n < low:
+            raise argparse.ArgumentTypeError(f"not {says}: {text!r}")
+        return n
+    return count
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"not a positive count: {text!r}")
-    return n
+_positive = _count(1, "a positive count")
+_not_negative = _count(0, "a count (0 or more)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -250,19 +247,27 @@ def _snapshot(args) -> int:
 def _profile(args, snap):
     """``--profile``'s profile, None without it; a note when it is not the
     one *snap*'s own kernel types give (a study, or a mistake)."""
-    from buddyscope.model.profile import detect_profile, detect_profile_from_counts, profile_named
+    from buddyscope.model.profile import profile_named
 
     if not args.profile:
         return None
     forced = profile_named(args.profile)
     try:
-        own = detect_profile(snap) if snap.has_pfns else detect_profile_from_counts(snap)
+        own = _own_profile(snap)
     except BuddyscopeError:
         return forced   # none detected (an old 6.12+ file): --profile is what it asks for
     if forced.name != own.name:
         print(f"buddyscope: note: profile {forced.name} on a snapshot of {snap.kernel.release}, "
               f"whose own is {own.name}", file=sys.stderr)
     return forced
+
+
+def _own_profile(snap):
+    """The profile *snap*'s kernel types give (from the counts alone for
+    procfs)."""
+    from buddyscope.model.profile import detect_profile, detect_profile_from_counts
+
+    return detect_profile(snap) if snap.has_pfns else detect_profile_from_counts(snap)
 
 
 def _predict(args) -> int:
@@ -333,7 +338,6 @@ def _why_parser(sub) -> None:
 def _why(args) -> int:
     import json
 
-    from buddyscope.model.profile import detect_profile, detect_profile_from_counts
     from buddyscope.model.why import explain, format_explanation
     from buddyscope.probe.sources import open_source
 
@@ -351,7 +355,7 @@ def _why(args) -> int:
     profile = _profile(args, snap)
     guessed = profile is None and not snap.has_pfns
     if profile is None:
-        profile = detect_profile(snap) if snap.has_pfns else detect_profile_from_counts(snap)
+        profile = _own_profile(snap)
     order, gfp, cpu = args.order, args.gfp, args.cpu
     if failure is not None:
         order, gfp = failure.order, hex(failure.gfp_mask)
@@ -459,6 +463,8 @@ def _diff(args) -> int:
 
 
 def _metrics(args) -> int:
+    import dataclasses
+
     from buddyscope import metrics
     from buddyscope.probe.sources import open_source
 
@@ -466,8 +472,6 @@ def _metrics(args) -> int:
         args.procfs = True  # counts from /proc: no root, no debug info needed
     if args.listen:
         metrics.parse_listen(args.listen)  # bad input fails before the source is opened
-    import dataclasses
-
     # Each scrape reads the source: a file too, again when it changed.
     with open_source(dataclasses.replace(_source_spec(args), reread=True)) as source:
         registry = metrics.make_registry(source.snapshot, source.kind,
