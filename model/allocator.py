@@ -647,6 +647,15 @@ class Allocator:
     def is_free(self, pfn: int) -> bool:
         return self.containing_free_block(pfn) is not None
 
+    def buddy_heads(self, start: int, end: int) -> Dict[int, int]:
+        """The free blocks whose first page is in [*start*, *end*): head PFN
+        -> order. Those are the pages ``PageBuddy`` is true of (a pcp page
+        is not one)."""
+        if self._unlinked:
+            self.link_all()
+        buddy = self.buddy
+        return {p: buddy[p][0] for p in range(start, end) if p in buddy}
+
     # -- pcp primitives ------------------------------------------------------
     def _pcp_add(self, zi: int, cpu: int, pindex: int, pfn: int, tail: bool, mt: int) -> None:
         pcp = self.zones[zi].pcp[cpu]

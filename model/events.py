@@ -28,6 +28,9 @@ __all__ = (
     "DECAY_EVENTS",
     "ISOLATE_EVENTS",
     "WATERMARK_EVENTS",
+    "MM_COMPACTION_ISOLATE_FREEPAGES",
+    "MM_COMPACTION_FAST_ISOLATE_FREEPAGES",
+    "COMPACTION_EVENTS",
 )
 
 #: A block handed out (``__alloc_pages``, after ``get_page_from_freelist``).
@@ -64,3 +67,14 @@ DECAY_EVENTS = ("decay_pcp_high",)
 ISOLATE_EVENTS = ("isolate_free_page", "isolate_free_page_ret")
 #: Watermark changes: a kretprobe event on ``setup_per_zone_wmarks``.
 WATERMARK_EVENTS = ("setup_wmarks",)
+
+#: Compaction's free scanner over one range (``isolate_freepages_block``,
+#: include/trace/events/compaction.h): the range scanned and the pages
+#: taken, no PFN of them.
+MM_COMPACTION_ISOLATE_FREEPAGES = "mm_compaction_isolate_freepages"
+#: Its search of the free lists (``fast_isolate_freepages``; Debian's 6.12
+#: and 7.2 have it, 5.10 and 6.1 do not): the lowest PFN it takes and the
+#: pages taken.
+MM_COMPACTION_FAST_ISOLATE_FREEPAGES = "mm_compaction_fast_isolate_freepages"
+#: The compaction tracepoints ``record`` enables where the kernel has them.
+COMPACTION_EVENTS = (MM_COMPACTION_ISOLATE_FREEPAGES, MM_COMPACTION_FAST_ISOLATE_FREEPAGES)

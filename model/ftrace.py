@@ -43,7 +43,8 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.events import (
-    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, BULK_EVENTS, DECAY_EVENTS, EVENTS, ISOLATE_EVENTS,
+    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, BULK_EVENTS, COMPACTION_EVENTS, DECAY_EVENTS, EVENTS,
+    ISOLATE_EVENTS, MM_COMPACTION_FAST_ISOLATE_FREEPAGES, MM_COMPACTION_ISOLATE_FREEPAGES,
     MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE,
     MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
@@ -53,6 +54,7 @@ __all__ = (
     "BadLine",
     "EVENTS",
     "PageEvent",
+    "RangeEvent",
     "RECLAIM_EVENTS",
     "ParsedTrace",
     "TraceError",
@@ -153,6 +155,22 @@ class PageEvent:
             return None
         d = f[3]
         return 0 if d == "." else int(d, 16) if d in "0123456789abcdefABCDEF" else None
+
+
+@dataclasses.dataclass(frozen=True, **_SLOTS)
+class RangeEvent(PageEvent):
+    """A compaction free scanner event (``mm_compaction_isolate_freepages``,
+    ``mm_compaction_fast_isolate_freepages``): a range of PFNs and the
+    pages taken in it (:attr:`count`, ``nr_taken``); it names no page
+    (:attr:`pfn` None, ``order`` 0). Rare: built by the dataclass itself,
+    not the fast constructor."""
+
+    #: The range's first PFN (the fast search's ``min_pfn``).
+    start_pfn: int = 0
+    #: Its end, exclusive: where ``isolate_freepages_block`` stopped (the
+    #: fast search: the scanner's ``free_pfn``).
+    end_pfn: int = 0
+    nr_scanned: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,6 +274,7 @@ _PFN = r"pfn=(0x[0-9a-fA-F]+|-?\d+)"
 _INT = r"(-?\d+)"
 _END = r"\s*$"
 _NULL_PFN = (1 << 64) - 1
+_RANGE = r"range=\((0x[0-9a-fA-F]+) ~ (0x[0-9a-fA-F]+)\) nr_scanned=(\d+) nr_taken=(\d+)" + _END
 
 
 # pfn=: "%lu" on 5.10, "0x%lx" on 6.1+. A negative number only comes from
@@ -321,6 +340,12 @@ def _bulk_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
 def _isolate(name, cpu, ts, pid, comm, g, lineno, flags=None):
     return _make(name, cpu, ts, pid, comm, None, int(g[1]), None, None, None, None, None, None,
                  None, None, lineno, int(g[0], 16), flags)
+
+
+def _range(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    return RangeEvent(name, cpu, ts, pid, comm, None, 0, lineno=lineno, count=int(g[3]),
+                      flags=flags, start_pfn=int(g[0], 16), end_pfn=int(g[1], 16),
+                      nr_scanned=int(g[2]))
 
 
 def _fields(name, cpu, ts, pid, comm, g, lineno, flags=None):
@@ -430,12 +455,20 @@ _EVENTS: Dict[str, tuple] = {
     "decay_pcp_high": (
         r"\(\S+\) zone_start_pfn=(0x[0-9a-fA-F]+|\d+)" + _END, _decay, ("zone_start_pfn",), (),
     ),
+    # The compaction free scanner's tracepoints (mm_compaction_isolate_template):
+    # "range=(0x%lx ~ 0x%lx) nr_scanned=%lu nr_taken=%lu".
+    MM_COMPACTION_ISOLATE_FREEPAGES: (
+        _RANGE, _range, ("range", "nr_scanned", "nr_taken"), (),
+    ),
+    MM_COMPACTION_FAST_ISOLATE_FREEPAGES: (
+        _RANGE, _range, ("range", "nr_scanned", "nr_taken"), (),
+    ),
 }
 
 # EVENTS (the kmem page tracepoints) and BULK_EVENTS (the bulk allocator's
 # kprobe events) come from buddyscope.model.events: every one has a parser.
 assert set(_EVENTS) == set(EVENTS + BULK_EVENTS + RECLAIM_EVENTS + DECAY_EVENTS
-                          + ISOLATE_EVENTS + WATERMARK_EVENTS)
+                          + ISOLATE_EVENTS + WATERMARK_EVENTS + COMPACTION_EVENTS)
 
 _PARSERS: Dict[str, tuple] = {
     name: (re.compile(rx).match, build, keys, optional, name)

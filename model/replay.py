@@ -35,7 +35,7 @@ from buddyscope.model.allocator import (
 )
 from buddyscope.model.events import (
     ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC,
-    MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
+    MM_COMPACTION_FAST_ISOLATE_FREEPAGES, MM_COMPACTION_ISOLATE_FREEPAGES, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
     MM_PAGE_PCPU_DRAIN, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import PageEvent
@@ -65,6 +65,7 @@ RECLAIM, RECLAIM_RET = RECLAIM_EVENTS
 (DECAY,) = DECAY_EVENTS
 ISOLATE, ISOLATE_RET = ISOLATE_EVENTS
 (WMARKS,) = WATERMARK_EVENTS
+ISOLATE_RANGE, FAST_ISOLATE = MM_COMPACTION_ISOLATE_FREEPAGES, MM_COMPACTION_FAST_ISOLATE_FREEPAGES
 
 
 class ReplayError(BuddyscopeError):
@@ -261,6 +262,10 @@ class Replayer(KprobeEvents, WindowEvents):
                     self._on_isolated(e)
             elif n == WMARKS:
                 self._on_wmarks(e)
+            elif n == ISOLATE_RANGE:
+                self._on_isolate_range(e)
+            elif n == FAST_ISOLATE:
+                self._on_fast_isolate(e)
             self._traced_tasks.add((e.cpu, e.pid))
             if e.pfn is not None:
                 self._named.add(e.pfn)

@@ -9,7 +9,9 @@ allocator's pcp takes (``alloc_pages_bulk``), kswapd's reclaim window
 compaction's free page isolation (``__isolate_free_page``) and watermarks
 set anew (``setup_per_zone_wmarks``); and, in a trace without them, what a
 free's drain (or its absence) and an allocation served from a lower zone
-tell of that untraced state.
+tell of that untraced state, and what compaction's free scanner
+tracepoints (``mm_compaction_isolate_freepages``, a range and a count)
+tell of the blocks it took.
 
 Line references are as in :mod:`buddyscope.model.replay` (Debian's
 ``linux-source`` 5.10.262-1, 6.1.192-3, 6.12.118-1 and 7.2.13-1).
@@ -26,7 +28,7 @@ from buddyscope.model.allocator import ALLOC_WMARK_LOW, MIGRATE_MOVABLE, Outcome
 from buddyscope.model.events import (
     DECAY_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
-from buddyscope.model.ftrace import PageEvent
+from buddyscope.model.ftrace import PageEvent, RangeEvent
 from buddyscope.model.gfp import GfpError, gfp_names
 from buddyscope.model.request import Request, RequestError, make_request
 
@@ -37,6 +39,28 @@ RECLAIM, RECLAIM_RET = RECLAIM_EVENTS
 ISOLATE, ISOLATE_RET = ISOLATE_EVENTS
 (WMARKS,) = WATERMARK_EVENTS
 ZONE_LOCKED = MM_PAGE_ALLOC_ZONE_LOCKED
+
+
+#: The strides ``isolate_freepages`` walks with: 1 up to
+#: COMPACT_CLUSTER_MAX (SWAP_CLUSTER_MAX, 32), doubling.
+_STRIDES = (1, 2, 4, 8, 16, 32)
+
+
+def _isolate_walk(heads: Dict[int, int], start: int, end: int, stride: int) -> List[Tuple[int, int]]:
+    """The free blocks (PFN, order) ``isolate_freepages_block``'s walk
+    from *start* to *end* with *stride* takes, *heads* being the free
+    blocks' first pages: after a block it goes on from its last page
+    (``blockpfn += isolated - 1``, then the stride)."""
+    taken = []
+    p = start
+    while p < end:
+        order = heads.get(p)
+        if order is None:
+            p += stride
+        else:
+            taken.append((p, order))
+            p += (1 << order) - 1 + stride
+    return taken
 
 
 @dataclasses.dataclass
@@ -127,12 +151,73 @@ class KprobeEvents:
         if rem or not a.is_free(pfn):
             self.report.contradictions["isolated_page_not_free"] += 1
             return
+        self._isolate_block(entry, pfn, entry.order)
+
+    def _isolate_block(self, e: PageEvent, pfn: int, order: int) -> None:
+        """``__isolate_free_page`` of the free block *pfn* of *order*: off
+        its list, and MOVABLE pageblocks when it is half a pageblock or
+        more; the block is compaction's now (a migration target, or freed
+        by ``release_free_list``)."""
+        a = self.alloc
         z = a.zone_of(pfn)
-        self._take_block(entry, pfn, entry.order)
-        for p in range(pfn, pfn + (1 << entry.order), a.pageblock_nr_pages):
-            a.isolate_free_page_retype(z, p, entry.order)
-        a.mark_allocated(pfn, entry.order, MIGRATE_MOVABLE)
-        self.report.isolated_pages += 1 << entry.order
+        self._take_block(e, pfn, order)
+        for p in range(pfn, pfn + (1 << order), a.pageblock_nr_pages):
+            a.isolate_free_page_retype(z, p, order)
+        a.mark_allocated(pfn, order, MIGRATE_MOVABLE)
+        self.report.isolated_pages += 1 << order
+
+    # -- compaction's free scanner, by its tracepoints (no kprobes) ---------------
+    def _on_isolate_range(self, e: RangeEvent) -> None:
+        """``mm_compaction_isolate_freepages``: ``isolate_freepages_block``
+        (6.1 L541, 6.12 L579, 7.2 L574) stepped from ``start_pfn`` to
+        ``end_pfn`` and took ``nr_taken`` pages: every free block whose
+        first page it stepped on, with ``__isolate_free_page``, until the
+        watermark check refused one (the walk stops there: ``end_pfn``) or
+        it had enough. Its stride is not traced: 1 in sync compaction and
+        once a block was taken, up to COMPACT_CLUSTER_MAX in async
+        (``isolate_freepages``). The blocks taken are those a walk over the
+        model's free blocks takes, when every stride whose walk takes
+        ``nr_taken`` pages takes the same blocks; else, and when none does,
+        the range is marked as isolated untraced. With the kprobes on
+        ``__isolate_free_page`` traced, they have applied it already."""
+        if self._isolate_traced:
+            return
+        a = self.alloc
+        start, end = e.start_pfn, e.end_pfn
+        # One pageblock at most (an order above pageblock_order is clamped
+        # to its end): a bigger range is no range of this kernel's.
+        if not 0 <= end - start <= 1 << (a.nr_orders - 1) or a.zone_of(start) is None:
+            self.report.contradictions["isolated_range_not_in_model"] += 1
+            return
+        heads = a.buddy_heads(start, end)
+        walks = {tuple(w) for w in (_isolate_walk(heads, start, end, s) for s in _STRIDES)
+                 if sum(1 << o for _, o in w) == e.count}
+        if len(walks) == 1:
+            for pfn, order in walks.pop():
+                self._isolate_block(e, pfn, order)
+            return
+        self.report.contradictions["isolated_range_not_in_model" if not walks
+                                   else "isolated_range_ambiguous"] += 1
+        if e.count:
+            self._isolated_untraced(e, start)
+
+    def _on_fast_isolate(self, e: RangeEvent) -> None:
+        """``mm_compaction_fast_isolate_freepages`` (6.12 L1667, 7.2 L1680):
+        ``fast_isolate_freepages`` took one MOVABLE free block of
+        ``nr_taken`` pages at ``min_pfn`` (``start_pfn``) or above, which
+        the tracepoint does not name; the search's bounds and order came
+        from compaction's own state. Without the kprobes, the blocks it may
+        have taken are marked as isolated untraced."""
+        if self._isolate_traced or not e.count or e.count & (e.count - 1):
+            return
+        a = self.alloc
+        z = a.zone_of(e.start_pfn)
+        order = e.count.bit_length() - 1
+        if z is None or order >= a.nr_orders:
+            return
+        for pfn in a.free_list(z.index, order, MIGRATE_MOVABLE):
+            if pfn >= e.start_pfn:
+                self._isolated_untraced(e, pfn)
 
     # -- watermarks set anew (setup_per_zone_wmarks kprobe event) ---------------
     def _on_wmarks(self, e: PageEvent) -> None:

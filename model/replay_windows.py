@@ -162,6 +162,12 @@ class WindowEvents:
         predicted a block in its pageblock are compaction's."""
         if self._isolate_traced and not any(w[0] == "compaction" for w in self._cut_windows):
             return   # every isolation was traced: not compaction's
+        self._isolated_untraced(e, pfn)
+
+    def _isolated_untraced(self, e: PageEvent, pfn: int) -> None:
+        """Compaction took free pages in *pfn*'s pageblock that the trace
+        does not name (seen at *e*): a ``compaction`` window there, and
+        earlier misses that predicted a block in it are compaction's."""
         pb = pfn // self.alloc.pageblock_nr_pages
         if pb not in self._untraced_isolation:
             self.report.windows.append(("compaction", e.cpu, e.lineno, e.lineno))

@@ -23,7 +23,7 @@ import os
 from typing import TYPE_CHECKING, Optional
 
 from buddyscope.errors import BuddyscopeError
-from buddyscope.model.events import ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET
+from buddyscope.model.events import ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, COMPACTION_EVENTS
 from buddyscope.model.ftrace import EVENTS
 
 if TYPE_CHECKING:
@@ -252,6 +252,9 @@ KMEM_EVENTS = EVENTS
 # What recording changes, so what is saved and put back. Every kmem event's
 # enable is saved, not only the six: start_tracing turns the others off.
 _STATE_FILES = ("tracing_on", "trace_clock", "buffer_size_kb", "current_tracer")
+# The compaction free scanner's tracepoints recording enables too (where
+# the kernel has them), so their enables are saved and put back.
+_COMPACTION_ENABLES = tuple(f"events/compaction/{e}/enable" for e in COMPACTION_EVENTS)
 # The kprobe events recording adds (and always deletes again).
 KPROBE_GROUP = "buddyscope"
 
@@ -263,7 +266,7 @@ def tracefs_of(host) -> str:
 
 def save_tracing(host) -> dict[str, str]:
     """The tracing state *host* has now, file by file."""
-    files = " ".join(_STATE_FILES)
+    files = " ".join(_STATE_FILES + _COMPACTION_ENABLES)
     script = (f"cd {tracefs_of(host)} && for f in {files} events/kmem/*/enable; do "
               f"printf '%s\\t' $f; head -c 200 $f 2>/dev/null | tr '\\n' ' '; echo; done")
     out = host.run(script, check=True).text
@@ -311,6 +314,12 @@ def start_tracing(host, buffer_kb: int, kprobes: Optional[list[str]] = None) -> 
               "echo counter > trace_clock", f"echo {buffer_kb} > buffer_size_kb"]
     script += [f"echo 0 > events/kmem/{e}/enable" for e in have if e not in events and e != "enable" and e != "filter"]
     script += [f"echo 1 > events/kmem/{e}/enable" for e in events]
+    # Compaction's free scanner takes free pages with no kmem event; its
+    # tracepoints give the ranges and counts (the kprobes, the pages).
+    have = host.run(f"ls {tracefs}/events/compaction/ 2>/dev/null").text.split()
+    compaction = [e for e in COMPACTION_EVENTS if e in have]
+    script += [f"echo 1 > events/compaction/{e}/enable" for e in compaction]
+    events += compaction
     host.run("\n".join(script), check=True)
     if kprobes and add_kprobes(host, kprobes):
         events += [d.split()[0].split("/")[1] for d in kprobes]

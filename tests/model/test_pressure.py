@@ -251,6 +251,77 @@ def test_replay_applies_compaction_free_page_isolation(series):
     assert r.report.isolated_pages == 512
 
 
+def isolated_range(start, end, nr_scanned, nr_taken):
+    return (f"mm_compaction_isolate_freepages: range=({start:#x} ~ {end:#x}) "
+            f"nr_scanned={nr_scanned} nr_taken={nr_taken}")
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1", "6.12", "7.2"])
+def test_replay_applies_the_free_scanner_range_without_kprobes(series):
+    # isolate_freepages_block (5.10 L532, 6.1 L541, 6.12 L579, 7.2 L574)
+    # takes every free block whose first page its walk steps on; after a
+    # take it goes on from the block's last page plus the stride. Range
+    # 0x1000-0x1014, 12 pages: with stride 1 the order-3 block at 0x1000
+    # and the order-2 one at 0x1010 (8 + 4); stride 2 steps from 0x1007 to
+    # 0x1009, ..., 0x1013 and takes 8 pages, as do 4 to 32: only stride 1
+    # took 12. 0x1018 is past the range's end. The second range: one
+    # order-0 page taken of 0x1040 and 0x1043: stride 1 would take both,
+    # every other stride takes 0x1040 only.
+    snap = build_snapshot(series, [M, U, R], free=[(0x1000, 3, M), (0x1010, 2, M), (0x1018, 0, M),
+                                                   (0x1040, 0, M), (0x1043, 0, M)])
+    who = "kcompactd0-30"
+    r = replayed(snap, (who, isolated_range(0x1000, 0x1014, 20, 12)),
+                 (who, isolated_range(0x1040, 0x1060, 16, 1)))
+    a = r.alloc
+    assert [a.is_free(p) for p in (0x1000, 0x1010, 0x1018, 0x1040, 0x1043)] == [
+        False, False, True, False, True]
+    assert r.report.isolated_pages == 13
+    assert not r.report.contradictions
+    # Given back by release_free_list (6.12+: the block; 5.10, 6.1:
+    # split_map_pages made it order-0 pages): frees of pages the model
+    # holds as compaction's, not of free pages (to the buddy or, 6.1+, a
+    # pcp list of order 2).
+    r2 = replayed(snap, (who, isolated_range(0x1000, 0x1014, 20, 12)), (who, freed(0x1010, 2)))
+    assert not r2.report.contradictions
+    assert r2.alloc.is_free(0x1010) or 0x1010 in r2.alloc.on_pcp
+
+
+def test_replay_marks_a_range_the_model_cannot_explain():
+    # nr_taken 5 of a range holding one free order-0 page: no walk takes
+    # 5 pages. Nothing is taken; the pageblock is marked isolated untraced
+    # (a compaction window) and the event counted. (Direct compaction, in
+    # the allocating task: kcompactd's own events mark windows anyway.)
+    snap = build_snapshot("7.2", [M, U, R], free=[(0x1100, 0, M)])
+    r = replayed(snap, ("sh-125", isolated_range(0x1100, 0x1108, 8, 5)))
+    assert r.alloc.is_free(0x1100)
+    assert r.report.contradictions == {"isolated_range_not_in_model": 1}
+    assert [w[0] for w in r.report.windows] == ["compaction"]
+
+
+@pytest.mark.parametrize("start,end", [(0x1100, 0x10ff), (0x1000, 0x1000 + (1 << 20)),
+                                       (0x900000, 0x900010)])
+def test_replay_refuses_a_range_of_no_pageblock(start, end):
+    # An end before the start, a range wider than a pageblock's largest
+    # block (isolate_freepages_block scans one pageblock), a range in no
+    # zone: counted, nothing taken, and no walk over a million pages.
+    snap = build_snapshot("6.1", [M, U, R], free=[(0x1100, 0, M)])
+    r = replayed(snap, ("kcompactd0-30", isolated_range(start, end, 8, 1)))
+    assert r.alloc.is_free(0x1100)
+    assert r.report.contradictions == {"isolated_range_not_in_model": 1}
+
+
+def test_replay_leaves_the_range_to_the_isolate_kprobes():
+    # With the __isolate_free_page kprobes in the trace they name the
+    # blocks; the tracepoint after them changes nothing more.
+    snap = build_snapshot("6.1", [M, U, R], free=[(0x1200, 3, U), (0x1208, 3, U)])
+    snap.kernel.vmemmap, snap.kernel.sizeof_page = VMEMMAP, SIZEOF_PAGE
+    who = "kcompactd0-30"
+    r = replayed(snap, (who, isolate(0x1200, 3)), (who, isolated(8)),
+                 (who, isolated_range(0x1200, 0x1210, 16, 8)))
+    assert not r.alloc.is_free(0x1200) and r.alloc.is_free(0x1208)
+    assert r.report.isolated_pages == 8 and not r.report.contradictions
+
+
 @pytest.mark.parametrize("series", ["6.12", "7.2"])
 def test_replay_applies_new_watermarks_and_pcp_sizes(series):
     # setup_per_zone_wmarks (6.12 L6090) then zone_pcp_update ->
