@@ -647,6 +647,26 @@ class Allocator:
     def is_free(self, pfn: int) -> bool:
         return self.containing_free_block(pfn) is not None
 
+    def move_freelist_head(self, pfn: int) -> None:
+        """``move_freelist_head`` (mm/compaction.c; 6.1 L1319, 7.2 L1479) on
+        the list of the free block *pfn*: the blocks before it go, in
+        order, to the list's tail, and it is first (compaction's fast
+        search: a later search starts past what it has seen)."""
+        if self._unlinked:
+            self.link_all()
+        order, mt, zi = self.buddy[pfn]
+        s = self.sentinel(zi, order, mt)
+        nxt, prv = self.nxt, self.prv
+        first = nxt[s]
+        if first == pfn:
+            return
+        before, last = prv[pfn], prv[s]
+        # Cut [first .. before] and splice it after last: circular, O(1).
+        nxt[s] = pfn; prv[pfn] = s
+        nxt[last] = first; prv[first] = last
+        nxt[before] = s; prv[s] = before
+        self._log(self.move_freelist_head, first)
+
     def buddy_heads(self, start: int, end: int) -> Dict[int, int]:
         """The free blocks whose first page is in [*start*, *end*): head PFN
         -> order. Those are the pages ``PageBuddy`` is true of (a pcp page

@@ -31,6 +31,7 @@ __all__ = (
     "MM_COMPACTION_ISOLATE_FREEPAGES",
     "MM_COMPACTION_FAST_ISOLATE_FREEPAGES",
     "COMPACTION_EVENTS",
+    "FAST_SEARCH_CALLERS",
 )
 
 #: A block handed out (``__alloc_pages``, after ``get_page_from_freelist``).
@@ -65,6 +66,12 @@ RECLAIM_EVENTS = ("balance_pgdat", "balance_pgdat_ret")
 DECAY_EVENTS = ("decay_pcp_high",)
 #: Compaction's free page isolation: kprobe events on ``__isolate_free_page``.
 ISOLATE_EVENTS = ("isolate_free_page", "isolate_free_page_ret")
+#: The callers ``isolate_free_page_ret`` names for compaction's fast free
+#: search: ``fast_isolate_freepages``, or ``compaction_alloc`` where it is
+#: inlined (Debian's 6.1 and 7.2 builds); ``isolate_freepages_block`` is
+#: the scanner's.
+FAST_SEARCH_CALLERS = frozenset(("fast_isolate_freepages", "compaction_alloc",
+                                 "compaction_alloc_noprof"))
 #: Watermark changes: a kretprobe event on ``setup_per_zone_wmarks``.
 WATERMARK_EVENTS = ("setup_wmarks",)
 

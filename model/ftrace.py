@@ -348,6 +348,12 @@ def _range(name, cpu, ts, pid, comm, g, lineno, flags=None):
                       nr_scanned=int(g[2]))
 
 
+def _isolate_ret(name, cpu, ts, pid, comm, g, lineno, flags=None):
+    # gfp: the caller's function, as the return probe prints it.
+    return _make(name, cpu, ts, pid, comm, None, 0, None, _intern(g[0]), None, None, None, None,
+                 None, None, lineno, int(g[1]), flags)
+
+
 def _fields(name, cpu, ts, pid, comm, g, lineno, flags=None):
     return _make(name, cpu, ts, pid, comm, None, 0, None, g[0], None, None, None, None, None,
                  None, lineno, None, flags)
@@ -438,12 +444,13 @@ _EVENTS: Dict[str, tuple] = {
     # Compaction's free page isolation, kprobe events on __isolate_free_page:
     # "(__isolate_free_page+0x0/0x315) page=0xffffea0000123400 order=3"
     # (count is the struct page pointer) and "(isolate_freepages_block+0x1a3/
-    # 0x454 <- __isolate_free_page) nr=8" (count: pages taken, 0 if refused).
+    # 0x454 <- __isolate_free_page) nr=8" (count: pages taken, 0 if refused;
+    # gfp: the caller, "isolate_freepages_block").
     "isolate_free_page": (
         r"\(\S+\) page=(0x[0-9a-fA-F]+) order=(\d+)" + _END, _isolate, ("page", "order"), (),
     ),
     "isolate_free_page_ret": (
-        r"\(\S+ <- \S+\) nr=" + _INT + _END, _bulk_ret, ("nr",), (),
+        r"\(([^+\s]+)\S* <- \S+\) nr=" + _INT + _END, _isolate_ret, ("caller", "nr"), (),
     ),
     # Watermarks set anew (min_free_kbytes changed), a kprobe event at the
     # return of setup_per_zone_wmarks: "(caller+0x../0x.. <-

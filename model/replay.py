@@ -121,6 +121,8 @@ class Replayer(KprobeEvents, WindowEvents):
         self._reclaim: Dict[int, int] = {}
         #: cpu -> the __isolate_free_page entry event under way there.
         self._isolating: Dict[int, PageEvent] = {}
+        #: cpu -> a fast free search's event whose block is not known yet.
+        self._fast_pending: Dict[int, PageEvent] = {}
         #: cpu -> pid of the last event traced on it (the task running there).
         self._last_pid: Dict[int, int] = {}
         #: cpu -> pid of the task traced there before the current one.
@@ -217,6 +219,8 @@ class Replayer(KprobeEvents, WindowEvents):
             pd = self._pending_drain.get(e.cpu)
             if pd is not None and n != DRAIN:
                 self._close_drain(e.cpu)
+            if self._fast_pending and n != ISOLATE_RANGE and e.cpu in self._fast_pending:
+                self._fast_unresolved(self._fast_pending.pop(e.cpu))
             if n != ALLOC and self._late and e.pfn in self._late:
                 # Freed, drained or taken from the buddy: not a late trace.
                 del self._late[e.pfn]
@@ -284,6 +288,9 @@ class Replayer(KprobeEvents, WindowEvents):
         rep = self.report
         for cpu in list(self._pending_drain):
             self._close_drain(cpu)
+        for e in self._fast_pending.values():
+            self._fast_unresolved(e)
+        self._fast_pending.clear()
         for cpu, group in self._open.items():
             if group:
                 # Blocks taken with no mm_page_alloc after them: the bulk

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 from buddyscope.model.allocator import ALLOC_WMARK_LOW, MIGRATE_MOVABLE, Outcome
 from buddyscope.model.events import (
-    DECAY_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED, RECLAIM_EVENTS, WATERMARK_EVENTS,
+    DECAY_EVENTS, FAST_SEARCH_CALLERS, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import PageEvent, RangeEvent
 from buddyscope.model.gfp import GfpError, gfp_names
@@ -46,21 +46,26 @@ ZONE_LOCKED = MM_PAGE_ALLOC_ZONE_LOCKED
 _STRIDES = (1, 2, 4, 8, 16, 32)
 
 
-def _isolate_walk(heads: Dict[int, int], start: int, end: int, stride: int) -> List[Tuple[int, int]]:
-    """The free blocks (PFN, order) ``isolate_freepages_block``'s walk
-    from *start* to *end* with *stride* takes, *heads* being the free
-    blocks' first pages: after a block it goes on from its last page
-    (``blockpfn += isolated - 1``, then the stride)."""
+def _isolate_walk(heads: Dict[int, int], start: int, end: int, stride: int
+                  ) -> Tuple[Tuple[Tuple[int, int], ...], int, int]:
+    """``isolate_freepages_block``'s walk from *start* to *end* with
+    *stride*, *heads* being the free blocks' first pages: the blocks (PFN,
+    order) it takes, the pages taken and its ``nr_scanned`` (one per step,
+    and a taken block's pages after its first). After a block it goes on
+    from its last page (``blockpfn += isolated - 1``, then the stride)."""
     taken = []
-    p = start
+    p, pages, scanned = start, 0, 0
     while p < end:
+        scanned += 1
         order = heads.get(p)
         if order is None:
             p += stride
         else:
             taken.append((p, order))
+            pages += 1 << order
+            scanned += (1 << order) - 1
             p += (1 << order) - 1 + stride
-    return taken
+    return tuple(taken), pages, scanned
 
 
 @dataclasses.dataclass
@@ -151,6 +156,11 @@ class KprobeEvents:
         if rem or not a.is_free(pfn):
             self.report.contradictions["isolated_page_not_free"] += 1
             return
+        if e.gfp in FAST_SEARCH_CALLERS and pfn in a.buddy:
+            # fast_isolate_freepages (6.1 L1490, 7.2 L1647): the list it
+            # found the block on is rotated to start at it, then the block
+            # is taken.
+            a.move_freelist_head(pfn)
         self._isolate_block(entry, pfn, entry.order)
 
     def _isolate_block(self, e: PageEvent, pfn: int, order: int) -> None:
@@ -170,16 +180,17 @@ class KprobeEvents:
     def _on_isolate_range(self, e: RangeEvent) -> None:
         """``mm_compaction_isolate_freepages``: ``isolate_freepages_block``
         (6.1 L541, 6.12 L579, 7.2 L574) stepped from ``start_pfn`` to
-        ``end_pfn`` and took ``nr_taken`` pages: every free block whose
-        first page it stepped on, with ``__isolate_free_page``, until the
-        watermark check refused one (the walk stops there: ``end_pfn``) or
-        it had enough. Its stride is not traced: 1 in sync compaction and
-        once a block was taken, up to COMPACT_CLUSTER_MAX in async
-        (``isolate_freepages``). The blocks taken are those a walk over the
-        model's free blocks takes, when every stride whose walk takes
-        ``nr_taken`` pages takes the same blocks; else, and when none does,
-        the range is marked as isolated untraced. With the kprobes on
-        ``__isolate_free_page`` traced, they have applied it already."""
+        ``end_pfn``, ``nr_scanned`` steps and pages, and took ``nr_taken``
+        pages: every free block whose first page it stepped on, with
+        ``__isolate_free_page``, until the watermark check refused one (the
+        walk stops there: ``end_pfn``) or it had enough. Its stride is not
+        traced: 1 in sync compaction and once a block gave pages, up to
+        COMPACT_CLUSTER_MAX in async (``isolate_freepages``). The blocks
+        taken are those of a walk over the model's free blocks that takes
+        ``nr_taken`` pages in ``nr_scanned`` steps, when all such walks
+        agree; else the range is marked as isolated untraced. With the
+        kprobes on ``__isolate_free_page`` traced, they have applied it."""
+        fast = self._fast_pending.pop(e.cpu, None)
         if self._isolate_traced:
             return
         a = self.alloc
@@ -188,36 +199,53 @@ class KprobeEvents:
         # to its end): a bigger range is no range of this kernel's.
         if not 0 <= end - start <= 1 << (a.nr_orders - 1) or a.zone_of(start) is None:
             self.report.contradictions["isolated_range_not_in_model"] += 1
+            if fast is not None:
+                self._fast_unresolved(fast)
             return
         heads = a.buddy_heads(start, end)
-        walks = {tuple(w) for w in (_isolate_walk(heads, start, end, s) for s in _STRIDES)
-                 if sum(1 << o for _, o in w) == e.count}
+        walks = {w for w in (_isolate_walk(heads, start, end, s) for s in _STRIDES)
+                 if w[1] == e.count and w[2] == e.nr_scanned}
+        if fast is not None:
+            # fast_isolate_around (6.12 L1503, 7.2 L1507): right after the
+            # fast search took its block, the block's pageblock with stride
+            # 1. The model still holds that block free: its walk takes it
+            # too, in as many steps (2^order either way).
+            w = _isolate_walk(heads, start, end, 1)
+            if (w[1] == e.count + fast.count and w[2] == e.nr_scanned
+                    and any(1 << o == fast.count for _, o in w[0])):
+                walks = {w}
+            else:
+                self._fast_unresolved(fast)
         if len(walks) == 1:
-            for pfn, order in walks.pop():
+            for pfn, order in walks.pop()[0]:
                 self._isolate_block(e, pfn, order)
             return
         self.report.contradictions["isolated_range_not_in_model" if not walks
                                    else "isolated_range_ambiguous"] += 1
         if e.count:
-            self._isolated_untraced(e, start)
+            self._isolated_untraced(e, [start])
 
     def _on_fast_isolate(self, e: RangeEvent) -> None:
         """``mm_compaction_fast_isolate_freepages`` (6.12 L1667, 7.2 L1680):
         ``fast_isolate_freepages`` took one MOVABLE free block of
-        ``nr_taken`` pages at ``min_pfn`` (``start_pfn``) or above, which
-        the tracepoint does not name; the search's bounds and order came
-        from compaction's own state. Without the kprobes, the blocks it may
-        have taken are marked as isolated untraced."""
+        ``nr_taken`` pages at ``min_pfn`` (``start_pfn``) or above, which the
+        tracepoint does not name (the search's bounds and order came from
+        compaction's own state). The isolate range traced next on the CPU,
+        if any, is its ``fast_isolate_around``, which names it; else the
+        blocks it may have taken are marked as isolated untraced."""
         if self._isolate_traced or not e.count or e.count & (e.count - 1):
             return
+        self._fast_pending[e.cpu] = e
+
+    def _fast_unresolved(self, e: RangeEvent) -> None:
+        """The block a fast search took stays unknown: every MOVABLE free
+        block of its order at ``min_pfn`` or above in its zone may be it."""
         a = self.alloc
         z = a.zone_of(e.start_pfn)
         order = e.count.bit_length() - 1
-        if z is None or order >= a.nr_orders:
-            return
-        for pfn in a.free_list(z.index, order, MIGRATE_MOVABLE):
-            if pfn >= e.start_pfn:
-                self._isolated_untraced(e, pfn)
+        if z is not None and order < a.nr_orders:
+            self._isolated_untraced(e, [p for p in a.free_list(z.index, order, MIGRATE_MOVABLE)
+                                        if p >= e.start_pfn])
 
     # -- watermarks set anew (setup_per_zone_wmarks kprobe event) ---------------
     def _on_wmarks(self, e: PageEvent) -> None:

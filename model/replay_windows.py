@@ -162,16 +162,20 @@ class WindowEvents:
         predicted a block in its pageblock are compaction's."""
         if self._isolate_traced and not any(w[0] == "compaction" for w in self._cut_windows):
             return   # every isolation was traced: not compaction's
-        self._isolated_untraced(e, pfn)
+        self._isolated_untraced(e, [pfn])
 
-    def _isolated_untraced(self, e: PageEvent, pfn: int) -> None:
-        """Compaction took free pages in *pfn*'s pageblock that the trace
-        does not name (seen at *e*): a ``compaction`` window there, and
-        earlier misses that predicted a block in it are compaction's."""
-        pb = pfn // self.alloc.pageblock_nr_pages
-        if pb not in self._untraced_isolation:
+    def _isolated_untraced(self, e: PageEvent, pfns: Sequence[int]) -> None:
+        """Compaction took free pages in the pageblocks of *pfns* that the
+        trace does not name (seen at *e*): a ``compaction`` window there,
+        and earlier misses that predicted a block in them are compaction's."""
+        nr = self.alloc.pageblock_nr_pages
+        blocks = {p // nr for p in pfns}
+        if not blocks:
+            return
+        if not blocks <= self._untraced_isolation.keys():
             self.report.windows.append(("compaction", e.cpu, e.lineno, e.lineno))
-        self._untraced_isolation[pb] = e.lineno
+        for pb in blocks:
+            self._untraced_isolation[pb] = e.lineno
         keep = []
         for r in self._missed:
             if self._in_isolated_block(r.predicted_pfn):

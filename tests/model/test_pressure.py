@@ -261,12 +261,14 @@ def test_replay_applies_the_free_scanner_range_without_kprobes(series):
     # isolate_freepages_block (5.10 L532, 6.1 L541, 6.12 L579, 7.2 L574)
     # takes every free block whose first page its walk steps on; after a
     # take it goes on from the block's last page plus the stride. Range
-    # 0x1000-0x1014, 12 pages: with stride 1 the order-3 block at 0x1000
-    # and the order-2 one at 0x1010 (8 + 4); stride 2 steps from 0x1007 to
-    # 0x1009, ..., 0x1013 and takes 8 pages, as do 4 to 32: only stride 1
-    # took 12. 0x1018 is past the range's end. The second range: one
-    # order-0 page taken of 0x1040 and 0x1043: stride 1 would take both,
-    # every other stride takes 0x1040 only.
+    # 0x1000-0x1014, 12 pages in 20 steps (nr_scanned counts a taken
+    # block's pages): with stride 1 the order-3 block at 0x1000 and the
+    # order-2 one at 0x1010 (8 + 4 pages, 1 + 7 + 8 + 4 steps); stride 2
+    # steps from 0x1007 to 0x1009, ..., 0x1013 and takes 8 pages, as do 4
+    # to 32: only stride 1 took 12. 0x1018 is past the range's end. The
+    # second range, 0x1040-0x1060: one order-0 page in 16 steps of 0x1040
+    # and 0x1043: stride 1 would take both, stride 2 takes 0x1040 in 16
+    # steps, 4 and up in fewer.
     snap = build_snapshot(series, [M, U, R], free=[(0x1000, 3, M), (0x1010, 2, M), (0x1018, 0, M),
                                                    (0x1040, 0, M), (0x1043, 0, M)])
     who = "kcompactd0-30"
@@ -284,6 +286,68 @@ def test_replay_applies_the_free_scanner_range_without_kprobes(series):
     r2 = replayed(snap, (who, isolated_range(0x1000, 0x1014, 20, 12)), (who, freed(0x1010, 2)))
     assert not r2.report.contradictions
     assert r2.alloc.is_free(0x1010) or 0x1010 in r2.alloc.on_pcp
+
+
+def fast_isolated(min_pfn, free_pfn, nr_scanned, nr_taken):
+    return (f"mm_compaction_fast_isolate_freepages: range=({min_pfn:#x} ~ {free_pfn:#x}) "
+            f"nr_scanned={nr_scanned} nr_taken={nr_taken}")
+
+
+def test_replay_takes_the_fast_search_block_with_its_pageblock():
+    # fast_isolate_freepages (7.2 L1553) took one order-0 MOVABLE page at
+    # min_pfn 0x1000 or above and names none; fast_isolate_around (L1507)
+    # then walks the page's pageblock with stride 1: 0x1000-0x1200, 512
+    # steps, 2 pages taken. The model still holds the fast search's page
+    # free, so its walk takes 3: that page is one of them, and the three
+    # are what compaction holds after both.
+    snap = build_snapshot("7.2", [M, U, R], free=[(0x1004, 0, M), (0x1009, 0, M), (0x1100, 0, M),
+                                                  (0x1400, 0, M)])
+    r = replayed(snap, ("sh-125", fast_isolated(0x1000, 0x1600, 3, 1)),
+                 ("sh-125", isolated_range(0x1000, 0x1200, 512, 2)))
+    a = r.alloc
+    assert [a.is_free(p) for p in (0x1004, 0x1009, 0x1100, 0x1400)] == [False, False, False, True]
+    assert r.report.isolated_pages == 3 and not r.report.contradictions
+    assert not [w for w in r.report.windows if w[0] == "compaction"]
+
+
+def test_replay_marks_where_the_fast_search_may_have_taken():
+    # A fast search with no walk after it (direct async compaction returns
+    # before fast_isolate_around, 7.2 L1518): its page stays unknown; the
+    # pageblocks of every MOVABLE order-0 free page at min_pfn 0x1200 or
+    # above are marked (0x1400's), not those below it (0x1004's).
+    snap = build_snapshot("7.2", [M, U, R], free=[(0x1004, 0, M), (0x1400, 0, M)])
+    r = replayed(snap, ("sh-125", fast_isolated(0x1200, 0x1600, 3, 1)), ("sh-125", freed(0x1500)))
+    assert r.alloc.is_free(0x1004) and r.alloc.is_free(0x1400)
+    assert r._in_isolated_block(0x1400) and not r._in_isolated_block(0x1004)
+
+
+def test_move_freelist_head_rotates_the_list_to_start_at_the_block():
+    # move_freelist_head (6.1 L1319, 7.2 L1479): list_cut_before the block,
+    # list_splice_tail what was cut. The journal puts the list back.
+    a = build("6.1", [M, U, R], free=[(0x1000, 0, M), (0x1002, 0, M), (0x1004, 0, M), (0x1006, 0, M)])
+    assert a.free_list(0, 0, M) == [0x1000, 0x1002, 0x1004, 0x1006]
+    with a.trial():
+        a.move_freelist_head(0x1004)
+        assert a.free_list(0, 0, M) == [0x1004, 0x1006, 0x1000, 0x1002]
+    assert a.free_list(0, 0, M) == [0x1000, 0x1002, 0x1004, 0x1006]
+    a.move_freelist_head(0x1000)
+    assert a.free_list(0, 0, M) == [0x1000, 0x1002, 0x1004, 0x1006]
+
+
+def test_replay_rotates_the_list_at_a_fast_search_take():
+    # The kprobes name the block and the return its caller: taken by the
+    # fast search (compaction_alloc, where fast_isolate_freepages is
+    # inlined), the list was rotated to start at it first (6.1 L1490), so
+    # the next refill takes what followed it.
+    snap = build_snapshot("6.1", [M, U, R], free=[(0x1000, 0, M), (0x1002, 0, M), (0x1004, 0, M),
+                                                  (0x1006, 0, M)])
+    snap.kernel.vmemmap, snap.kernel.sizeof_page = VMEMMAP, SIZEOF_PAGE
+    ret = "isolate_free_page_ret: (compaction_alloc+0x33a/0xa20 <- __isolate_free_page) nr=1"
+    r = replayed(snap, ("dd-304", isolate(0x1002, 0)), ("dd-304", ret))
+    assert r.alloc.free_list(0, 0, M) == [0x1004, 0x1006, 0x1000]
+    # From the scanner (isolate_freepages_block): no rotation.
+    r = replayed(snap, ("dd-304", isolate(0x1002, 0)), ("dd-304", isolated(1)))
+    assert r.alloc.free_list(0, 0, M) == [0x1000, 0x1004, 0x1006]
 
 
 def test_replay_marks_a_range_the_model_cannot_explain():
