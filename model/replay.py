@@ -121,6 +121,8 @@ class Replayer(KprobeEvents, WindowEvents):
         self._reclaim: Dict[int, int] = {}
         #: cpu -> the __isolate_free_page entry event under way there.
         self._isolating: Dict[int, PageEvent] = {}
+        #: pid -> line of the task's last mm_page_free.
+        self._freed_line: Dict[int, int] = {}
         #: cpu -> a fast free search's event whose block is not known yet.
         self._fast_pending: Dict[int, PageEvent] = {}
         #: cpu -> pid of the last event traced on it (the task running there).
@@ -238,6 +240,7 @@ class Replayer(KprobeEvents, WindowEvents):
                 else:
                     self._open[e.cpu].append(e)
             elif n == FREE:
+                self._freed_line[e.pid] = e.lineno
                 if i in locked:
                     self._on_free_to_buddy(e)
                 elif i in contig:
@@ -341,18 +344,29 @@ class Replayer(KprobeEvents, WindowEvents):
         if late is not None and e.pfn != late:
             # Not this task's page after all: a bulk allocation took it.
             self._late.pop(late, None)
+        # compaction_capture (5.10 L849, 6.1 L989, 6.12 L623, 7.2 L728):
+        # direct compaction's free of a migrated page completed a free block
+        # of the order it compacts for, which __free_one_page handed to the
+        # task instead of a free list. The model put it on one: a block it
+        # holds free, allocated with no removal event, by a task that freed
+        # pages since its last allocation.
+        captured = (not group and late is None and e.pfn is not None and not same
+                    and self._freed_line.get(e.pid, 0) > self._task_alloc.get((e.cpu, e.pid), 0)
+                    and a.is_free(e.pfn))
         if not same:
             if late is None:
                 self._pcplist_effects(group, e)
             self._apply_removals(group, e.cpu, e)
-        actual_path = self._actual_path(group, e, predicted)
+        actual_path = "capture" if captured else self._actual_path(group, e, predicted)
         if e.pfn is None:
             return
         hit = predicted.pfn == e.pfn
         rep.allocations += 1
         rep.hits += hit
         rep.naive_hits += naive == e.pfn
-        if predicted.refill is not None or actual_path == "refill":
+        if captured:
+            rep.captures += 1
+        elif predicted.refill is not None or actual_path == "refill":
             rep.refills += 1
             actual_refill = self._removed_pfns(group)
             rep.refills_exact += predicted.refill == actual_refill
@@ -361,7 +375,9 @@ class Replayer(KprobeEvents, WindowEvents):
                           predicted.zone, lineno=e.lineno)
         if self.keep_steps:
             rec.steps = [s.describe() for s in predicted.path]
-        if not hit:
+        if not hit and captured:
+            rec.reason = "compaction"
+        elif not hit:
             rec.reason = self._why(predicted, e, group)
             self._label_miss(rec, e, late, group)
             if rec.reason == "zone" and self._zone_changed_untraced(req, predicted, e):
@@ -907,6 +923,18 @@ class Replayer(KprobeEvents, WindowEvents):
         if not exact and w.migrated and self._cut_at_chunk(w):
             rep.migrated_drains += 1
             exact = True
+        if not exact and w.pcp is not None and self._emptied(w):
+            # drain_local_pages right after the free (compaction's
+            # lru_add_drain_cpu_zone once its migration scanner leaves a
+            # block it migrated from: 6.1 L2458, 7.2 L2765): the whole pcp,
+            # which no event announces. The free's own commit is what the
+            # drain starts with; nothing to infer about pcp->high.
+            rep.whole_drains += 1
+            rep.drains += 1
+            n = len(w.predicted)
+            rep.drains_exact += [p[:2] for p in w.predicted] == [x[:2] for x in w.actual[:n]]
+            self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.predicted))
+            return
         if w.predicted or w.actual:
             rep.drains += 1
             rep.drains_exact += exact
@@ -915,6 +943,12 @@ class Replayer(KprobeEvents, WindowEvents):
         if w.pcp is not None:
             # (count after the free, the model's high fits it, the kernel drained)
             self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.actual))
+
+    def _emptied(self, w: _DrainWindow) -> bool:
+        """Whether the kernel's drain after a free sent back every page the
+        pcp held (its count after the free), more than the model foresaw."""
+        return (len(w.actual) > len(w.predicted)
+                and sum(1 << x[1] for x in w.actual) == w.count > 0)
 
     def _cut_at_chunk(self, w: _DrainWindow) -> bool:
         """Whether the kernel's drain is the model's cut after one of its

@@ -86,6 +86,13 @@ class ReplayReport:
     #: was migrated to another CPU (7.2 free_frozen_page_commit), scored on
     #: the chunks it ran.
     migrated_drains: int = 0
+    #: Allocations of a block compaction captured for the task
+    #: (``compaction_capture``): no refill, no removal; not scored as refills.
+    captures: int = 0
+    #: Drains after a free that emptied the pcp (``drain_local_pages``:
+    #: compaction's ``lru_add_drain_cpu_zone``), which no event announces:
+    #: scored on the free's own commit, the drain's first pages.
+    whole_drains: int = 0
     #: Free pages compaction took off the lists (__isolate_free_page events).
     isolated_pages: int = 0
     #: setup_per_zone_wmarks events applied (watermarks set anew).
@@ -161,7 +168,8 @@ class ReplayReport:
             "unprompted_drains": self.unprompted_drains,
             "vmstat_drains": self.vmstat_drains, "vmstat_drains_exact": self.vmstat_drains_exact,
             "silent_decays": self.silent_decays, "inferred_reclaim": self.inferred_reclaim,
-            "migrated_drains": self.migrated_drains,
+            "migrated_drains": self.migrated_drains, "whole_drains": self.whole_drains,
+            "captures": self.captures,
             "isolated_pages": self.isolated_pages, "watermark_changes": self.watermark_changes,
             "inferred_watermarks": self.inferred_watermarks,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
@@ -266,11 +274,13 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
         f"naive predictor  {'':7}   exact PFN hits {rep.naive_hits:7}   "
         f"accuracy {pct(rep.naive_hits, rep.allocations)}   (snapshot list heads, popping only)",
         f"pcp refills      {rep.refills:7}   exact sets     {rep.refills_exact:7}   "
-        f"{pct(rep.refills_exact, rep.refills)}",
+        f"{pct(rep.refills_exact, rep.refills)}   ({rep.captures} blocks compaction captured "
+        f"for the task: no refill)",
         f"pcp drains       {rep.drains:7}   exact sets     {rep.drains_exact:7}   "
         f"{pct(rep.drains_exact, rep.drains)}   ({rep.silent_decays} after a pcp->high decay "
         f"no event shows, {rep.inferred_reclaim} in a kswapd reclaim window no event shows, "
-        f"{rep.migrated_drains} cut short when the task moved to another CPU)",
+        f"{rep.migrated_drains} cut short when the task moved to another CPU, "
+        f"{rep.whole_drains} emptied the pcp right after the free: drain_local_pages)",
         f"vmstat drains    {rep.vmstat_drains:7}   exact sets     {rep.vmstat_drains_exact:7}   "
         f"{pct(rep.vmstat_drains_exact, rep.vmstat_drains)}   ({rep.unprompted_drains} drain "
         f"events with no free of their task before them: decay_pcp_high, drain_all_pages)",
