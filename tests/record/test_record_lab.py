@@ -39,6 +39,8 @@ def test_recording_has_the_events_and_provenance(recorded, lab_kernel):
     p = recorded.provenance
     assert p["kernel_release"] == lab_kernel.release == recorded.snapshot.kernel.release
     assert p["nr_cpus"] == 2 and recorded.snapshot.capture.paused
+    # Compaction's free scanner tracepoint (all four kernels have it).
+    assert "mm_compaction_isolate_freepages" in p["events_enabled"]
     for cpu, after in p["ring_buffer_after"].items():
         before = p["ring_buffer_before"][cpu]
         assert after["overrun"] == after["dropped_events"] == 0
@@ -67,6 +69,8 @@ def test_tracing_state_is_restored_after_a_record(guest):
     guest.run("echo 1 > /sys/kernel/tracing/events/kmem/kmalloc/enable", check=True)
     before = tracing.save_tracing(guest)
     assert before["events/kmem/kmalloc/enable"] == "1"
+    # Recording turns the compaction tracepoint on, and back off.
+    assert before["events/compaction/mm_compaction_isolate_freepages/enable"] == "0"
     script = (WORKLOADS / "fork-exec.sh").read_bytes()
     fixture = record.record_in_guest(guest, script, "fork-exec.sh")
     assert len(fixture.trace) > 0

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from buddyscope.errors import BuddyscopeError
+from buddyscope.model.events import COMPACTION_EVENTS, EVENTS as KMEM_EVENTS
 from buddyscope.lab import record
 from buddyscope.probe import tracing
 
@@ -41,7 +42,12 @@ def test_start_tracing_sets_up_the_kmem_events_and_restore_puts_everything_back(
         assert 1024 <= int(now["buffer_size_kb"]) < 1024 + 64
         assert {"mm_page_alloc", "mm_page_free"} <= set(events)
         for e in events:
-            assert now[f"events/kmem/{e}/enable"] == "1"
+            if e in KMEM_EVENTS:
+                assert now[f"events/kmem/{e}/enable"] == "1"
+            elif e in COMPACTION_EVENTS:
+                assert now[f"events/compaction/{e}/enable"] == "1"
+        assert ("mm_compaction_isolate_freepages" in events) == os.path.isdir(
+            f"{host.tracefs}/events/compaction/mm_compaction_isolate_freepages")
     finally:
         tracing.remove_kprobes(host)
         tracing.restore_tracing(host, before)
