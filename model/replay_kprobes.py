@@ -238,14 +238,25 @@ class KprobeEvents:
         self._fast_pending[e.cpu] = e
 
     def _fast_unresolved(self, e: RangeEvent) -> None:
-        """The block a fast search took stays unknown: every MOVABLE free
-        block of its order at ``min_pfn`` or above in its zone may be it."""
-        a = self.alloc
-        z = a.zone_of(e.start_pfn)
-        order = e.count.bit_length() - 1
-        if z is not None and order < a.nr_orders:
-            self._isolated_untraced(e, [p for p in a.free_list(z.index, order, MIGRATE_MOVABLE)
-                                        if p >= e.start_pfn])
+        """The block a fast search took stays unknown: any MOVABLE free
+        block at ``min_pfn`` or above in its zone may be it (or sit on a
+        list it rotated). Later misses of MOVABLE requests predicting a
+        block there are compaction's (:meth:`_in_fast_search`)."""
+        z = self.alloc.zone_of(e.start_pfn)
+        if z is None:
+            return
+        floor = self._fast_floor.get(z.index)
+        if floor is None or e.start_pfn < floor:
+            self._fast_floor[z.index] = e.start_pfn
+            self.report.windows.append(("compaction", e.cpu, e.lineno, e.lineno))
+
+    def _in_fast_search(self, pfn: Optional[int], e: PageEvent) -> bool:
+        """*pfn*, predicted for *e*, lies where a fast free search took a
+        block the trace does not name."""
+        if pfn is None or e.migratetype != MIGRATE_MOVABLE or not self._fast_floor:
+            return False
+        z = self.alloc.zone_of(pfn)
+        return z is not None and pfn >= self._fast_floor.get(z.index, pfn + 1)
 
     # -- watermarks set anew (setup_per_zone_wmarks kprobe event) ---------------
     def _on_wmarks(self, e: PageEvent) -> None:

@@ -259,7 +259,8 @@ REASONS = {
     "model_failed": "the model found no page (reclaim and compaction are not modelled)",
     "compaction": "the predicted block lies in a pageblock where compaction took free pages "
                   "with no event (a trace without the isolate_free_page kprobe events): the "
-                  "trace frees pages there the model holds free",
+                  "trace frees pages there the model holds free, or a compaction tracepoint "
+                  "took pages there it does not name; or the block came from compaction_capture",
 }
 
 

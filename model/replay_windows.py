@@ -96,6 +96,9 @@ class WindowEvents:
         self._isolate_traced = any(e.name == ISOLATE for e in events)
         #: pageblock number -> lines of frees of pages the model held free
         self._untraced_isolation: Dict[int, int] = {}
+        #: zone index -> the lowest min_pfn of a fast free search whose
+        #: block is not known (see _fast_unresolved).
+        self._fast_floor: Dict[int, int] = {}
         self._kcompactd: Optional[List[int]] = None
         #: pfn -> (line, position, (zone index, cpu, pindex), migratetype) of
         #: a pcp page replay took off its list with no event, none naming it since
@@ -213,7 +216,7 @@ class WindowEvents:
         bulk call cut in half."""
         if reason in _NOT_COMPACTION:
             return reason
-        if self._in_isolated_block(predicted_pfn):
+        if self._in_isolated_block(predicted_pfn) or self._in_fast_search(predicted_pfn, e):
             return "compaction"
         if reason == "pcp_taken_untraced" and self._bulk_traced and self._bulk_untraced(e):
             return "bulk_allocator"

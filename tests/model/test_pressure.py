@@ -312,13 +312,18 @@ def test_replay_takes_the_fast_search_block_with_its_pageblock():
 
 def test_replay_marks_where_the_fast_search_may_have_taken():
     # A fast search with no walk after it (direct async compaction returns
-    # before fast_isolate_around, 7.2 L1518): its page stays unknown; the
-    # pageblocks of every MOVABLE order-0 free page at min_pfn 0x1200 or
-    # above are marked (0x1400's), not those below it (0x1004's).
+    # before fast_isolate_around, 7.2 L1518): its page stays unknown. A
+    # MOVABLE request's miss predicting a block at min_pfn 0x1200 or above
+    # (0x1400) is compaction's; below it (0x1004), or for another
+    # migratetype, it is not.
+    import types
     snap = build_snapshot("7.2", [M, U, R], free=[(0x1004, 0, M), (0x1400, 0, M)])
     r = replayed(snap, ("sh-125", fast_isolated(0x1200, 0x1600, 3, 1)), ("sh-125", freed(0x1500)))
     assert r.alloc.is_free(0x1004) and r.alloc.is_free(0x1400)
-    assert r._in_isolated_block(0x1400) and not r._in_isolated_block(0x1004)
+    movable, unmovable = types.SimpleNamespace(migratetype=M), types.SimpleNamespace(migratetype=U)
+    assert r._in_fast_search(0x1400, movable) and not r._in_fast_search(0x1004, movable)
+    assert not r._in_fast_search(0x1400, unmovable)
+    assert [w[0] for w in r.report.windows] == ["compaction"]
 
 
 def test_move_freelist_head_rotates_the_list_to_start_at_the_block():
