@@ -377,6 +377,7 @@ class Replayer(KprobeEvents, WindowEvents):
             rec.steps = [s.describe() for s in predicted.path]
         if not hit and captured:
             rec.reason = "compaction"
+            rep.reasons[rec.reason] += 1
         elif not hit:
             rec.reason = self._why(predicted, e, group)
             self._label_miss(rec, e, late, group)

@@ -355,6 +355,29 @@ def test_replay_rotates_the_list_at_a_fast_search_take():
     assert r.alloc.free_list(0, 0, M) == [0x1000, 0x1004, 0x1006]
 
 
+def alloc_line(pfn, order, gfp="GFP_TRANSHUGE", mt=M):
+    return f"mm_page_alloc: page=(____ptrval____) pfn={pfn:#x} order={order} migratetype={mt} gfp_flags={gfp}"
+
+
+@pytest.mark.parametrize("series", ["5.10", "7.2"])
+def test_a_captured_block_is_no_refill_and_its_miss_is_compaction(series):
+    # compaction_capture (5.10 L849, 7.2 L728): the task's direct compaction
+    # freed a migrated page (0x1500) and __free_one_page handed the block it
+    # completed (0x1200, order 9) to the task: its mm_page_alloc has no
+    # removal event before it. The model, holding 0x1000 first on the
+    # order-9 list, predicted that: a miss, compaction's, and no refill.
+    snap = build_snapshot(series, [M, M, M], free=[(0x1000, 9, M), (0x1200, 9, M)])
+    r = replayed(snap, ("dd-300", freed(0x1500)), ("dd-300", alloc_line(0x1200, 9)))
+    rep = r.report
+    assert rep.captures == 1 and rep.refills == 0
+    [rec] = rep.records
+    assert (rec.predicted_pfn, rec.actual_path, rec.reason) == (0x1000, "capture", "compaction")
+    assert rep.reasons == {"compaction": 1}
+    # The same allocation with no free of the task before it: not a capture.
+    r = replayed(snap, ("dd-300", alloc_line(0x1200, 9)))
+    assert r.report.captures == 0 and r.report.records[0].actual_path != "capture"
+
+
 def test_replay_marks_a_range_the_model_cannot_explain():
     # nr_taken 5 of a range holding one free order-0 page: no walk takes
     # 5 pages. Nothing is taken; the pageblock is marked isolated untraced
