@@ -554,6 +554,50 @@ class Allocator:
                 elif "pageset_high" in pageset:
                     self._set(pcp, "high", pageset["pageset_high"])
 
+    def _lowmem(self) -> List[_Zone]:
+        # !ZONE_HIGHMEM and !ZONE_MOVABLE (x86-64 has no highmem).
+        return [z for z in self.zones if z.managed and z.name != "Movable"]
+
+    def pages_min(self) -> int:
+        """``min_free_kbytes`` in pages as the largest lowmem zone's min
+        watermark shows it (``pages_min * managed / lowmem_pages``, turned
+        back; the zones' managed pages have grown since boot set them)."""
+        low = self._lowmem()
+        z = max(low, key=lambda z: z.managed)
+        return -(-z.watermarks["min"] * sum(x.managed for x in low) // z.managed)
+
+    def _scale_factor(self) -> int:
+        """``watermark_scale_factor`` as the zones' low - min shows it
+        (default 10 where ``min >> 2`` is the larger term)."""
+        for z in sorted(self._lowmem(), key=lambda z: -z.managed):
+            gap = z.watermarks["low"] - z.watermarks["min"]
+            if gap > z.watermarks["min"] >> 2:
+                for f in (gap * 10000 // z.managed, gap * 10000 // z.managed + 1):
+                    if z.managed * f // 10000 == gap:
+                        return f
+        return 10
+
+    def setup_per_zone_wmarks(self, pages_min: int) -> None:
+        """``__setup_per_zone_wmarks`` (5.10 L7960, 6.12 L6116) for a
+        ``min_free_kbytes`` of *pages_min* pages, then ``zone_pcp_update``:
+        every zone's watermarks, boost cleared (lowmem reserves stay)."""
+        low = self._lowmem()
+        total = sum(z.managed for z in low)
+        scale = self._scale_factor()
+        for z in self.zones:
+            if not z.managed:
+                continue
+            tmp = pages_min * z.managed // total
+            wmin = tmp if z in low else min(max(z.managed // 1024, 32), 128)
+            gap = max(tmp >> 2, z.managed * scale // 10000)
+            wm = dict(z.watermarks)
+            wm.update(min=wmin, low=wmin + gap, high=wmin + 2 * gap)
+            if "promo" in wm:
+                wm["promo"] = wmin + 3 * gap
+            self._set(z, "watermarks", wm)
+            self._set(z, "boost", 0)
+            self.zone_pcp_update(z)
+
     def zone_pcp_update(self, z: _Zone) -> None:
         """``zone_pcp_update`` after new watermarks, without
         ``percpu_pagelist_high_fraction``: ``zone_highsize`` (6.12 L5680)
@@ -922,6 +966,20 @@ class Allocator:
                 self._set(z, "vm_global", z.vm_global + diff[cpu])
                 diff[cpu] = 0
                 self._set(z, "vm_diff", diff)
+
+    def lowmem_reserve_for(self, z: _Zone, highest_zoneidx: int) -> int:
+        """``z->lowmem_reserve[highest_zoneidx]``."""
+        return self._lowmem_reserve(z, highest_zoneidx)
+
+    def unusable_free(self, z: _Zone, order: int, alloc_flags: int) -> int:
+        """``__zone_watermark_unusable_free``."""
+        return self._unusable_free(z, order, alloc_flags)
+
+    def correct_zone_page_state(self, z: _Zone, delta: int) -> None:
+        """Move the global NR_FREE_PAGES count the watermark checks read
+        (``zone->vm_stat``) by *delta*, the free pages staying as they are:
+        replay's word for what the kernel's check showed of its count."""
+        self._set(z, "vm_global", z.vm_global + delta)
 
     def zone_page_state(self, z: _Zone) -> int:
         """``zone_page_state(zone, NR_FREE_PAGES)``: the global count

@@ -121,6 +121,8 @@ class Replayer(KprobeEvents, WindowEvents):
         self._reclaim: Dict[int, int] = {}
         #: cpu -> the __isolate_free_page entry event under way there.
         self._isolating: Dict[int, PageEvent] = {}
+        #: min_free_kbytes (pages) before replay inferred it raised.
+        self._pages_min_before: Optional[int] = None
         #: pid -> line of the task's last mm_page_free.
         self._freed_line: Dict[int, int] = {}
         #: cpu -> a fast free search's event whose block is not known yet.
@@ -386,8 +388,10 @@ class Replayer(KprobeEvents, WindowEvents):
             elif rec.reason == "zone" and actual_path == "pcp" and self._taken_before_stall(req, predicted, e):
                 rec.reason = "take_before_stall"
             rep.reasons[rec.reason] += 1
-            if rec.reason in ("zone", "watermarks_untraced"):
+            if rec.reason == "watermarks_untraced":
                 self._zone_skipped(req, predicted, e)
+            elif rec.reason in ("zone", "model_failed"):
+                self._zone_resync(req, predicted, e)
         rep.records.append(rec)
 
     def _taken_before_stall(self, req: Request, predicted: Outcome, e: PageEvent) -> bool:

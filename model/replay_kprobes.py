@@ -24,7 +24,7 @@ import dataclasses
 import re
 from typing import Dict, List, Optional, Tuple
 
-from buddyscope.model.allocator import ALLOC_WMARK_LOW, MIGRATE_MOVABLE, Outcome
+from buddyscope.model.allocator import ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, MIGRATE_MOVABLE, Outcome
 from buddyscope.model.events import (
     DECAY_EVENTS, FAST_SEARCH_CALLERS, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
@@ -298,24 +298,120 @@ class KprobeEvents:
 
     def _zone_skipped(self, req: Request, predicted: Outcome, e: PageEvent) -> None:
         """The kernel served from a zone after the one the model chose in
-        the zonelist: it found that zone below its watermark. Without the
-        setup_wmarks events, its watermarks were raised with no event
-        (min_free_kbytes: turning THP on): raise the model's, all marks
-        alike, just enough for the check that passed to fail
-        (``__zone_watermark_ok``: free <= mark + lowmem_reserve)."""
+        the zonelist: it found that zone below the mark of the pass its own
+        zone passed (the fast path's low, else the slowpath's min). Without
+        the setup_wmarks events, ``min_free_kbytes`` was raised with no
+        event (turning THP on: ``set_recommended_min_free_kbytes``): the
+        smallest one with which the model's zone fails that check is taken,
+        and every zone's watermarks set from it as
+        ``__setup_per_zone_wmarks`` does."""
         if self._wmarks_traced:
             return
         z = self._skipped_zone(req, predicted, e)
         if z is None:
             return
         a = self.alloc
-        low = z.watermarks["low"] + z.boost
-        need = z.free_pages - z.lowmem_reserve[min(req.highest_zoneidx, len(z.lowmem_reserve) - 1)]
-        if need > low:
-            delta = need - low
-            a.set_watermarks(z, {k: v + delta for k, v in z.watermarks.items()})
-            a.zone_pcp_update(z)
+        flags = self._pass_taken(req, e)
+        actual = a.zone_of(e.pfn)
+        start = a.pages_min()
+        # The count against the mark, as an order-0 check reads it: a
+        # higher order's check can fail for want of a free block, which
+        # says nothing of min_free_kbytes.
+        found = self._search_pages_min(start, start << 10,
+                                       lambda: not self._passes(z, req, e, flags, order=0))
+        if found is not None and self._holds(found, lambda: self._passes(actual, req, e, flags)):
+            self._pages_min_before = self._pages_min_before or start
+            a.setup_per_zone_wmarks(found)
             self.report.inferred_watermarks += 1
+        else:
+            # No min_free_kbytes makes the kernel's choice: its count.
+            self._zone_resync(req, predicted, e)
+
+    def _passes(self, z, req: Request, e: PageEvent, flags: int, order: Optional[int] = None) -> bool:
+        """*z* passes *e*'s watermark check with *flags* in the model."""
+        a = self.alloc
+        return a.zone_watermark_ok(z, e.order if order is None else order,
+                                   a.wmark(z, flags & ALLOC_WMARK_MASK), req.highest_zoneidx, flags)
+
+    def _search_pages_min(self, lo: int, hi: int, ok) -> Optional[int]:
+        """The smallest pages_min in [*lo*, *hi*] whose watermarks make
+        *ok*() true (it turns true once, as watermarks grow), or None."""
+        if lo > hi or not self._holds(hi, ok):
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._holds(mid, ok):
+                hi = mid
+            else:
+                lo = mid + 1
+        return lo
+
+    def _holds(self, pages_min: int, ok) -> bool:
+        """*ok*() with every zone's watermarks set from *pages_min*
+        (tried, then undone)."""
+        a = self.alloc
+        with a.trial():
+            a.setup_per_zone_wmarks(pages_min)
+            return ok()
+
+    def _zone_resync(self, req: Request, predicted: Outcome, e: PageEvent) -> None:
+        """The kernel and the model chose different zones for *e* (reason
+        ``zone``, or ``model_failed``): the kernel's NR_FREE_PAGES
+        (``zone_page_state``, each CPU's deltas unfolded; lagging, or short
+        of pages the trace took untraced) said otherwise, and is taken at
+        its word, so that one miss does not become a run. A zone it skipped: its
+        count is brought down to the mark of the pass the kernel's zone
+        passed (low, else min). A zone before the model's that the kernel
+        served from: watermarks inferred raised from an earlier skip are
+        lowered until it passes the slowpath's min (not below where they
+        were), or else its count is brought up just past it."""
+        a = self.alloc
+        actual = a.zone_of(e.pfn)
+        zl = a.zonelist(req.highest_zoneidx)
+        mine = next((z for z in zl if z.name == predicted.zone), None)
+        if actual not in zl or actual is mine:
+            return
+        if (mine is None or zl.index(mine) > zl.index(actual)) and self._lower_pages_min(actual, req, e):
+            return
+        if mine is None or not a.profile.watermark_lagging_free:
+            return   # the checks read the exact count: nothing lags
+        if zl.index(mine) < zl.index(actual):
+            z, flags, step = mine, self._pass_taken(req, e), -1
+        else:
+            z, flags, step = actual, req.slow_flags, 1
+        # The count against the mark, as an order-0 check reads it (see
+        # _zone_skipped).
+        bar = (a.wmark(z, flags & ALLOC_WMARK_MASK) + a.lowmem_reserve_for(z, req.highest_zoneidx)
+               + a.unusable_free(z, 0, flags))
+        # Passes when above bar: down to bar, or up to bar + 1.
+        delta = bar - a.zone_page_state(z) + (step > 0)
+        if delta * step > 0:
+            a.correct_zone_page_state(z, delta)
+            self.report.counter_resyncs += 1
+
+    def _lower_pages_min(self, z, req: Request, e: PageEvent) -> bool:
+        """The kernel served from *z*, which fails the slowpath's min in the
+        model, after replay inferred ``min_free_kbytes`` raised: raised too
+        far. The highest pages_min (not below where it was) with which *z*
+        passes is the lowest with which it fails, less one."""
+        before = self._pages_min_before
+        if before is None or self._passes(z, req, e, req.slow_flags):
+            return False
+        a = self.alloc
+        first_fail = self._search_pages_min(before, a.pages_min(),
+                                            lambda: not self._passes(z, req, e, req.slow_flags))
+        if first_fail is None or first_fail <= before:
+            return False
+        a.setup_per_zone_wmarks(first_fail - 1)
+        if first_fail - 1 == before:
+            self._pages_min_before = None
+        return True
+
+    def _pass_taken(self, req: Request, e: PageEvent) -> int:
+        """The alloc_flags of the pass *e*'s zone passed in the model: the
+        fast path's (low mark), else the slowpath's (min)."""
+        z = self.alloc.zone_of(e.pfn)
+        return req.alloc_flags if self._passes(z, req, e, req.alloc_flags) else req.slow_flags
 
     def _skipped_zone(self, req: Request, predicted: Outcome, e: PageEvent):
         """The zone the model chose, when the kernel served *e* from a zone

@@ -355,7 +355,7 @@ def test_replay_rotates_the_list_at_a_fast_search_take():
     assert r.alloc.free_list(0, 0, M) == [0x1000, 0x1004, 0x1006]
 
 
-def alloc_line(pfn, order, gfp="GFP_TRANSHUGE", mt=M):
+def thp_alloc(pfn, order, gfp="GFP_TRANSHUGE", mt=M):
     return f"mm_page_alloc: page=(____ptrval____) pfn={pfn:#x} order={order} migratetype={mt} gfp_flags={gfp}"
 
 
@@ -367,14 +367,14 @@ def test_a_captured_block_is_no_refill_and_its_miss_is_compaction(series):
     # removal event before it. The model, holding 0x1000 first on the
     # order-9 list, predicted that: a miss, compaction's, and no refill.
     snap = build_snapshot(series, [M, M, M], free=[(0x1000, 9, M), (0x1200, 9, M)])
-    r = replayed(snap, ("dd-300", freed(0x1500)), ("dd-300", alloc_line(0x1200, 9)))
+    r = replayed(snap, ("dd-300", freed(0x1500)), ("dd-300", thp_alloc(0x1200, 9)))
     rep = r.report
     assert rep.captures == 1 and rep.refills == 0
     [rec] = rep.records
     assert (rec.predicted_pfn, rec.actual_path, rec.reason) == (0x1000, "capture", "compaction")
     assert rep.reasons == {"compaction": 1}
     # The same allocation with no free of the task before it: not a capture.
-    r = replayed(snap, ("dd-300", alloc_line(0x1200, 9)))
+    r = replayed(snap, ("dd-300", thp_alloc(0x1200, 9)))
     assert r.report.captures == 0 and r.report.records[0].actual_path != "capture"
 
 
