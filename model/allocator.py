@@ -555,14 +555,19 @@ class Allocator:
                     self._set(pcp, "high", pageset["pageset_high"])
 
     def _lowmem(self) -> List[_Zone]:
-        # !ZONE_HIGHMEM and !ZONE_MOVABLE (x86-64 has no highmem).
-        return [z for z in self.zones if z.managed and z.name != "Movable"]
+        # !ZONE_HIGHMEM (x86-64 has none) and, where the profile says so,
+        # !ZONE_MOVABLE.
+        capped = self.profile.movable_wmark_capped
+        return [z for z in self.zones if z.managed and not (capped and z.name == "Movable")]
 
-    def pages_min(self) -> int:
+    def pages_min(self) -> Optional[int]:
         """``min_free_kbytes`` in pages as the largest lowmem zone's min
         watermark shows it (``pages_min * managed / lowmem_pages``, turned
-        back; the zones' managed pages have grown since boot set them)."""
+        back; the zones' managed pages have grown since boot set them);
+        None with no lowmem zone."""
         low = self._lowmem()
+        if not low:
+            return None
         z = max(low, key=lambda z: z.managed)
         return -(-z.watermarks["min"] * sum(x.managed for x in low) // z.managed)
 
@@ -578,11 +583,15 @@ class Allocator:
         return 10
 
     def setup_per_zone_wmarks(self, pages_min: int) -> None:
-        """``__setup_per_zone_wmarks`` (5.10 L7960, 6.12 L6116) for a
-        ``min_free_kbytes`` of *pages_min* pages, then ``zone_pcp_update``:
-        every zone's watermarks, boost cleared (lowmem reserves stay)."""
+        """``__setup_per_zone_wmarks`` (5.10 L7960, 6.1 L8719, 6.12 L6116,
+        7.2 L6506) for a ``min_free_kbytes`` of *pages_min* pages, then
+        ``zone_pcp_update``: every zone's watermarks, boost cleared
+        (lowmem reserves stay). ZONE_MOVABLE's min is capped 6.12+
+        (``movable_wmark_capped``); 5.10 has no promo mark."""
         low = self._lowmem()
         total = sum(z.managed for z in low)
+        if not total:
+            return
         scale = self._scale_factor()
         for z in self.zones:
             if not z.managed:

@@ -168,6 +168,14 @@ class Profile:
     #: ``__GFP_NORETRY`` and ``__GFP_THISNODE``, whatever compaction said,
     #: and otherwise goes on to one round of reclaim.
     noretry_costly_stops_on_skipped_compaction: bool = True
+    #: ``isolate_freepages_block`` counts a taken block's pages after its
+    #: first in ``nr_scanned`` (6.1 L614, 7.2 L649: ``nr_scanned +=
+    #: isolated - 1``); 5.10 (L553) counts the block as one step.
+    free_scan_counts_block_pages: bool = True
+    #: ``__setup_per_zone_wmarks`` leaves ZONE_MOVABLE out of the lowmem
+    #: pages and caps its min like highmem's (6.12 L6116, 7.2 L6506); 5.10
+    #: (L7960) and 6.1 (L8719) treat it as any lowmem zone.
+    movable_wmark_capped: bool = True
 
 
 PROFILES = {
@@ -181,7 +189,8 @@ PROFILES = {
                 no_refill_highatomic=False, alloc_harder=True, boost_retry_gfp_atomic=True,
                 highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
                 cached_pcp_migratetype=True,
-                watermark_lagging_free=True, free_pages_per_take=False),
+                watermark_lagging_free=True, free_pages_per_take=False,
+                free_scan_counts_block_pages=False, movable_wmark_capped=False),
         Profile("6.1", gfp_table="6.1",
                 refill="batch_shift", pcp_null_to_buddy=True, fallback="steal",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,
@@ -190,7 +199,8 @@ PROFILES = {
                 no_refill_highatomic=False, alloc_harder=False, boost_retry_gfp_atomic=True,
                 highatomic_reserve_aligned=False, highatomic_reserve_in_rmqueue_buddy=False,
                 cached_pcp_migratetype=True, pcp_high_reclaim_active=True,
-                watermark_lagging_free=True, free_pages_per_take=False),
+                watermark_lagging_free=True, free_pages_per_take=False,
+                movable_wmark_capped=False),
         Profile("6.12", gfp_table="6.12",
                 refill="nr_pcp_alloc", pcp_null_to_buddy=True, fallback="claim",
                 nofragment_min_order_always=False, zone_locked_in_rmqueue=False,

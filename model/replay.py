@@ -34,8 +34,9 @@ from buddyscope.model.allocator import (
     ALLOC_CMA, ALLOC_WMARK_LOW, Allocator, ModelError, Outcome, Step,
 )
 from buddyscope.model.events import (
-    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS, MM_PAGE_ALLOC,
-    MM_COMPACTION_FAST_ISOLATE_FREEPAGES, MM_COMPACTION_ISOLATE_FREEPAGES, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
+    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS,
+    MM_COMPACTION_FAST_ISOLATE_FREEPAGES, MM_COMPACTION_ISOLATE_FREEPAGES, MM_PAGE_ALLOC,
+    MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
     MM_PAGE_PCPU_DRAIN, RECLAIM_EVENTS, WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import PageEvent
@@ -121,10 +122,12 @@ class Replayer(KprobeEvents, WindowEvents):
         self._reclaim: Dict[int, int] = {}
         #: cpu -> the __isolate_free_page entry event under way there.
         self._isolating: Dict[int, PageEvent] = {}
-        #: min_free_kbytes (pages) before replay inferred it raised.
+        #: min_free_kbytes (pages) before replay inferred it raised, and
+        #: what it inferred.
         self._pages_min_before: Optional[int] = None
-        #: pid -> line of the task's last mm_page_free.
-        self._freed_line: Dict[int, int] = {}
+        self._pages_min: Optional[int] = None
+        #: Tasks (pids) with a mm_page_free since their last mm_page_alloc.
+        self._freed_since_alloc: set = set()
         #: cpu -> a fast free search's event whose block is not known yet.
         self._fast_pending: Dict[int, PageEvent] = {}
         #: cpu -> pid of the last event traced on it (the task running there).
@@ -242,7 +245,7 @@ class Replayer(KprobeEvents, WindowEvents):
                 else:
                     self._open[e.cpu].append(e)
             elif n == FREE:
-                self._freed_line[e.pid] = e.lineno
+                self._freed_since_alloc.add(e.pid)
                 if i in locked:
                     self._on_free_to_buddy(e)
                 elif i in contig:
@@ -347,14 +350,15 @@ class Replayer(KprobeEvents, WindowEvents):
             # Not this task's page after all: a bulk allocation took it.
             self._late.pop(late, None)
         # compaction_capture (5.10 L849, 6.1 L989, 6.12 L623, 7.2 L728):
-        # direct compaction's free of a migrated page completed a free block
-        # of the order it compacts for, which __free_one_page handed to the
-        # task instead of a free list. The model put it on one: a block it
-        # holds free, allocated with no removal event, by a task that freed
-        # pages since its last allocation.
-        captured = (not group and late is None and e.pfn is not None and not same
-                    and self._freed_line.get(e.pid, 0) > self._task_alloc.get((e.cpu, e.pid), 0)
-                    and a.is_free(e.pfn))
+        # direct compaction (order > 0 only) freed a migrated page that
+        # completed a free block of the order it compacts for, which
+        # __free_one_page handed to the task instead of a free list. The
+        # model put it on one: a block it holds free, allocated with no
+        # removal event, by a task that freed pages since its last
+        # allocation.
+        captured = (e.order > 0 and not group and late is None and e.pfn is not None and not same
+                    and e.pid in self._freed_since_alloc and a.is_free(e.pfn))
+        self._freed_since_alloc.discard(e.pid)
         if not same:
             if late is None:
                 self._pcplist_effects(group, e)
@@ -934,11 +938,10 @@ class Replayer(KprobeEvents, WindowEvents):
             # block it migrated from: 6.1 L2458, 7.2 L2765): the whole pcp,
             # which no event announces. The free's own commit is what the
             # drain starts with; nothing to infer about pcp->high.
+            # Not scored as the free's drain, which it is not; the free
+            # before it says nothing of the next one.
             rep.whole_drains += 1
-            rep.drains += 1
-            n = len(w.predicted)
-            rep.drains_exact += [p[:2] for p in w.predicted] == [x[:2] for x in w.actual[:n]]
-            self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.predicted))
+            self._last_free.pop(w.pcp, None)
             return
         if w.predicted or w.actual:
             rep.drains += 1

@@ -26,7 +26,8 @@ from typing import Dict, List, Optional, Tuple
 
 from buddyscope.model.allocator import ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, MIGRATE_MOVABLE, Outcome
 from buddyscope.model.events import (
-    DECAY_EVENTS, FAST_SEARCH_CALLERS, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED, RECLAIM_EVENTS, WATERMARK_EVENTS,
+    DECAY_EVENTS, FAST_SEARCH_CALLERS, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED, RECLAIM_EVENTS,
+    WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import PageEvent, RangeEvent
 from buddyscope.model.gfp import GfpError, gfp_names
@@ -46,13 +47,16 @@ ZONE_LOCKED = MM_PAGE_ALLOC_ZONE_LOCKED
 _STRIDES = (1, 2, 4, 8, 16, 32)
 
 
-def _isolate_walk(heads: Dict[int, int], start: int, end: int, stride: int
-                  ) -> Tuple[Tuple[Tuple[int, int], ...], int, int]:
+def _isolate_walk(heads: Dict[int, int], start: int, end: int, stride: int,
+                  block_pages: bool = True) -> Tuple[Tuple[Tuple[int, int], ...], int, int, bool]:
     """``isolate_freepages_block``'s walk from *start* to *end* with
     *stride*, *heads* being the free blocks' first pages: the blocks (PFN,
-    order) it takes, the pages taken and its ``nr_scanned`` (one per step,
-    and a taken block's pages after its first). After a block it goes on
-    from its last page (``blockpfn += isolated - 1``, then the stride)."""
+    order) it takes, the pages taken, its ``nr_scanned`` (one per step,
+    and with *block_pages* a taken block's pages after its first), and
+    whether its next step is a free block at *end* (a block
+    ``__isolate_free_page`` refused: counted, and the walk ends there).
+    After a block it goes on from its last page (``blockpfn += isolated -
+    1``, then the stride)."""
     taken = []
     p, pages, scanned = start, 0, 0
     while p < end:
@@ -63,9 +67,17 @@ def _isolate_walk(heads: Dict[int, int], start: int, end: int, stride: int
         else:
             taken.append((p, order))
             pages += 1 << order
-            scanned += (1 << order) - 1
+            if block_pages:
+                scanned += (1 << order) - 1
             p += (1 << order) - 1 + stride
-    return tuple(taken), pages, scanned
+    return tuple(taken), pages, scanned, p == end and end in heads
+
+
+def _walk_explains(walk, nr_taken: int, nr_scanned: int) -> bool:
+    """*walk* (:func:`_isolate_walk`) takes ``nr_taken`` pages in
+    ``nr_scanned`` steps, one more if it stopped at a refused block."""
+    _, pages, scanned, refused = walk
+    return pages == nr_taken and (scanned == nr_scanned or (refused and scanned + 1 == nr_scanned))
 
 
 @dataclasses.dataclass
@@ -179,7 +191,7 @@ class KprobeEvents:
     # -- compaction's free scanner, by its tracepoints (no kprobes) ---------------
     def _on_isolate_range(self, e: RangeEvent) -> None:
         """``mm_compaction_isolate_freepages``: ``isolate_freepages_block``
-        (6.1 L541, 6.12 L579, 7.2 L574) stepped from ``start_pfn`` to
+        (5.10 L553, 6.1 L541, 6.12 L589, 7.2 L574) stepped from ``start_pfn`` to
         ``end_pfn``, ``nr_scanned`` steps and pages, and took ``nr_taken``
         pages: every free block whose first page it stepped on, with
         ``__isolate_free_page``, until the watermark check refused one (the
@@ -202,22 +214,31 @@ class KprobeEvents:
             if fast is not None:
                 self._fast_unresolved(fast)
             return
-        heads = a.buddy_heads(start, end)
-        walks = {w for w in (_isolate_walk(heads, start, end, s) for s in _STRIDES)
-                 if w[1] == e.count and w[2] == e.nr_scanned}
+        # The free blocks, and one at end: a block refused there ends a walk.
+        heads = a.buddy_heads(start, end + 1)
+        counts = a.profile.free_scan_counts_block_pages
+        walks = {w[0] for w in (_isolate_walk(heads, start, end, s, counts) for s in _STRIDES)
+                 if _walk_explains(w, e.count, e.nr_scanned)}
+        rotate = None
         if fast is not None:
-            # fast_isolate_around (6.12 L1503, 7.2 L1507): right after the
+            # fast_isolate_around (6.12 L1494, 7.2 L1507): right after the
             # fast search took its block, the block's pageblock with stride
             # 1. The model still holds that block free: its walk takes it
-            # too, in as many steps (2^order either way).
-            w = _isolate_walk(heads, start, end, 1)
-            if (w[1] == e.count + fast.count and w[2] == e.nr_scanned
-                    and any(1 << o == fast.count for _, o in w[0])):
-                walks = {w}
+            # too, in as many steps (2^order either way, 6.12+).
+            w = _isolate_walk(heads, start, end, 1, counts)
+            fits = [pfn for pfn, o in w[0] if 1 << o == fast.count]
+            if (start >= fast.start_pfn - fast.start_pfn % a.pageblock_nr_pages and fits
+                    and _walk_explains(w, e.count + fast.count, e.nr_scanned)):
+                walks = {w[0]}
+                # Its list was rotated to start at it (move_freelist_head):
+                # known when it is the walk's one block of its order.
+                rotate = fits[0] if len(fits) == 1 else None
             else:
                 self._fast_unresolved(fast)
         if len(walks) == 1:
-            for pfn, order in walks.pop()[0]:
+            if rotate is not None:
+                a.move_freelist_head(rotate)
+            for pfn, order in walks.pop():
                 self._isolate_block(e, pfn, order)
             return
         self.report.contradictions["isolated_range_not_in_model" if not walks
@@ -240,8 +261,8 @@ class KprobeEvents:
     def _fast_unresolved(self, e: RangeEvent) -> None:
         """The block a fast search took stays unknown: any MOVABLE free
         block at ``min_pfn`` or above in its zone may be it (or sit on a
-        list it rotated). Later misses of MOVABLE requests predicting a
-        block there are compaction's (:meth:`_in_fast_search`)."""
+        list it rotated). The next miss of a MOVABLE request predicting a
+        block there is compaction's (:meth:`_fast_search_explains`)."""
         z = self.alloc.zone_of(e.start_pfn)
         if z is None:
             return
@@ -250,13 +271,17 @@ class KprobeEvents:
             self._fast_floor[z.index] = e.start_pfn
             self.report.windows.append(("compaction", e.cpu, e.lineno, e.lineno))
 
-    def _in_fast_search(self, pfn: Optional[int], e: PageEvent) -> bool:
+    def _fast_search_explains(self, pfn: Optional[int], e: PageEvent) -> bool:
         """*pfn*, predicted for *e*, lies where a fast free search took a
-        block the trace does not name."""
+        block the trace does not name: that search explains this one miss
+        (and no later one)."""
         if pfn is None or e.migratetype != MIGRATE_MOVABLE or not self._fast_floor:
             return False
         z = self.alloc.zone_of(pfn)
-        return z is not None and pfn >= self._fast_floor.get(z.index, pfn + 1)
+        if z is None or pfn < self._fast_floor.get(z.index, pfn + 1):
+            return False
+        del self._fast_floor[z.index]
+        return True
 
     # -- watermarks set anew (setup_per_zone_wmarks kprobe event) ---------------
     def _on_wmarks(self, e: PageEvent) -> None:
@@ -313,14 +338,19 @@ class KprobeEvents:
         a = self.alloc
         flags = self._pass_taken(req, e)
         actual = a.zone_of(e.pfn)
-        start = a.pages_min()
+        start = self._pages_min if self._pages_min is not None else a.pages_min()
+        if start is None:
+            self._zone_resync(req, predicted, e)
+            return
         # The count against the mark, as an order-0 check reads it: a
         # higher order's check can fail for want of a free block, which
         # says nothing of min_free_kbytes.
         found = self._search_pages_min(start, start << 10,
                                        lambda: not self._passes(z, req, e, flags, order=0))
         if found is not None and self._holds(found, lambda: self._passes(actual, req, e, flags)):
-            self._pages_min_before = self._pages_min_before or start
+            if self._pages_min_before is None:
+                self._pages_min_before = start
+            self._pages_min = found
             a.setup_per_zone_wmarks(found)
             self.report.inferred_watermarks += 1
         else:
@@ -394,17 +424,18 @@ class KprobeEvents:
         model, after replay inferred ``min_free_kbytes`` raised: raised too
         far. The highest pages_min (not below where it was) with which *z*
         passes is the lowest with which it fails, less one."""
-        before = self._pages_min_before
-        if before is None or self._passes(z, req, e, req.slow_flags):
+        before, now = self._pages_min_before, self._pages_min
+        if before is None or now is None or self._passes(z, req, e, req.slow_flags):
             return False
         a = self.alloc
-        first_fail = self._search_pages_min(before, a.pages_min(),
+        first_fail = self._search_pages_min(before, now,
                                             lambda: not self._passes(z, req, e, req.slow_flags))
         if first_fail is None or first_fail <= before:
             return False
-        a.setup_per_zone_wmarks(first_fail - 1)
-        if first_fail - 1 == before:
-            self._pages_min_before = None
+        self._pages_min = first_fail - 1
+        a.setup_per_zone_wmarks(self._pages_min)
+        if self._pages_min == before:
+            self._pages_min_before = self._pages_min = None
         return True
 
     def _pass_taken(self, req: Request, e: PageEvent) -> int:

@@ -91,7 +91,7 @@ class ReplayReport:
     captures: int = 0
     #: Drains after a free that emptied the pcp (``drain_local_pages``:
     #: compaction's ``lru_add_drain_cpu_zone``), which no event announces:
-    #: scored on the free's own commit, the drain's first pages.
+    #: not free drains, not scored.
     whole_drains: int = 0
     #: Free pages compaction took off the lists (__isolate_free_page events).
     isolated_pages: int = 0
@@ -284,8 +284,9 @@ def format_report(rep: ReplayReport, misses: int = 20) -> str:
         f"pcp drains       {rep.drains:7}   exact sets     {rep.drains_exact:7}   "
         f"{pct(rep.drains_exact, rep.drains)}   ({rep.silent_decays} after a pcp->high decay "
         f"no event shows, {rep.inferred_reclaim} in a kswapd reclaim window no event shows, "
-        f"{rep.migrated_drains} cut short when the task moved to another CPU, "
-        f"{rep.whole_drains} emptied the pcp right after the free: drain_local_pages)",
+        f"{rep.migrated_drains} cut short when the task moved to another CPU; "
+        f"not counted: {rep.whole_drains} that emptied the pcp right after a free, "
+        f"drain_local_pages)",
         f"vmstat drains    {rep.vmstat_drains:7}   exact sets     {rep.vmstat_drains_exact:7}   "
         f"{pct(rep.vmstat_drains_exact, rep.vmstat_drains)}   ({rep.unprompted_drains} drain "
         f"events with no free of their task before them: decay_pcp_high, drain_all_pages)",

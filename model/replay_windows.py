@@ -216,7 +216,7 @@ class WindowEvents:
         bulk call cut in half."""
         if reason in _NOT_COMPACTION:
             return reason
-        if self._in_isolated_block(predicted_pfn) or self._in_fast_search(predicted_pfn, e):
+        if self._in_isolated_block(predicted_pfn) or self._fast_search_explains(predicted_pfn, e):
             return "compaction"
         if reason == "pcp_taken_untraced" and self._bulk_traced and self._bulk_untraced(e):
             return "bulk_allocator"

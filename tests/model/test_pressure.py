@@ -258,12 +258,13 @@ def isolated_range(start, end, nr_scanned, nr_taken):
 
 @pytest.mark.parametrize("series", ["5.10", "6.1", "6.12", "7.2"])
 def test_replay_applies_the_free_scanner_range_without_kprobes(series):
-    # isolate_freepages_block (5.10 L532, 6.1 L541, 6.12 L579, 7.2 L574)
+    # isolate_freepages_block (5.10 L553, 6.1 L541, 6.12 L589, 7.2 L574)
     # takes every free block whose first page its walk steps on; after a
     # take it goes on from the block's last page plus the stride. Range
-    # 0x1000-0x1014, 12 pages in 20 steps (nr_scanned counts a taken
-    # block's pages): with stride 1 the order-3 block at 0x1000 and the
-    # order-2 one at 0x1010 (8 + 4 pages, 1 + 7 + 8 + 4 steps); stride 2
+    # 0x1000-0x1014, 12 pages in 20 steps (6.1+ count a taken block's
+    # pages, 5.10 counts it as one step: 10): with stride 1 the order-3
+    # block at 0x1000 and the order-2 one at 0x1010 (8 + 4 pages,
+    # 1 + 7 + 8 + 4 steps; 5.10 1 + 8 + 1); stride 2
     # steps from 0x1007 to 0x1009, ..., 0x1013 and takes 8 pages, as do 4
     # to 32: only stride 1 took 12. 0x1018 is past the range's end. The
     # second range, 0x1040-0x1060: one order-0 page in 16 steps of 0x1040
@@ -272,7 +273,8 @@ def test_replay_applies_the_free_scanner_range_without_kprobes(series):
     snap = build_snapshot(series, [M, U, R], free=[(0x1000, 3, M), (0x1010, 2, M), (0x1018, 0, M),
                                                    (0x1040, 0, M), (0x1043, 0, M)])
     who = "kcompactd0-30"
-    r = replayed(snap, (who, isolated_range(0x1000, 0x1014, 20, 12)),
+    steps = 10 if series == "5.10" else 20
+    r = replayed(snap, (who, isolated_range(0x1000, 0x1014, steps, 12)),
                  (who, isolated_range(0x1040, 0x1060, 16, 1)))
     a = r.alloc
     assert [a.is_free(p) for p in (0x1000, 0x1010, 0x1018, 0x1040, 0x1043)] == [
@@ -283,7 +285,7 @@ def test_replay_applies_the_free_scanner_range_without_kprobes(series):
     # split_map_pages made it order-0 pages): frees of pages the model
     # holds as compaction's, not of free pages (to the buddy or, 6.1+, a
     # pcp list of order 2).
-    r2 = replayed(snap, (who, isolated_range(0x1000, 0x1014, 20, 12)), (who, freed(0x1010, 2)))
+    r2 = replayed(snap, (who, isolated_range(0x1000, 0x1014, steps, 12)), (who, freed(0x1010, 2)))
     assert not r2.report.contradictions
     assert r2.alloc.is_free(0x1010) or 0x1010 in r2.alloc.on_pcp
 
@@ -313,17 +315,20 @@ def test_replay_takes_the_fast_search_block_with_its_pageblock():
 def test_replay_marks_where_the_fast_search_may_have_taken():
     # A fast search with no walk after it (direct async compaction returns
     # before fast_isolate_around, 7.2 L1518): its page stays unknown. A
-    # MOVABLE request's miss predicting a block at min_pfn 0x1200 or above
-    # (0x1400) is compaction's; below it (0x1004), or for another
+    # MOVABLE request's next miss predicting a block at min_pfn 0x1200 or
+    # above (0x1400) is compaction's; below it (0x1004), or for another
     # migratetype, it is not.
     import types
     snap = build_snapshot("7.2", [M, U, R], free=[(0x1004, 0, M), (0x1400, 0, M)])
     r = replayed(snap, ("sh-125", fast_isolated(0x1200, 0x1600, 3, 1)), ("sh-125", freed(0x1500)))
     assert r.alloc.is_free(0x1004) and r.alloc.is_free(0x1400)
     movable, unmovable = types.SimpleNamespace(migratetype=M), types.SimpleNamespace(migratetype=U)
-    assert r._in_fast_search(0x1400, movable) and not r._in_fast_search(0x1004, movable)
-    assert not r._in_fast_search(0x1400, unmovable)
+    assert not r._fast_search_explains(0x1004, movable)
+    assert not r._fast_search_explains(0x1400, unmovable)
     assert [w[0] for w in r.report.windows] == ["compaction"]
+    # One search, one miss explained.
+    assert r._fast_search_explains(0x1400, movable)
+    assert not r._fast_search_explains(0x1400, movable)
 
 
 def test_move_freelist_head_rotates_the_list_to_start_at_the_block():
@@ -376,6 +381,17 @@ def test_a_captured_block_is_no_refill_and_its_miss_is_compaction(series):
     # The same allocation with no free of the task before it: not a capture.
     r = replayed(snap, ("dd-300", thp_alloc(0x1200, 9)))
     assert r.report.captures == 0 and r.report.records[0].actual_path != "capture"
+
+
+@pytest.mark.parametrize("series", ["5.10", "7.2"])
+def test_a_range_ends_at_the_block_the_watermark_check_refused(series):
+    # __isolate_free_page's watermark check refused the free page at 0x1002:
+    # the step was counted (nr_scanned 3), the walk broke there, and the
+    # range ends at it. 0x1000 was taken; 0x1002 is still free.
+    snap = build_snapshot(series, [M, U, R], free=[(0x1000, 0, M), (0x1002, 0, M)])
+    r = replayed(snap, ("kcompactd0-30", isolated_range(0x1000, 0x1002, 3, 1)))
+    assert not r.alloc.is_free(0x1000) and r.alloc.is_free(0x1002)
+    assert r.report.isolated_pages == 1 and not r.report.contradictions
 
 
 def test_replay_marks_a_range_the_model_cannot_explain():
