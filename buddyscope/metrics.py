@@ -78,8 +78,10 @@ class SnapshotCollector(Collector):
 def snapshot_metrics(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
     """The metric families of one snapshot."""
     k = snap.kernel
+    # "capture", not "source": buddyscope_up's source is what the exporter
+    # reads (a file of a qmp capture is source="file", capture="qmp").
     info = GaugeMetricFamily("buddyscope_info", "The kernel read and the buddyscope that read it",
-                             labels=["release", "source", "version"])
+                             labels=["release", "capture", "version"])
     info.add_metric([k.release, snap.capture.source, __version__], 1)
     yield info
     yield GaugeMetricFamily("buddyscope_snapshot_anomalies",

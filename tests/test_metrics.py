@@ -254,6 +254,9 @@ def test_a_file_rewritten_or_gone_is_read_again(tmp_path):
     up, errors = _key("buddyscope_up", source="file"), _key("buddyscope_read_errors_total", source="file")
     info = [k for k in _samples(render(reg).decode()) if k[0] == "buddyscope_info"]
     assert ("release", "6.1.0-56-amd64") in info[0][1]
+    # Its capture, apart from the exporter's source (the file): no label
+    # named alike means two things.
+    assert ("capture", "qmp") in info[0][1] and not [l for l in info[0][1] if l[0] == "source"]
     shutil.copyfile(ROOT / "fixtures" / "snapshots" / "7.2-2cpu-512m.json.gz", path)
     info = [k for k in _samples(render(reg).decode()) if k[0] == "buddyscope_info"]
     assert ("release", "7.2.13+deb14-amd64") in info[0][1]
