@@ -720,6 +720,23 @@ class Allocator:
         nxt[before] = s; prv[s] = before
         self._log(self.move_freelist_head, first)
 
+    def run_mid_list(self, pfns: Sequence[int], order: int) -> bool:
+        """*pfns* (two or more) are free blocks of *order* that follow one
+        another on one free list, the first not at its head: what the
+        kernel takes next from a list rotated to start there."""
+        if len(pfns) < 2:
+            return False
+        if self._unlinked:
+            self.link_all()
+        info = self.buddy.get(pfns[0])
+        if info is None or info[0] != order:
+            return False
+        s = self.sentinel(info[2], order, info[1])
+        if self.nxt[s] == pfns[0]:
+            return False
+        nxt = self.nxt
+        return all(nxt[a] == b for a, b in zip(pfns, pfns[1:]))
+
     def buddy_heads(self, start: int, end: int) -> Dict[int, int]:
         """The free blocks whose first page is in [*start*, *end*): head PFN
         -> order. Those are the pages ``PageBuddy`` is true of (a pcp page

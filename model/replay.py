@@ -560,6 +560,14 @@ class Replayer(KprobeEvents, WindowEvents):
         self._last_note = None
         removed: List[int] = []
         seen = set()
+        takes = [g.pfn for g in group if g.name == ZONE_LOCKED]
+        if group and a.run_mid_list(takes, group[0].order) and len(takes) == len(group):
+            # The kernel took a run of the list from the middle, in list
+            # order: its list started there. Something rotated it with no
+            # event (compaction's fast free search, move_freelist_head,
+            # also where it takes nothing): rotated as it was.
+            a.move_freelist_head(takes[0])
+            self.report.inferred_rotations += 1
         for k, g in enumerate(group):
             nxt = group[k + 1] if k + 1 < len(group) else None
             # A fallback of this allocation (next to one of its takes; a

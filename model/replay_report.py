@@ -95,6 +95,9 @@ class ReplayReport:
     whole_drains: int = 0
     #: Free pages compaction took off the lists (__isolate_free_page events).
     isolated_pages: int = 0
+    #: Free lists replay found rotated untraced: a refill took a run of
+    #: one from its middle, in list order.
+    inferred_rotations: int = 0
     #: Zone counts replay moved to what the kernel's zone choice showed
     #: (``zone`` misses within what lagging counters hide).
     counter_resyncs: int = 0
@@ -175,7 +178,7 @@ class ReplayReport:
             "captures": self.captures,
             "isolated_pages": self.isolated_pages, "watermark_changes": self.watermark_changes,
             "inferred_watermarks": self.inferred_watermarks,
-            "counter_resyncs": self.counter_resyncs,
+            "counter_resyncs": self.counter_resyncs, "inferred_rotations": self.inferred_rotations,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
             "skipped": self.skipped,

@@ -15,7 +15,7 @@ import pytest
 from buddyscope.model.ftrace import parse_text
 from buddyscope.model.replay import ReplayReport, AllocRecord
 
-from test_paths import M, R, U, build, build_snapshot, freed, pcp_lists, replayed
+from test_paths import M, R, U, build, build_snapshot, freed, pcp_lists, replayed, zl
 
 # Seven MOVABLE order-0 pages on cpu 0's pcp, oldest (the list's tail) last.
 M7 = [0x1010, 0x1012, 0x1014, 0x1016, 0x1018, 0x101a, 0x101c]
@@ -392,6 +392,28 @@ def test_a_range_ends_at_the_block_the_watermark_check_refused(series):
     r = replayed(snap, ("kcompactd0-30", isolated_range(0x1000, 0x1002, 3, 1)))
     assert not r.alloc.is_free(0x1000) and r.alloc.is_free(0x1002)
     assert r.report.isolated_pages == 1 and not r.report.contradictions
+
+
+@pytest.mark.parametrize("series", ["6.1", "7.2"])
+def test_a_refill_from_the_middle_of_a_list_shows_it_rotated(series):
+    # The order-0 MOVABLE list is 0x1000, 0x1002, ... 0x100a; the kernel's
+    # refill took 0x1004 then 0x1006: its list started at 0x1004 (the fast
+    # free search's move_freelist_head, untraced, 6.1 L1490). The model's
+    # prediction (0x1000) is a miss; its list is rotated as the kernel's
+    # was, so what is left starts at 0x1008 and the next take is a hit.
+    free = [(p, 0, M) for p in range(0x1000, 0x100c, 2)]
+    snap = build_snapshot(series, [M, U, R], free=free)
+    r = replayed(snap, ("dd-304", zl(0x1004, M)), ("dd-304", zl(0x1006, M)),
+                 ("dd-304", alloc_line(0x1004)))
+    assert r.report.inferred_rotations == 1 and r.report.hits == 0
+    assert r.alloc.free_list(0, 0, M) == [0x1008, 0x100a, 0x1000, 0x1002]
+    # A run that starts at the head is no rotation; nor is one that skips.
+    r = replayed(snap, ("dd-304", zl(0x1000, M)), ("dd-304", zl(0x1002, M)),
+                 ("dd-304", alloc_line(0x1000)))
+    assert r.report.inferred_rotations == 0
+    r = replayed(snap, ("dd-304", zl(0x1004, M)), ("dd-304", zl(0x1008, M)),
+                 ("dd-304", alloc_line(0x1004)))
+    assert r.report.inferred_rotations == 0
 
 
 def test_replay_marks_a_range_the_model_cannot_explain():

@@ -59,12 +59,13 @@ PRESSURE = {
     "6.1-4cpu-pressure-compact": (100.0, 100.0, 100.0, 0),
     "7.2-2cpu-pressure-tmpfs": (100.0, 100.0, 100.0, 0),
     # compact-memory.sh: direct compaction for THP faults and a full sync
-    # compaction, about 16,000 pages isolated. 6.1: five order-0 refills
-    # start at a page the fast free search rotated to the head of its list
+    # compaction, about 16,000 pages isolated. 6.1: an order-0 refill
+    # starts at a page the fast free search rotated to the head of its list
     # in a call that took nothing, which nothing traces on 6.1
-    # (move_freelist_head, 6.1 L1490); 6.12+ trace such calls
-    # (mm_compaction_fast_isolate_freepages) but not the page.
-    "6.1-2cpu-compact-memory": (99.4, 84.3, 100.0, 1),
+    # (move_freelist_head, 6.1 L1490; 6.12+ trace such calls,
+    # mm_compaction_fast_isolate_freepages, but not the page): one miss,
+    # and the run it took shows the rotation (four misses more before).
+    "6.1-2cpu-compact-memory": (99.8, 96.8, 100.0, 1),
     "7.2-2cpu-compact-memory": (100.0, 100.0, 100.0, 0),
     # 4 vCPUs, 1 GiB: kswapd spinning and DMA32 at its min watermark. The
     # kernel found DMA32 below it while the model's NR_FREE_PAGES was a few
