@@ -800,16 +800,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = _parser()
     args = parser.parse_args(argv)
-    if sys.stdout is None:   # started with stdout closed (>&-), as cat refuses it
-        if sys.stderr is not None:
-            print("buddyscope: error: cannot write output: standard output is closed",
-                  file=sys.stderr)
-        return 1
+    closed = sys.stdout is None
+    if closed:
+        # Started with stdout closed (>&-): fd 1 is held by a descriptor
+        # that cannot be written, so no file opened later takes it. A
+        # command that writes only files (-o) works; output fails in one line.
+        fd = os.open(os.devnull, os.O_RDONLY)
+        if fd != 1:
+            os.dup2(fd, 1)
+            os.close(fd)
+        sys.stdout = open(1, "w", closefd=False)
     if args.command is None:
-        return _main_job(parser)
-    handler = _COMMANDS[(args.command, getattr(args, f"{args.command}_command", None))]
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+        # (The TUI, when it runs, keeps its own signal handling.)
+        def handler(_args):
+            return _main_job(parser)
+    else:
+        handler = _COMMANDS[(args.command, getattr(args, f"{args.command}_command", None))]
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         rc = handler(args)
         # Written out here, where a full disk is one line, not at exit.
@@ -833,7 +841,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # error a reader did not translate still gets one line.
         if e.filename is None and e.errno in _WRITE_ERRNOS:
             _drop_stdout()
-            print(f"buddyscope: error: cannot write output: {e.strerror or e}", file=sys.stderr)
+            why = "standard output is closed" if closed and e.errno == errno.EBADF else e.strerror or e
+            print(f"buddyscope: error: cannot write output: {why}", file=sys.stderr)
         else:
             where = f"{e.filename}: " if e.filename is not None else ""
             print(f"buddyscope: error: {where}{e.strerror or e}", file=sys.stderr)

@@ -303,6 +303,18 @@ def test_output_that_cannot_be_written_is_one_line(command):
     assert p.stderr == "buddyscope: error: cannot write output: standard output is closed\n"
 
 
+def test_with_stdout_closed_a_command_that_writes_a_file_works(tmp_path):
+    # snapshot F -o OUT >&-: nothing goes to stdout. The file opened for OUT
+    # must not take fd 1 (what print would then write into it).
+    out = tmp_path / "s.json.gz"
+    p = subprocess.run([sys.executable, "-m", "buddyscope", "snapshot", _SNAP, "-o", str(out)],
+                       cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       timeout=60, preexec_fn=lambda: os.close(1))
+    assert p.returncode == 0 and p.stderr.startswith(f"wrote {out}: ")
+    from buddyscope.model.snapshot import Snapshot
+    assert Snapshot.load(out).kernel.release == Snapshot.load(_SNAP).kernel.release
+
+
 def test_a_profile_not_the_snapshots_own_is_noted():
     p = buddyscope("replay", f"{_REC}/6.1-1cpu-thp.json.gz", "--profile", "7.2")
     assert p.returncode == 0
