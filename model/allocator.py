@@ -265,6 +265,8 @@ class Allocator:
             self.zones.append(self._new_zone(zi, z))
             self._load_lists(self.zones[zi], z)
             self._load_vmstat(self.zones[zi], z)
+        #: watermark_scale_factor, once read (_scale_factor).
+        self._wmark_scale: Optional[int] = None
         #: The CPU whose kernel work the model is mirroring: NR_FREE_PAGES
         #: changes go to its vm_stat_diff (set_vm_cpu).
         self.vm_cpu = 0
@@ -573,7 +575,14 @@ class Allocator:
 
     def _scale_factor(self) -> int:
         """``watermark_scale_factor`` as the zones' low - min shows it
-        (default 10 where ``min >> 2`` is the larger term)."""
+        (default 10 where ``min >> 2`` is the larger term). Read once, from
+        the marks the kernel set: a larger min_free_kbytes set by the model
+        makes ``min >> 2`` the larger term and hides it."""
+        if self._wmark_scale is None:
+            self._wmark_scale = self._scale_factor_shown()
+        return self._wmark_scale
+
+    def _scale_factor_shown(self) -> int:
         for z in sorted(self._lowmem(), key=lambda z: -z.managed):
             gap = z.watermarks["low"] - z.watermarks["min"]
             if gap > z.watermarks["min"] >> 2:

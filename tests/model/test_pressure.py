@@ -416,6 +416,20 @@ def test_a_refill_from_the_middle_of_a_list_shows_it_rotated(series):
     assert r.report.inferred_rotations == 0
 
 
+def test_setup_per_zone_wmarks_keeps_the_kernels_scale_factor():
+    # __setup_per_zone_wmarks (6.12 L6116): low - min = max(min >> 2,
+    # managed * watermark_scale_factor / 10000). The snapshot's 600 - 400
+    # = 200 > 400 >> 2 shows a factor of 20 on 100,000 pages. A min of
+    # 8,000 makes min >> 2 the larger term (2,000), which hides the factor;
+    # set back to a min of 400, the gap is the factor's 200 again.
+    a = build("6.12", [M, U, R], watermarks=(400, 600, 800), managed=100000)
+    z = a.zones[0]
+    a.setup_per_zone_wmarks(8000)
+    assert (z.watermarks["min"], z.watermarks["low"]) == (8000, 10000)
+    a.setup_per_zone_wmarks(400)
+    assert (z.watermarks["min"], z.watermarks["low"], z.watermarks["high"]) == (400, 600, 800)
+
+
 def test_replay_marks_a_range_the_model_cannot_explain():
     # nr_taken 5 of a range holding one free order-0 page: no walk takes
     # 5 pages. Nothing is taken; the pageblock is marked isolated untraced
