@@ -694,6 +694,18 @@ class Allocator:
             p = self.nxt[p]
         return out
 
+    def free_list_from_tail(self, zi: int, order: int, mt: int) -> Iterator[int]:
+        """``free_area[order].free_list[mt]`` of zone *zi*, tail first
+        (``list_for_each_entry_reverse``), lazily."""
+        s = self.sentinel(zi, order, mt)
+        if self._unlinked:
+            self._link(s)
+        prv = self.prv
+        p = prv[s]
+        while p != s:
+            yield p
+            p = prv[p]
+
     def containing_free_block(self, pfn: int) -> Optional[int]:
         """Head PFN of the free buddy block holding *pfn*, if any."""
         if self._unlinked:

@@ -25,6 +25,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from buddyscope.model.allocator import ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, MIGRATE_MOVABLE, Outcome
+from buddyscope.model.compaction import fast_isolate_freepages
 from buddyscope.model.events import (
     DECAY_EVENTS, FAST_SEARCH_CALLERS, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED, RECLAIM_EVENTS,
     WATERMARK_EVENTS,
@@ -254,7 +255,23 @@ class KprobeEvents:
         compaction's own state). The isolate range traced next on the CPU,
         if any, is its ``fast_isolate_around``, which names it; else the
         blocks it may have taken are marked as isolated untraced."""
-        if self._isolate_traced or not e.count or e.count & (e.count - 1):
+        if self._isolate_traced:
+            return
+        a = self.alloc
+        z = a.zone_of(e.start_pfn)
+        search = None
+        if z is not None:
+            search = fast_isolate_freepages(a, z.index, e.start_pfn, e.end_pfn, e.nr_scanned, e.count)
+        if search is not None:
+            # Every run of the search that scans and takes as traced does
+            # the same: done as it did it.
+            for _, pfn in search.rotations:
+                a.move_freelist_head(pfn)
+            if search.taken is not None:
+                self._isolate_block(e, *search.taken)
+            self.report.fast_searches_resolved += 1
+            return
+        if not e.count or e.count & (e.count - 1):
             return
         self._fast_pending[e.cpu] = e
 

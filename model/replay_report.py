@@ -98,6 +98,9 @@ class ReplayReport:
     #: Free lists replay found rotated untraced: a refill took a run of
     #: one from its middle, in list order.
     inferred_rotations: int = 0
+    #: Fast free searches (mm_compaction_fast_isolate_freepages, no kprobes)
+    #: whose block and list rotations replay worked out and applied.
+    fast_searches_resolved: int = 0
     #: Zone counts replay moved to what the kernel's zone choice showed
     #: (``zone`` misses within what lagging counters hide).
     counter_resyncs: int = 0
@@ -179,6 +182,7 @@ class ReplayReport:
             "isolated_pages": self.isolated_pages, "watermark_changes": self.watermark_changes,
             "inferred_watermarks": self.inferred_watermarks,
             "counter_resyncs": self.counter_resyncs, "inferred_rotations": self.inferred_rotations,
+            "fast_searches_resolved": self.fast_searches_resolved,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
             "skipped": self.skipped,

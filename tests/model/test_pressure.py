@@ -416,6 +416,51 @@ def test_a_refill_from_the_middle_of_a_list_shows_it_rotated(series):
     assert r.report.inferred_rotations == 0
 
 
+def fast_search(start, end, nr_scanned, nr_taken):
+    return (f"mm_compaction_fast_isolate_freepages: range=({start:#x} ~ {end:#x}) "
+            f"nr_scanned={nr_scanned} nr_taken={nr_taken}")
+
+
+FAST_LIST = [(0x1010, 0, M), (0x1008, 0, M), (0x1002, 0, M), (0x1000, 0, M)]
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_replay_works_out_the_fast_search_from_its_tracepoint(series):
+    # fast_isolate_freepages (6.12 L1540, 7.2 L1553) reads the order-0
+    # MOVABLE list from its tail: 0x1000, 0x1002, 0x1008, 0x1010. min_pfn
+    # 0x1000 and free_pfn 0x1400 make low_pfn 0x1200 whatever the migrate
+    # scanner's PFN: every entry is a candidate below it, and each one
+    # higher than the last halves the limit. Only a limit of 16
+    # (fast_search_fail 0) stops after 3 entries: it takes the highest seen,
+    # 0x1008, after move_freelist_head rotated the list to start there.
+    snap = build_snapshot(series, [M, U, R], free=FAST_LIST)
+    r = replayed(snap, ("dd-300", fast_search(0x1000, 0x1400, 3, 1)))
+    assert r.report.fast_searches_resolved == 1 and r.report.isolated_pages == 1
+    assert not r.alloc.is_free(0x1008)
+    assert r.alloc.free_list(0, 0, M) == [0x1002, 0x1000, 0x1010]
+    # 2 entries: limits 8 and 4 both stop at 0x1002 and take it: one search.
+    r = replayed(snap, ("dd-300", fast_search(0x1000, 0x1400, 2, 1)))
+    assert not r.alloc.is_free(0x1002) and r.alloc.free_list(0, 0, M) == [0x1000, 0x1010, 0x1008]
+
+
+@pytest.mark.parametrize("series", ["6.12", "7.2"])
+def test_a_fast_search_that_takes_nothing_still_rotates_the_list(series):
+    # min_pfn 0x1200: no entry is a candidate. Only a limit of 2 stops
+    # after 2 entries; move_freelist_head rotates the list to the entry it
+    # stopped at (0x1002), and nothing is taken.
+    snap = build_snapshot(series, [M, U, R], free=FAST_LIST)
+    r = replayed(snap, ("dd-300", fast_search(0x1200, 0x1600, 2, 0)))
+    assert r.report.fast_searches_resolved == 1 and r.report.isolated_pages == 0
+    assert r.alloc.free_list(0, 0, M) == [0x1002, 0x1000, 0x1010, 0x1008]
+    # Every entry scanned (a limit of 16 or more): the list is as it was.
+    r = replayed(snap, ("dd-300", fast_search(0x1200, 0x1600, 4, 0)))
+    assert r.alloc.free_list(0, 0, M) == [p for p, _, _ in FAST_LIST]
+    # 3 entries and nothing taken: no limit stops there. Not worked out.
+    r = replayed(snap, ("dd-300", fast_search(0x1200, 0x1600, 3, 0)))
+    assert r.report.fast_searches_resolved == 0
+    assert r.alloc.free_list(0, 0, M) == [p for p, _, _ in FAST_LIST]
+
+
 def test_setup_per_zone_wmarks_keeps_the_kernels_scale_factor():
     # __setup_per_zone_wmarks (6.12 L6116): low - min = max(min >> 2,
     # managed * watermark_scale_factor / 10000). The snapshot's 600 - 400
