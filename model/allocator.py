@@ -591,6 +591,19 @@ class Allocator:
                         return f
         return 10
 
+    def recommended_min_free_pages(self) -> int:
+        """What ``set_recommended_min_free_kbytes`` (mm/khugepaged.c; 5.10
+        L2334, 6.1 L2538, 6.12 L2610, 7.2 L3055) raises ``min_free_kbytes``
+        to when THP is turned on, in pages: 2 + MIGRATE_PCPTYPES^2
+        pageblocks per populated zone up to ZONE_NORMAL, at most 5 % of
+        ``nr_free_buffer_pages`` (managed pages above the high watermark
+        in those zones)."""
+        zones = [z for z in self.zones if z.managed and z.zone_idx <= ZONE_INDEX["Normal"]]
+        pb = self.pageblock_nr_pages
+        recommended = pb * len(zones) * (2 + 3 * 3)
+        buffer_pages = sum(max(z.managed - z.watermarks["high"], 0) for z in zones)
+        return min(recommended, buffer_pages // 20)
+
     def setup_per_zone_wmarks(self, pages_min: int) -> None:
         """``__setup_per_zone_wmarks`` (5.10 L7960, 6.1 L8719, 6.12 L6116,
         7.2 L6506) for a ``min_free_kbytes`` of *pages_min* pages, then
@@ -1665,6 +1678,19 @@ class Allocator:
                                        ZONE_INDEX["Movable"], 0, z.free_pages + freed):
                 self._set(z, "below_high", False)
         return drain
+
+    def free_high_now(self, z: _Zone, pcp: _Pcp) -> int:
+        """The mark a free's commit holds pcp->count against, in the pcp's
+        state now (5.10 pcp->high; 6.1 ``nr_pcp_high``; 6.7+ ``nr_pcp_high``,
+        which moves pcp->high: call it in a trial)."""
+        p = self.profile
+        if p.pcp_free_batch == "batch":
+            return pcp.high
+        if p.pcp_free_batch == "free_factor":
+            if pcp.high and z.reclaim_active and p.pcp_high_reclaim_active:
+                return min(pcp.batch << 2, pcp.high)
+            return pcp.high
+        return self._nr_pcp_high(z, pcp, pcp.batch, False)
 
     def nr_pcp_free_factor(self, pcp: _Pcp, high: int) -> int:
         """6.1 ``nr_pcp_free`` (L3422) but for free_high: how many pages a

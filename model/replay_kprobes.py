@@ -362,17 +362,37 @@ class KprobeEvents:
         # The count against the mark, as an order-0 check reads it: a
         # higher order's check can fail for want of a free block, which
         # says nothing of min_free_kbytes.
-        found = self._search_pages_min(start, start << 10,
-                                       lambda: not self._passes(z, req, e, flags, order=0))
+        fails = lambda: not self._passes(z, req, e, flags, order=0)  # noqa: E731
+        found = self._thp_pages_min(fails)
+        if found is None:
+            found = self._search_pages_min(start, start << 10, fails)
         if found is not None and self._holds(found, lambda: self._passes(actual, req, e, flags)):
-            if self._pages_min_before is None:
-                self._pages_min_before = start
-            self._pages_min = found
-            a.setup_per_zone_wmarks(found)
-            self.report.inferred_watermarks += 1
+            self._infer_pages_min(found)
         else:
             # No min_free_kbytes makes the kernel's choice: its count.
             self._zone_resync(req, predicted, e)
+
+    def _thp_pages_min(self, ok) -> Optional[int]:
+        """The ``min_free_kbytes`` turning THP on sets
+        (``set_recommended_min_free_kbytes``), in pages, if it is a raise
+        no earlier inference made and it makes *ok*() true: the usual
+        untraced raise, taken before the smallest one that fits."""
+        a = self.alloc
+        now = a.pages_min()
+        if self._pages_min is not None or now is None:
+            return None
+        thp = a.recommended_min_free_pages()
+        return thp if thp > now and self._holds(thp, ok) else None
+
+    def _infer_pages_min(self, pages_min: int) -> None:
+        """``setup_per_zone_wmarks`` for an untraced ``min_free_kbytes`` of
+        *pages_min* pages: every zone's watermarks and pcp sizes."""
+        a = self.alloc
+        if self._pages_min_before is None:
+            self._pages_min_before = a.pages_min()
+        self._pages_min = pages_min
+        a.setup_per_zone_wmarks(pages_min)
+        self.report.inferred_watermarks += 1
 
     def _passes(self, z, req: Request, e: PageEvent, flags: int, order: Optional[int] = None) -> bool:
         """*z* passes *e*'s watermark check with *flags* in the model."""
@@ -619,6 +639,15 @@ class KprobeEvents:
                     self._assumed_decay[w.pcp] = before
             return
         # The model foresaw a drain the kernel did not make.
+        if not (self._wmarks_traced or self._wmarks_enabled):
+            # Its pcp was larger: zone_pcp_update after an untraced
+            # setup_per_zone_wmarks (6.1+ size pcp->high from the low
+            # watermark, zone_highsize), when THP's min_free_kbytes makes
+            # this free keep its page.
+            found = self._thp_pages_min(lambda: w.count < a.free_high_now(z, pcp))
+            if found is not None:
+                self._infer_pages_min(found)
+                return
         if z.reclaim_active and self._reclaim_inferred:
             a.set_reclaim_active(max(x.zone_idx for x in a.zones), False)
             self._reclaim_inferred = False

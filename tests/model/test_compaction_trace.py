@@ -14,7 +14,7 @@ import pytest
 
 from buddyscope.model.events import (
     ISOLATE_EVENTS, MM_COMPACTION_ISOLATE_FREEPAGES, MM_PAGE_ALLOC, MM_PAGE_ALLOC_ZONE_LOCKED,
-    MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN,
+    MM_PAGE_FREE, MM_PAGE_PCPU_DRAIN, WATERMARK_EVENTS,
 )
 from buddyscope.model.replay import Replayer
 
@@ -167,10 +167,17 @@ def test_without_kprobes_a_wrong_inference_does_not_run_on():
     assert rep.inferred_watermarks >= 1
     assert rep.longest_miss_run <= 2
     # The fast searches worked out from their tracepoint keep the lists
-    # right: 9 misses other than bulk_allocator before, 5 now.
+    # right, and the raise inferred is THP's own: 9 misses other than
+    # bulk_allocator before, 6 with the searches, 5 with both.
     assert rep.fast_searches_resolved >= 100
     other = [m for m in rep.misses() if m.reason != "bulk_allocator"]
-    assert len(other) <= 6, collections.Counter(m.reason for m in other)
+    assert len(other) <= 5, collections.Counter(m.reason for m in other)
+
+
+def _kprobes_removed(fx, events, names):
+    kept = [e for e in events if e.name not in names]
+    return Replayer(fx.snapshot, events_enabled=[n for n in fx.provenance["events_enabled"]
+                                                  if n not in names]), kept
 
 
 @pytest.mark.parametrize("name", ["6.12-4cpu-compact-memory", "7.2-2cpu-compact-memory"])
@@ -212,6 +219,27 @@ def test_the_fast_search_gives_the_block_the_kprobes_show(name):
     # search stopped on without a candidate is rotated untraced, and one
     # 7.2 search (line 8327) met a list so left: one block in 2,190 wrong.
     assert seen["wrong"] <= 1, seen
+
+
+@pytest.mark.parametrize("name", ["6.1-2cpu-compact-memory", "6.12-2cpu-pressure-compact",
+                                  "7.2-2cpu-compact-memory"])
+def test_without_kprobes_thps_min_free_kbytes_is_inferred_as_the_kernel_set_it(name):
+    # The workload turned THP on: set_recommended_min_free_kbytes raised
+    # min_free_kbytes and setup_per_zone_wmarks set new watermarks and,
+    # through zone_pcp_update, larger pcps (setup_wmarks, a kretprobe event).
+    # Without it, the first free the model sees drain where the kernel
+    # kept its pages (or the first zone the kernel skipped) shows the raise:
+    # inferred as THP's, it gives the watermarks the kernel set, and the
+    # free drains are predicted again (0.16 % of 13,431 exact on 7.2
+    # before: every free after the raise looked like a drain).
+    fx, events = recorded.fixture(name), recorded.events(name)
+    whole = Replayer(fx.snapshot, events_enabled=fx.provenance["events_enabled"])
+    whole.run(events)
+    r, kept = _kprobes_removed(fx, events, set(WATERMARK_EVENTS))
+    rep = r.run(kept)
+    assert rep.inferred_watermarks == 1
+    assert [z.watermarks for z in r.alloc.zones] == [z.watermarks for z in whole.alloc.zones]
+    assert rep.drains_exact >= whole.report.drains - 1 and rep.drains <= whole.report.drains + 1
 
 
 @pytest.mark.parametrize("name", ["6.1-1cpu-pressure-compact", "6.1-4cpu-pressure-compact",
