@@ -356,6 +356,13 @@ class Replayer(KprobeEvents, WindowEvents):
         # model put it on one: a block it holds free, allocated with no
         # removal event, by a task that freed pages since its last
         # allocation.
+        moved = None if group or same or late is not None else self._moved_take(e)
+        traced_cpu = e.cpu
+        if moved is not None:
+            # Its blocks were taken on another CPU, by this task, whose
+            # mm_page_alloc (after the take, outside the locks) is traced
+            # where the scheduler moved it: applied where it took them.
+            group, e = moved[1], dataclasses.replace(e, cpu=moved[0])
         captured = (e.order > 0 and not group and late is None and e.pfn is not None and not same
                     and e.pid in self._freed_since_alloc and a.is_free(e.pfn))
         self._freed_since_alloc.discard(e.pid)
@@ -376,13 +383,16 @@ class Replayer(KprobeEvents, WindowEvents):
             rep.refills += 1
             actual_refill = self._removed_pfns(group)
             rep.refills_exact += predicted.refill == actual_refill
-        rec = AllocRecord(rep.allocations - 1, e.cpu, e.order, e.migratetype, e.gfp or "",
+        rec = AllocRecord(rep.allocations - 1, traced_cpu, e.order, e.migratetype, e.gfp or "",
                           predicted.pfn, e.pfn, hit, predicted.kind, actual_path,
                           predicted.zone, lineno=e.lineno)
         if self.keep_steps:
             rec.steps = [s.describe() for s in predicted.path]
         if not hit and captured:
             rec.reason = "compaction"
+            rep.reasons[rec.reason] += 1
+        elif not hit and moved is not None:
+            rec.reason = "task_moved_after_take"
             rep.reasons[rec.reason] += 1
         elif not hit:
             rec.reason = self._why(predicted, e, group)
@@ -487,6 +497,30 @@ class Replayer(KprobeEvents, WindowEvents):
         else:
             del self._open[e.cpu]
         return mine
+
+    def _moved_take(self, e: PageEvent) -> Optional[Tuple[int, List[PageEvent]]]:
+        """After the model's prediction for *e*, which had no removal event
+        on its CPU: the removal events held on another CPU, all by *e*'s
+        task in task context, whose take is the block *e* got (the task was
+        moved between its take and its mm_page_alloc). (cpu, them), taken
+        out of what is held there; else None."""
+        if e.pfn is None or not e.pid or e.in_interrupt:
+            return None
+        strict_mt = self.alloc.profile.zone_locked_in_rmqueue
+        for cpu, held in self._open.items():
+            if cpu == e.cpu or not held or not all(g.pid == e.pid and not g.in_interrupt
+                                                   for g in held):
+                continue
+            mine = [g for g in held if removal_for(g, e, strict_mt)]
+            if any(g.name == ZONE_LOCKED and g.pfn == e.pfn for g in mine):
+                rest = [g for g in held if g not in mine]
+                if rest:
+                    self._open[cpu] = rest
+                else:
+                    del self._open[cpu]
+                self.report.moved_takes += 1
+                return cpu, mine
+        return None
 
     def _removal_signature(self, group: List[PageEvent]) -> List[tuple]:
         out = []

@@ -24,7 +24,9 @@ import dataclasses
 import re
 from typing import Dict, List, Optional, Tuple
 
-from buddyscope.model.allocator import ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, MIGRATE_MOVABLE, Outcome
+from buddyscope.model.allocator import (
+    ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, MIGRATE_MOVABLE, Outcome,
+)
 from buddyscope.model.compaction import fast_isolate_freepages
 from buddyscope.model.events import (
     DECAY_EVENTS, FAST_SEARCH_CALLERS, ISOLATE_EVENTS, MM_PAGE_ALLOC_ZONE_LOCKED, RECLAIM_EVENTS,
@@ -639,15 +641,6 @@ class KprobeEvents:
                     self._assumed_decay[w.pcp] = before
             return
         # The model foresaw a drain the kernel did not make.
-        if not (self._wmarks_traced or self._wmarks_enabled):
-            # Its pcp was larger: zone_pcp_update after an untraced
-            # setup_per_zone_wmarks (6.1+ size pcp->high from the low
-            # watermark, zone_highsize), when THP's min_free_kbytes makes
-            # this free keep its page.
-            found = self._thp_pages_min(lambda: w.count < a.free_high_now(z, pcp))
-            if found is not None:
-                self._infer_pages_min(found)
-                return
         if z.reclaim_active and self._reclaim_inferred:
             a.set_reclaim_active(max(x.zone_idx for x in a.zones), False)
             self._reclaim_inferred = False
@@ -659,6 +652,17 @@ class KprobeEvents:
             # With ZONE_BELOW_HIGH the kernel drains whenever count >=
             # high_min (nr_pcp_high): its flag was clear.
             a.set_below_high(z, False)
+        elif not (self._wmarks_traced or self._wmarks_enabled):
+            # Its pcp was larger: zone_pcp_update after an untraced
+            # setup_per_zone_wmarks (6.1+ size pcp->high from the low
+            # watermark, zone_highsize), if THP's min_free_kbytes makes
+            # this free keep its page and leaves the zone, which the kernel
+            # frees to and allocates from, above its new min watermark.
+            found = self._thp_pages_min(
+                lambda: w.count < a.free_high_now(z, pcp) and a.zone_watermark_ok(
+                    z, 0, a.wmark(z, ALLOC_WMARK_MIN), z.zone_idx, 0))
+            if found is not None:
+                self._infer_pages_min(found)
 
     def _vmstat_resync(self, w: _DrainWindow, exact: bool) -> None:
         """After a vmstat drain the kernel's pcp->high is known: the model's

@@ -98,6 +98,9 @@ class ReplayReport:
     #: Free lists replay found rotated untraced: a refill took a run of
     #: one from its middle, in list order.
     inferred_rotations: int = 0
+    #: Allocations whose blocks were taken on another CPU than the one
+    #: their mm_page_alloc was traced on (the task was moved in between).
+    moved_takes: int = 0
     #: Fast free searches (mm_compaction_fast_isolate_freepages, no kprobes)
     #: whose block and list rotations replay worked out and applied.
     fast_searches_resolved: int = 0
@@ -183,6 +186,7 @@ class ReplayReport:
             "inferred_watermarks": self.inferred_watermarks,
             "counter_resyncs": self.counter_resyncs, "inferred_rotations": self.inferred_rotations,
             "fast_searches_resolved": self.fast_searches_resolved,
+            "moved_takes": self.moved_takes,
             "bulk_calls": self.bulk_calls, "bulk_pages": self.bulk_pages,
             "contradictions": dict(self.contradictions), "miss_reasons": dict(self.reasons),
             "skipped": self.skipped,
@@ -243,6 +247,9 @@ REASONS = {
                            "where no event is traced under it (free_frozen_page_commit, "
                            "rmqueue_pcplist without a refill): their trylock failed, they went "
                            "to the buddy",
+    "task_moved_after_take": "taken on another CPU (its removal events are held there, by its "
+                             "task) and traced where the scheduler moved the task before its "
+                             "mm_page_alloc: predicted for the CPU it was traced on",
     "other_pcp_list": "the block was on another CPU's or list's pcp in the model "
                       "(the task moved between CPUs around the event)",
     "alloc_in_flight_at_snapshot": "the task's first event, of a block on no list of the "

@@ -574,12 +574,36 @@ def test_untraced_buddy_removal():
         assert named[-1].in_interrupt
 
 
+# -- task_moved_after_take -----------------------------------------------------------------------
+def test_task_moved_after_take():
+    # 7.2 2-CPU memcg: dd refills CPU0's pcp (its zone_locked events held
+    # there, 252 of them); softirq frees run on its stack, then ksoftirqd,
+    # and dd's mm_page_alloc of the refill's first page is traced on CPU1,
+    # where the scheduler moved it. One miss, predicted for CPU1; the refill
+    # is applied to CPU0's pcp, where ksoftirqd then drains it: no drain of
+    # a page the model holds free, no removal of one it holds taken (251 and
+    # 126 contradictions, all after this miss, when the refill stayed held).
+    name = "7.2-2cpu-memcg"
+    _, events = _recording(name)
+    rep = _replay(name)
+    [r] = _labelled(rep, "task_moved_after_take")
+    alloc = next(e for e in events if e.lineno == r.lineno)
+    takes = [e for e in events if e.name == MM_PAGE_ALLOC_ZONE_LOCKED and e.pid == alloc.pid
+             and e.lineno < r.lineno and e.cpu != alloc.cpu]
+    assert takes and takes[-252].pfn == alloc.pfn == r.actual_pfn
+    assert not [e for e in _between(events, takes[-1].lineno, r.lineno) if e.pid == alloc.pid
+                and e.cpu == alloc.cpu]
+    assert r.cpu == alloc.cpu == 1 and takes[-1].cpu == 0
+    assert rep.moved_takes == 1 and rep.longest_miss_run == 1
+    assert set(rep.contradictions) == {"free_to_buddy_pcp_locked"}
+
+
 # -- every label ----------------------------------------------------------------------------------
 PROVEN = {
     "bulk_allocator", "pcp_taken_untraced", "alloc_traced_late", "free_traced_before_alloc",
     "alloc_in_flight_at_snapshot", "page_not_free_in_model", "compaction", "zone",
     "watermarks_untraced", "take_before_stall",
-    "buddy_list_order", "untraced_buddy_removal", "pcp_list_order",
+    "buddy_list_order", "untraced_buddy_removal", "pcp_list_order", "task_moved_after_take",
 }
 #: Labels no committed recording, whole or cut, produces: each names a
 #: model error with no event behind it, kept so that such a miss says so.

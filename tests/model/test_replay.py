@@ -72,6 +72,13 @@ PRESSURE = {
     # pages above: one zone miss, then replay takes the kernel's word for
     # the count (it was a run of 64).
     "6.12-4cpu-compact-memory": (99.9, 100.0, 100.0, 1),
+    # memcg.sh: cgroup v2 limits (memcg reclaim, an OOM kill, memory.high,
+    # memory.reclaim). One miss: dd refilled CPU0's pcp and its
+    # mm_page_alloc was traced on CPU1 (task_moved_after_take). Below issue
+    # 12's 99.5 %: 6 of 41 free drains, softirq frees of order-1 slab pages
+    # drained one free early or for another count (not understood yet), and
+    # the refill set of that moved allocation.
+    "7.2-2cpu-memcg": (99.9, 99.0, 85.3, 1),
 }
 FLOORS.update({name: v[0] for name, v in PRESSURE.items()})
 
