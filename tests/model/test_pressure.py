@@ -461,6 +461,31 @@ def test_a_fast_search_that_takes_nothing_still_rotates_the_list(series):
     assert r.alloc.free_list(0, 0, M) == [p for p, _, _ in FAST_LIST]
 
 
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.2"])
+def test_a_drain_that_did_not_come_shows_thps_min_free_kbytes(series):
+    # No setup_wmarks events. The free brings count to 8 = pcp->high: the
+    # model foresees a drain, the kernel drains nothing. THP's
+    # set_recommended_min_free_kbytes (khugepaged.c 6.1 L2538) would give
+    # min(11 pageblocks, nr_free_buffer_pages / 20) = (1536 - 30) // 20 = 75
+    # pages: min 75, low 75 + 75 // 4 = 93, and zone_pcp_update's
+    # zone_highsize makes the pcp 93 (6.1 pcp->high, 6.7+ high_min): the
+    # page stays. Taken as that raise, with every zone's watermarks.
+    fields = {} if series == "6.1" else {"high_min": 8, "high_max": 400}
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 9, U)], pcp={(0, M): M7},
+                          batch=2, high=8, watermarks=(20, 25, 30), pcp_fields=fields)
+    r = replayed(snap, ("rm-10", freed(F)))
+    z = r.alloc.zones[0]
+    assert r.report.inferred_watermarks == 1 and r.report.drains == 1
+    assert (z.watermarks["min"], z.watermarks["low"]) == (75, 93)
+    assert (z.pcp[0].high if series == "6.1" else z.pcp[0].high_min) == 93
+    # The same with 75 free pages or fewer: the kernel allocates from a
+    # zone the raise would leave below its min watermark. Not THP's.
+    snap = build_snapshot(series, [M, U, R], free=[(0x1200, 6, U)], pcp={(0, M): M7},
+                          batch=2, high=8, watermarks=(20, 25, 30), pcp_fields=fields)
+    r = replayed(snap, ("rm-10", freed(F)))
+    assert r.report.inferred_watermarks == 0 and r.alloc.zones[0].watermarks["min"] == 20
+
+
 def test_setup_per_zone_wmarks_keeps_the_kernels_scale_factor():
     # __setup_per_zone_wmarks (6.12 L6116): low - min = max(min >> 2,
     # managed * watermark_scale_factor / 10000). The snapshot's 600 - 400
