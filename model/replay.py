@@ -141,7 +141,7 @@ class Replayer(KprobeEvents, WindowEvents):
         #: between its take and its mm_page_alloc (preempted there; 7.2 is
         #: PREEMPT_LAZY): pfn -> (cpu, pindex, that task's pid, the record
         #: of the allocation that skipped them).
-        self._late: Dict[int, Tuple[int, int, int, Optional[int]]] = {}
+        self._late: Dict[int, Tuple[int, int, Optional[int], Optional[int]]] = {}
         #: cpu -> each zone's free pages after the last event traced there.
         self._cpu_free: Dict[int, List[int]] = {}
         #: mm_page_alloc events already stepped at their take: index -> record.
@@ -471,7 +471,7 @@ class Replayer(KprobeEvents, WindowEvents):
     def _late_page_for(self, e: PageEvent) -> Optional[int]:
         pindex = self.alloc.pindex.get((e.order, e.migratetype))
         for pfn, (cpu, pi, pid, _) in self._late.items():
-            if cpu == e.cpu and pi == pindex and pid == e.pid:
+            if cpu == e.cpu and pi == pindex and (pid == e.pid or (pid is None and not e.in_interrupt)):
                 return pfn
         return None
 
@@ -699,7 +699,7 @@ class Replayer(KprobeEvents, WindowEvents):
                     self._last_note = ("bulk_allocator" if a.profile.bulk_allocator
                                        and not self._bulk_traced else "pcp_taken_untraced")
             a.pcp_take(pfn)
-        elif pfn in self._late and self._late[pfn][2] == e.pid:
+        elif pfn in self._late and self._late[pfn][2] in (e.pid, None):
             # The late mm_page_alloc of a page an earlier miss saw gone
             # (by the task that was preempted; another's refutes the guess).
             _, _, _, rec_index = self._late.pop(pfn)
@@ -988,11 +988,44 @@ class Replayer(KprobeEvents, WindowEvents):
         if w.predicted or w.actual:
             rep.drains += 1
             rep.drains_exact += exact
+        if not exact and w.pcp is not None:
+            self._lists_drained_past(w)
         if w.pcp is not None and bool(w.actual) != bool(w.predicted):
             self._resync_free_drain(w)
         if w.pcp is not None:
             # (count after the free, the model's high fits it, the kernel drained)
             self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.actual))
+
+    def _lists_drained_past(self, w: _DrainWindow) -> None:
+        """``free_pcppages_bulk`` (6.1 L1475, 6.12 L1199, 7.2 L1387) takes
+        one list's pages from its tail until the list is empty or it has
+        sent enough, and only then turns to another: where the kernel's
+        drain left a list for another within one call (7.2 frees in calls
+        of batch pages), pages the model still holds on the first were not
+        on the kernel's. They were taken with no event yet: a task took
+        them and was interrupted or preempted before its mm_page_alloc (the
+        drain ran in between). Off the model's list; the next allocation
+        from that list on that CPU is predicted to be that one's trace."""
+        a = self.alloc
+        if a.profile.pcp_free_batch == "batch" or len(w.actual) < 2:
+            return
+        zi, cpu = w.pcp
+        pcp = a.zones[zi].pcp[cpu]
+        chunk = pcp.batch if a.profile.drain_in_batch_chunks else None
+        pages, left = 0, set()
+        for (_, o0, m0), (_, o1, m1) in zip(w.actual, w.actual[1:]):
+            pages += 1 << o0
+            if chunk is not None and pages >= chunk:
+                pages = 0   # the next call starts again at the free's list
+                continue
+            i0, i1 = a.pindex.get((o0, m0)), a.pindex.get((o1, m1))
+            if i0 is not None and i1 is not None and i0 != i1:
+                left.add(i0)
+        for pindex in sorted(left):
+            for pfn in list(pcp.lists[pindex]):
+                a.pcp_take(pfn)
+                self._late[pfn] = (cpu, pindex, None, None)
+                self.report.contradictions["pcp_pages_gone_at_drain"] += 1
 
     def _emptied(self, w: _DrainWindow) -> bool:
         """Whether the kernel's drain after a free sent back every page the

@@ -74,11 +74,10 @@ PRESSURE = {
     "6.12-4cpu-compact-memory": (99.9, 100.0, 100.0, 1),
     # memcg.sh: cgroup v2 limits (memcg reclaim, an OOM kill, memory.high,
     # memory.reclaim). One miss: dd refilled CPU0's pcp and its
-    # mm_page_alloc was traced on CPU1 (task_moved_after_take). Below issue
-    # 12's 99.5 %: 6 of 41 free drains, softirq frees of order-1 slab pages
-    # drained one free early or for another count (not understood yet), and
-    # the refill set of that moved allocation.
-    "7.2-2cpu-memcg": (99.9, 99.0, 85.3, 1),
+    # mm_page_alloc was traced on CPU1 (task_moved_after_take), and its
+    # refill set. Free drains 38/39: one foresaw a page a task had taken
+    # with its trace still to come; the drain showed it gone.
+    "7.2-2cpu-memcg": (99.9, 99.0, 97.4, 1),
 }
 FLOORS.update({name: v[0] for name, v in PRESSURE.items()})
 
