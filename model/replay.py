@@ -84,7 +84,10 @@ class Replayer(KprobeEvents, WindowEvents):
         self.alloc = Allocator(snapshot, profile)
         #: The recording traced the bulk allocator (its provenance's
         #: events_enabled): pcp pages cannot leave through it untraced.
-        self._bulk_traced = BULK in set(events_enabled or ())
+        #: What the recording says it traced (its provenance's
+        #: events_enabled): a kprobe enabled and never hit was never called.
+        self._enabled = frozenset(events_enabled or ())
+        self._bulk_traced = BULK in self._enabled
         #: The recording traced watermark changes (setup_wmarks): a zone's
         #: watermarks cannot rise with no event.
         self._wmarks_enabled = WMARKS in set(events_enabled or ())
@@ -192,8 +195,9 @@ class Replayer(KprobeEvents, WindowEvents):
             # With decay_pcp_high traced, no decay is silent; with
             # balance_pgdat traced, kswapd's reclaim window is known. (A
             # replayer resumed from a checkpoint keeps what it had learnt.)
-            self._decay_traced = any(e.name == DECAY for e in events)
-            self._reclaim_traced = any(e.name == RECLAIM or e.name == RECLAIM_RET for e in events)
+            self._decay_traced = DECAY in self._enabled or any(e.name == DECAY for e in events)
+            self._reclaim_traced = RECLAIM in self._enabled or any(
+                e.name == RECLAIM or e.name == RECLAIM_RET for e in events)
             self._reclaim_inferred = False
             self._wmarks_traced = any(e.name == WMARKS for e in events)
             #: (zone index, cpu) -> pcp->high before a decay assumed at a drain.

@@ -93,7 +93,7 @@ class WindowEvents:
         self._bulk_windows = {(c, a, b) for k, c, a, b in windows if k == "bulk"}
         #: Compaction isolated pages with no isolate event: the trace did
         #: not trace __isolate_free_page at all (or lost some calls).
-        self._isolate_traced = any(e.name == ISOLATE for e in events)
+        self._isolate_traced = ISOLATE in self._enabled or any(e.name == ISOLATE for e in events)
         #: pageblock number -> lines of frees of pages the model held free
         self._untraced_isolation: Dict[int, int] = {}
         #: zone index -> the lowest min_pfn of a fast free search whose

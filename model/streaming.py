@@ -525,8 +525,8 @@ def replay_stream(snapshot: Snapshot, source: TraceSource, profile: Optional[Pro
     maybe = (_maybe_locked(source, p1.deferred, locked, a.zone_of, {o for o, _ in a.pindex})
              if prof.pcp_trylock_free else _Bits())
     r._takes = takes = p1.takes
-    r._decay_traced = DECAY in p1.names
-    r._reclaim_traced = RECLAIM in p1.names or RECLAIM_RET in p1.names
+    r._decay_traced = DECAY in r._enabled or DECAY in p1.names
+    r._reclaim_traced = RECLAIM in r._enabled or RECLAIM in p1.names or RECLAIM_RET in p1.names
     r._reclaim_inferred = False
     r._wmarks_traced = WMARKS in p1.names
     r._assumed_decay = {}

@@ -183,6 +183,23 @@ def test_replay_infers_reclaim_from_an_early_drain_6_1_and_drops_it_when_refuted
     assert not r.alloc.zones[0].reclaim_active
 
 
+def test_a_reclaim_window_is_not_inferred_where_balance_pgdat_was_traced():
+    # The same early drain, in a recording whose balance_pgdat kprobes were
+    # enabled and never hit (its provenance's events_enabled): kswapd did
+    # not run, so no reclaim window is inferred (the drain is a miss).
+    from buddyscope.model.replay import Replayer
+
+    snap = build_snapshot("6.1", [M, U, R], pcp={(0, M): M7}, batch=2, high=9)
+    who = "rm-10"
+    text = "".join(f"  {w} [000] d..2. {ts}: {line}\n" for ts, (w, line) in enumerate(
+        [(who, freed(F)), (who, drain_line(M7[6])), (who, drain_line(M7[5]))], 1))
+    for enabled, inferred in ((None, 1), (["balance_pgdat", "balance_pgdat_ret"], 0)):
+        r = Replayer(snap, events_enabled=enabled)
+        rep = r.run(parse_text(text).events)
+        assert (rep.drains, rep.drains_exact, rep.inferred_reclaim) == (1, 0, inferred)
+        assert r.alloc.zones[0].reclaim_active == bool(inferred)
+
+
 @pytest.mark.parametrize("series", ["6.12", "7.2"])
 def test_replay_miss_keeps_rmqueue_pcplist_free_count_halving(series):
     # rmqueue_pcplist halves free_count before it looks at the list (6.12
