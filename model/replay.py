@@ -228,7 +228,15 @@ class Replayer(KprobeEvents, WindowEvents):
             self.alloc.set_vm_cpu(e.cpu)
             n = e.name
             pd = self._pending_drain.get(e.cpu)
-            if pd is not None and n != DRAIN:
+            # compaction_capture (7.2 L728) in the middle of a drain: the
+            # block a merge of free_pcppages_bulk completed goes to the
+            # compacting task, and 7.2 traces a fallback when its migratetype
+            # is not the one compaction asked for (L751; older series trace
+            # nothing there). Under the zone lock: no allocation's removal,
+            # and the drain goes on.
+            captured = (n == EXTFRAG and pd is not None and pd.kind == "free" and bool(pd.actual)
+                        and pd.pid == e.pid)
+            if pd is not None and n != DRAIN and not captured:
                 self._close_drain(e.cpu)
             if self._fast_pending and n != ISOLATE_RANGE and e.cpu in self._fast_pending:
                 self._fast_unresolved(self._fast_pending.pop(e.cpu))
@@ -242,6 +250,8 @@ class Replayer(KprobeEvents, WindowEvents):
                 if i not in self._stepped:   # (else stepped at its take)
                     self._on_alloc(e)
                     self._after_alloc(e)
+            elif captured:
+                pass   # (counted as a capture at the task's mm_page_alloc)
             elif n == ZONE_LOCKED or n == EXTFRAG:
                 call = self._bulk.get(e.cpu)
                 if call is not None and (e.order if n == ZONE_LOCKED else e.alloc_order) == 0:

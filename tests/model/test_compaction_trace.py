@@ -287,3 +287,26 @@ def test_a_list_rotated_untraced_is_one_miss():
     assert (miss.hit, miss.reason, miss.actual_pfn) == (False, "buddy_list_order", 0xe290)
     assert all(by_line[n].hit for n in (10737, 10799, 10861, 10923))
     assert rep.inferred_rotations >= 1
+
+
+def test_a_capture_in_the_middle_of_a_drain_is_no_fallback():
+    # 7.2, 4 vCPUs, 1 GiB (compact-memory.sh, recorded fresh by a helper):
+    # dd compacts for a THP; after its free at line 970 compaction empties
+    # the pcp (drain_local_pages, 2,711 drain events). In the middle of it
+    # (line 1626) a merge completes an order-9 block in an UNMOVABLE
+    # pageblock: compaction_capture (7.2 L728) hands it to dd and traces a
+    # fallback (L751), under the zone lock. It is neither the end of the
+    # drain nor a removal of dd's next allocation (line 3685, that block):
+    # a capture, labelled compaction; the drain is one whole-pcp drain, and
+    # every refill and free drain set is exact (the split had left a
+    # "fallback" miss, a refill set and two drain sets wrong).
+    name = "7.2-4cpu-compact-memory"
+    events = recorded.events(name)
+    [x] = [e for e in events if e.lineno == 1626]
+    assert x.name == "mm_page_alloc_extfrag" and x.fallback_order == 9 and x.fallback_migratetype == 0
+    around = [e for e in events if e.cpu == x.cpu and 1616 <= e.lineno <= 1636 and e is not x]
+    assert around and all(e.name == MM_PAGE_PCPU_DRAIN and e.pid == x.pid for e in around)
+    rep = recorded.replayed(name, enabled=True)
+    [miss] = rep.misses()
+    assert (miss.lineno, miss.actual_pfn, miss.actual_path, miss.reason) == (3685, x.pfn, "capture", "compaction")
+    assert rep.refills_exact == rep.refills >= 19 and rep.drains_exact == rep.drains >= 16
