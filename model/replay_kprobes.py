@@ -25,7 +25,7 @@ import re
 from typing import Dict, List, Optional, Tuple
 
 from buddyscope.model.allocator import (
-    ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, MIGRATE_MOVABLE, Outcome,
+    ALLOC_WMARK_HIGH, ALLOC_WMARK_LOW, ALLOC_WMARK_MASK, ALLOC_WMARK_MIN, MIGRATE_MOVABLE, Outcome,
 )
 from buddyscope.model.compaction import fast_isolate_freepages
 from buddyscope.model.events import (
@@ -622,6 +622,19 @@ class KprobeEvents:
                 self._reclaim_inferred = True
                 self.report.inferred_reclaim += 1
                 return
+            if not (self._wmarks_traced or self._wmarks_enabled) and p.below_high_flag \
+                    and not z.below_high:
+                # 6.7+: THP's untraced raise put the zone under its new high
+                # watermark; the next allocation's check set ZONE_BELOW_HIGH,
+                # with which nr_pcp_high drains at high_min (the new one).
+                found = self._thp_pages_min(
+                    lambda: w.count >= pcp.high_min and not a.zone_watermark_ok(
+                        z, 0, a.wmark(z, ALLOC_WMARK_HIGH), z.zone_idx, 0)
+                    and a.zone_watermark_ok(z, 0, a.wmark(z, ALLOC_WMARK_MIN), z.zone_idx, 0))
+                if found is not None:
+                    self._infer_pages_min(found)
+                    a.set_below_high(z, True)
+                    return
             if not self._decay_traced and p.pcp_high_decays:
                 # The kernel found count >= high: its pcp->high had decayed
                 # with no event (vmstat decay_pcp_high, count <= high then).

@@ -222,7 +222,7 @@ def test_the_fast_search_gives_the_block_the_kprobes_show(name):
 
 
 @pytest.mark.parametrize("name", ["6.1-2cpu-compact-memory", "6.12-2cpu-pressure-compact",
-                                  "7.2-2cpu-compact-memory"])
+                                  "7.2-2cpu-compact-memory", "7.2-4cpu-compact-memory"])
 def test_without_kprobes_thps_min_free_kbytes_is_inferred_as_the_kernel_set_it(name):
     # The workload turned THP on: set_recommended_min_free_kbytes raised
     # min_free_kbytes and setup_per_zone_wmarks set new watermarks and,
@@ -231,7 +231,11 @@ def test_without_kprobes_thps_min_free_kbytes_is_inferred_as_the_kernel_set_it(n
     # kept its pages (or the first zone the kernel skipped) shows the raise:
     # inferred as THP's, it gives the watermarks the kernel set, and the
     # free drains are predicted again (0.16 % of 13,431 exact on 7.2
-    # before: every free after the raise looked like a drain).
+    # before: every free after the raise looked like a drain). On 7.2 with
+    # 4 vCPUs it shows the other way: the raise put DMA32 under its new
+    # high watermark, ZONE_BELOW_HIGH came with the next allocation and the
+    # kernel drained at the new high_min where the model had room (12/15
+    # before, read as silent pcp->high decays).
     fx, events = recorded.fixture(name), recorded.events(name)
     whole = Replayer(fx.snapshot, events_enabled=fx.provenance["events_enabled"])
     whole.run(events)
