@@ -771,6 +771,28 @@ class Allocator:
         nxt = self.nxt
         return all(nxt[a] == b for a, b in zip(pfns, pfns[1:]))
 
+    def run_with_gaps(self, pfns: Sequence[int], order: int, most: int) -> Optional[List[int]]:
+        """*pfns* (two or more) are free blocks of *order* on one free list,
+        in list order: the blocks between them (at most *most*), else None."""
+        if len(pfns) < 2:
+            return None
+        if self._unlinked:
+            self.link_all()
+        info = self.buddy.get(pfns[0])
+        if info is None or info[0] != order:
+            return None
+        s = self.sentinel(info[2], order, info[1])
+        nxt, skipped, p = self.nxt, [], pfns[0]
+        for take in pfns[1:]:
+            q = nxt[p]
+            while q != take:
+                if q == s or len(skipped) == most:
+                    return None
+                skipped.append(q)
+                q = nxt[q]
+            p = take
+        return skipped
+
     def buddy_heads(self, start: int, end: int) -> Dict[int, int]:
         """The free blocks whose first page is in [*start*, *end*): head PFN
         -> order. Those are the pages ``PageBuddy`` is true of (a pcp page

@@ -31,7 +31,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from buddyscope.errors import BuddyscopeError
 from buddyscope.model.allocator import (
-    ALLOC_CMA, ALLOC_WMARK_LOW, Allocator, ModelError, Outcome, Step,
+    ALLOC_CMA, ALLOC_WMARK_LOW, MIGRATE_MOVABLE, Allocator, ModelError, Outcome, Step,
 )
 from buddyscope.model.events import (
     ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS,
@@ -131,6 +131,8 @@ class Replayer(KprobeEvents, WindowEvents):
         self._pages_min: Optional[int] = None
         #: Tasks (pids) with a mm_page_free since their last mm_page_alloc.
         self._freed_since_alloc: set = set()
+        #: A compaction tracepoint was traced (compaction at work).
+        self._compaction_seen = False
         #: cpu -> a fast free search's event whose block is not known yet.
         self._fast_pending: Dict[int, PageEvent] = {}
         #: cpu -> pid of the last event traced on it (the task running there).
@@ -289,8 +291,10 @@ class Replayer(KprobeEvents, WindowEvents):
             elif n == WMARKS:
                 self._on_wmarks(e)
             elif n == ISOLATE_RANGE:
+                self._compaction_seen = True
                 self._on_isolate_range(e)
             elif n == FAST_ISOLATE:
+                self._compaction_seen = True
                 self._on_fast_isolate(e)
             self._traced_tasks.add((e.cpu, e.pid))
             if e.pfn is not None:
@@ -609,6 +613,20 @@ class Replayer(KprobeEvents, WindowEvents):
         removed: List[int] = []
         seen = set()
         takes = [g.pfn for g in group if g.name == ZONE_LOCKED]
+        if group and len(takes) == len(group) and not self._isolate_traced and (
+                self._compaction_seen or self._untraced_isolation or self._kcompactd is not None):
+            # rmqueue_bulk takes list heads one after another: blocks the
+            # model holds between two of them were not on the kernel's list.
+            # With compaction seen at work (its tracepoints, kcompactd, frees
+            # of pages the model held free) and its isolation untraced (6.1's
+            # fast search has no tracepoint at all), they are its: isolated.
+            skipped = a.run_with_gaps(takes, group[0].order, max(2, len(takes) >> 3))
+            if skipped:
+                for pfn in skipped:
+                    self._take_block(group[0], pfn, group[0].order)
+                    a.mark_allocated(pfn, group[0].order, MIGRATE_MOVABLE)
+                self.report.contradictions["isolated_untraced_between_takes"] += len(skipped)
+                self._isolated_untraced(group[0], skipped)
         if group and a.run_mid_list(takes, group[0].order) and len(takes) == len(group):
             # The kernel took a run of the list from the middle, in list
             # order: its list started there. Something rotated it with no

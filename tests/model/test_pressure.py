@@ -503,6 +503,26 @@ def test_a_drain_that_did_not_come_shows_thps_min_free_kbytes(series):
     assert r.report.inferred_watermarks == 0 and r.alloc.zones[0].watermarks["min"] == 20
 
 
+@pytest.mark.parametrize("series", ["6.1", "7.2"])
+def test_blocks_between_a_refills_takes_are_compactions_when_it_is_at_work(series):
+    # The order-0 MOVABLE list is 0x1000, 0x1002, ... 0x100a. The kernel's
+    # refill takes 0x1004 then 0x1008: rmqueue_bulk takes list heads one
+    # after another, so 0x1006 was not between them on its list. A
+    # compaction range traced before (compaction at work, its isolation
+    # untraced): 0x1006 is its, isolated; the list was rotated to 0x1004.
+    free = [(p, 0, M) for p in range(0x1000, 0x100c, 2)]
+    snap = build_snapshot(series, [M, U, R], free=free)
+    takes = [("dd-304", zl(0x1004, M)), ("dd-304", zl(0x1008, M)), ("dd-304", alloc_line(0x1004))]
+    r = replayed(snap, ("kcompactd0-30", isolated_range(0x1200, 0x1210, 16, 0)), *takes)
+    assert r.report.contradictions["isolated_untraced_between_takes"] == 1
+    assert not r.alloc.is_free(0x1006) and r.report.inferred_rotations == 1
+    assert r.alloc.free_list(0, 0, M) == [0x100a, 0x1000, 0x1002]
+    # With no sign of compaction the model's list order is what was wrong:
+    # nothing is isolated.
+    r = replayed(snap, *takes)
+    assert r.alloc.is_free(0x1006) and not r.report.contradictions["isolated_untraced_between_takes"]
+
+
 def test_setup_per_zone_wmarks_keeps_the_kernels_scale_factor():
     # __setup_per_zone_wmarks (6.12 L6116): low - min = max(min >> 2,
     # managed * watermark_scale_factor / 10000). The snapshot's 600 - 400
