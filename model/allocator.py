@@ -758,18 +758,10 @@ class Allocator:
         """*pfns* (two or more) are free blocks of *order* that follow one
         another on one free list, the first not at its head: what the
         kernel takes next from a list rotated to start there."""
-        if len(pfns) < 2:
+        if self.run_with_gaps(pfns, order, 0) != []:
             return False
-        if self._unlinked:
-            self.link_all()
-        info = self.buddy.get(pfns[0])
-        if info is None or info[0] != order:
-            return False
-        s = self.sentinel(info[2], order, info[1])
-        if self.nxt[s] == pfns[0]:
-            return False
-        nxt = self.nxt
-        return all(nxt[a] == b for a, b in zip(pfns, pfns[1:]))
+        _, mt, zi = self.buddy[pfns[0]]
+        return self.nxt[self.sentinel(zi, order, mt)] != pfns[0]
 
     def run_with_gaps(self, pfns: Sequence[int], order: int, most: int) -> Optional[List[int]]:
         """*pfns* (two or more) are free blocks of *order* on one free list,
