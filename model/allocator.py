@@ -1446,6 +1446,13 @@ class Allocator:
         for i in range(nr):
             self._set_pageblock(z, pfn + i * self.pageblock_nr_pages, mt)
 
+    def boost_reclaimed(self, z: _Zone, boost: int) -> None:
+        """The end of kswapd's ``balance_pgdat`` (5.10 vmscan.c L3742, 6.1
+        L7212, 6.12 L7063, 7.2 L7250): the watermark boost it found at its
+        start has been reclaimed for and comes off (what fallbacks added
+        since stays)."""
+        self._set(z, "boost", z.boost - min(z.boost, boost))
+
     def _boost_watermark(self, z: _Zone, alloc_flags: int) -> None:
         """``boost_watermark`` (5.10 L2475, 6.1 L2746, 6.12 L1903, 7.2 L2163)."""
         if not self.watermark_boost_factor or 4 * self.pageblock_nr_pages > z.managed:

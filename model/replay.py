@@ -123,6 +123,8 @@ class Replayer(KprobeEvents, WindowEvents):
         self._bulk: Dict[int, _BulkCall] = {}
         #: kswapd pid -> highest_zoneidx of its balance_pgdat under way.
         self._reclaim: Dict[int, int] = {}
+        #: kswapd pid -> zone index -> the watermark boost at its start.
+        self._reclaim_boosts: Dict[int, Dict[int, int]] = {}
         #: cpu -> the __isolate_free_page entry event under way there.
         self._isolating: Dict[int, PageEvent] = {}
         #: min_free_kbytes (pages) before replay inferred it raised, and
@@ -932,10 +934,21 @@ class Replayer(KprobeEvents, WindowEvents):
     def _on_drain(self, e: PageEvent) -> None:
         a = self.alloc
         pd = self._pending_drain.get(e.cpu)
-        if pd is not None and pd.kind == "free" and (pd.pid != e.pid or pd.pcp is None):
+        where = a.on_pcp.get(e.pfn)
+        if pd is not None and pd.kind == "free" and (
+                pd.pid != e.pid or pd.pcp is None
+                or (where is not None and where[:2] != pd.pcp)):
             # Another task's drain (a kworker's vmstat refresh scheduled in
-            # right after the free), or after a free that went to the buddy:
-            # not that free's. Its own window is over.
+            # right after the free), or after a free that went to the buddy,
+            # or of another pcp than the free's (drain_all_pages, e.g.
+            # kcompactd_do_work's after its frees): not that free's. Its
+            # own window is over.
+            self._close_drain(e.cpu)
+            pd = None
+        elif pd is not None and pd.kind == "vmstat" and pd.pcp is not None and where is not None \
+                and where[:2] != pd.pcp and pd.actual:
+            # drain_all_pages drains each CPU's pcp in turn, all from the
+            # CPU that called it (drain_pages_zone, 6.1+): the next one's.
             self._close_drain(e.cpu)
             pd = None
         elif pd is not None and pd.kind == "vmstat" and self._decay_traced and not pd.predicted \

@@ -130,13 +130,23 @@ class KprobeEvents:
         to its ``highest_zoneidx`` (``set_reclaim_active``), its return
         clears them (``clear_reclaim_active``): the pcp free path keeps
         fewer pages meanwhile (``nr_pcp_high``)."""
+        a = self.alloc
         if e.name == RECLAIM:
             self._reclaim[e.pid] = e.count
-            self.alloc.set_reclaim_active(e.count, True)
+            a.set_reclaim_active(e.count, True)
+            # The boosts it will reclaim for (5.10 vmscan.c L3593, 6.1 L7061,
+            # 6.12 L6901, 7.2 L7087): each managed zone's up to its
+            # highest_zoneidx, as they are now.
+            self._reclaim_boosts[e.pid] = {z.index: z.boost for z in a.zones
+                                           if z.managed and z.zone_idx <= e.count}
         else:
             # An entry before the snapshot: every zone it could have set.
-            zoneidx = self._reclaim.pop(e.pid, max(z.zone_idx for z in self.alloc.zones))
-            self.alloc.set_reclaim_active(zoneidx, False)
+            zoneidx = self._reclaim.pop(e.pid, max(z.zone_idx for z in a.zones))
+            a.set_reclaim_active(zoneidx, False)
+            # (With no entry, the boosts it saw are not known: left.)
+            for zi, boost in self._reclaim_boosts.pop(e.pid, {}).items():
+                if boost:
+                    a.boost_reclaimed(a.zones[zi], boost)
 
     def _on_decay(self, e: PageEvent) -> None:
         """vmstat's ``decay_pcp_high`` of this CPU's pcp in the zone that
@@ -433,21 +443,40 @@ class KprobeEvents:
         passed (low, else min). A zone before the model's that the kernel
         served from: watermarks inferred raised from an earlier skip are
         lowered until it passes the slowpath's min (not below where they
-        were), or else its count is brought up just past it."""
+        were), or else its count is brought up just past the mark of the
+        pass the model's zone passed (the fast path's low, else min)."""
         a = self.alloc
         actual = a.zone_of(e.pfn)
         zl = a.zonelist(req.highest_zoneidx)
         mine = next((z for z in zl if z.name == predicted.zone), None)
         if actual not in zl or actual is mine:
             return
+        if (actual.boost and not self._reclaim_traced
+                and (mine is None or zl.index(mine) > zl.index(actual))):
+            # A zone the model skipped for its boosted watermark, which the
+            # kernel served from: kswapd's balance_pgdat, untraced, had
+            # reclaimed for the boost and taken it off, if without it the
+            # zone passes the fast path's mark.
+            with a.trial():
+                a.boost_reclaimed(actual, actual.boost)
+                cleared = self._passes(actual, req, e, req.alloc_flags)
+            if cleared:
+                a.boost_reclaimed(actual, actual.boost)
+                self.report.inferred_reclaim += 1
+                return
         if (mine is None or zl.index(mine) > zl.index(actual)) and self._lower_pages_min(actual, req, e):
             return
         if mine is None or not a.profile.watermark_lagging_free:
             return   # the checks read the exact count: nothing lags
         if zl.index(mine) < zl.index(actual):
             z, flags, step = mine, self._pass_taken(req, e), -1
-        else:
+        elif any(s.kind == "slowpath" for s in predicted.path):
             z, flags, step = actual, req.slow_flags, 1
+        else:
+            # The model's zone passed the fast path's mark: the kernel's
+            # zone, before it, passed that mark too (else it had tried the
+            # model's zone next).
+            z, flags, step = actual, req.alloc_flags, 1
         # The count against the mark, as an order-0 check reads it (see
         # _zone_skipped).
         bar = (a.wmark(z, flags & ALLOC_WMARK_MASK) + a.lowmem_reserve_for(z, req.highest_zoneidx)
