@@ -696,8 +696,9 @@ class Replayer(KprobeEvents, WindowEvents):
                 elif all(x in self._maybe_locked_pfns for x in ahead):
                     # Every page ahead was freed by an interrupt that may
                     # have found the pcp lock taken where no event shows it;
-                    # the kernel's pick shows it did: free_one_page.
-                    for x in ahead:
+                    # the kernel's pick shows it did: free_one_page, in the
+                    # order they were freed (the list has the last first).
+                    for x in reversed(ahead):
                         a.pcp_take(x)
                         a.free_to_buddy(z, x, e.order)
                         self._inferred_buddy.add(x)

@@ -645,12 +645,36 @@ def test_a_boost_kswapd_reclaimed_for_is_no_run_of_zone_misses():
         assert set(rep.reasons) == {"zone"}
 
 
+def test_free_under_pcp_lock():
+    # 7.2 1-CPU memcg (a helper's fresh recording): 13 softirq frees (the
+    # 's' in the flags, preempt count 2) on top of the workload's task,
+    # which may have held its pcp lock where no event shows it
+    # (free_frozen_page_commit, a refill-less rmqueue_pcplist). Replay puts
+    # them on the pcp as traced; the kernel's next UNMOVABLE pick, 0x82d9,
+    # lies behind all of them on that list: their pcp_spin_trylock had
+    # failed and free_one_page sent them to the buddy. One miss; replay
+    # then frees them there in the order they were freed, and the refill
+    # that later takes them off the buddy is exact.
+    name = "7.2-1cpu-memcg"
+    _, events = _recording(name)
+    rep = _replay(name)
+    [r] = _labelled(rep, "free_under_pcp_lock")
+    assert r.lineno == 441 and r.actual_pfn == 0x82d9
+    frees = [e for e in events if 427 <= e.lineno <= 439]
+    assert len(frees) == 13 and all(e.name in FREES and e.in_interrupt and e.flags[2] == "s"
+                                    and e.preempt_depth == 2 and e.pid == 287 for e in frees)
+    assert r.predicted_pfn == frees[-1].pfn
+    assert rep.contradictions["free_to_buddy_pcp_locked_inferred"] == 13
+    assert rep.refills_exact == rep.refills >= 160 and rep.longest_miss_run == 1
+
+
 # -- every label ----------------------------------------------------------------------------------
 PROVEN = {
     "bulk_allocator", "pcp_taken_untraced", "alloc_traced_late", "free_traced_before_alloc",
     "alloc_in_flight_at_snapshot", "page_not_free_in_model", "compaction", "zone",
     "watermarks_untraced", "take_before_stall",
     "buddy_list_order", "untraced_buddy_removal", "pcp_list_order", "task_moved_after_take",
+    "free_under_pcp_lock",
 }
 #: Labels no committed recording, whole or cut, produces: each names a
 #: model error with no event behind it, kept so that such a miss says so.
@@ -671,11 +695,6 @@ JUSTIFIED = {
     # compaction (7.2 pressure-tmpfs) or an untraced bulk call, and are
     # labelled so (tests above).
     "fallback",
-    # An interrupt free in a pcp-lock window no event shows (7.2) that the
-    # kernel's pick proves went to the buddy: only the held-out 7.2
-    # pressure-anon trace has one (lines 11403-11423, not committed); the
-    # rule itself is tested on committed recordings in test_replay_rules.
-    "free_under_pcp_lock",
 }
 
 

@@ -92,6 +92,9 @@ PRESSURE = {
     # refill set. Free drains 38/39: one foresaw a page a task had taken
     # with its trace still to come; the drain showed it gone.
     "7.2-2cpu-memcg": (99.9, 99.0, 97.4, 1),
+    # 1 vCPU, 512 MiB (a helper's fresh recording), committed for the
+    # softirq frees under a pcp lock the trace does not show: one miss.
+    "7.2-1cpu-memcg": (99.9, 100.0, 100.0, 1),
 }
 FLOORS.update({name: v[0] for name, v in PRESSURE.items()})
 
