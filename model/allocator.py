@@ -596,12 +596,12 @@ class Allocator:
         L2334, 6.1 L2538, 6.12 L2610, 7.2 L3055) raises ``min_free_kbytes``
         to when THP is turned on, in pages: 2 + MIGRATE_PCPTYPES^2
         pageblocks per populated zone up to ZONE_NORMAL, at most 5 % of
-        ``nr_free_buffer_pages`` (managed pages above the high watermark
-        in those zones)."""
+        ``nr_free_buffer_pages`` (managed pages above the high watermark,
+        boost included, in those zones)."""
         zones = [z for z in self.zones if z.managed and z.zone_idx <= ZONE_INDEX["Normal"]]
         pb = self.pageblock_nr_pages
         recommended = pb * len(zones) * (2 + 3 * 3)
-        buffer_pages = sum(max(z.managed - z.watermarks["high"], 0) for z in zones)
+        buffer_pages = sum(max(z.managed - self.wmark(z, ALLOC_WMARK_HIGH), 0) for z in zones)
         return min(recommended, buffer_pages // 20)
 
     def setup_per_zone_wmarks(self, pages_min: int) -> None:

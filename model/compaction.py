@@ -136,9 +136,17 @@ def fast_isolate_freepages(alloc, zi: int, min_pfn: int, free_pfn: int, nr_scann
         elif not nr_taken and scanned == nr_scanned:
             found.add(None)   # the same search, its isolation refused: not modelled
 
+    nr_free = alloc.zones[zi].nr_free
     for low in lows:
         for limit0 in _limits(pageblock_nr_pages):
             for start in range(nr_orders - 1):
+                # With the migration targets it wants already isolated
+                # (6.12 L1656, 7.2 L1669: cc->nr_freepages >=
+                # cc->nr_migratepages), the search ends after the first
+                # order whose free_area holds any block, page or not.
+                first = next((o for o in range(start, -1, -1) if nr_free[o]), None)
+                if first is not None:
+                    outcome(*run(range(first, first - 1, -1), limit0, 0, ())[1:])
                 # Orders start, start-1, ..., 0; then, when none had a page,
                 # next_search_order wraps to cc->order - 1, down to start + 1.
                 limit, scanned, rotations, taken = run(range(start, -1, -1), limit0, 0, ())

@@ -367,8 +367,12 @@ class Replayer(KprobeEvents, WindowEvents):
         if e.pfn is None:
             rep.failed_allocations += 1
         if late is not None and e.pfn != late:
-            # Not this task's page after all: a bulk allocation took it.
-            self._late.pop(late, None)
+            # Not this task's page after all: a bulk allocation took it. A
+            # page a drain showed gone (no task known) is still gone: no
+            # longer predicted, its late trace still its own.
+            cpu, pi, pid, rec = self._late.pop(late)
+            if pid is None:
+                self._late[late] = (cpu, pi, -1, rec)
         # compaction_capture (5.10 L849, 6.1 L989, 6.12 L623, 7.2 L728):
         # direct compaction (order > 0 only) freed a migrated page that
         # completed a free block of the order it compacts for, which
@@ -623,6 +627,9 @@ class Replayer(KprobeEvents, WindowEvents):
             # of pages the model held free) and its isolation untraced (6.1's
             # fast search has no tracepoint at all), they are its: isolated.
             skipped = a.run_with_gaps(takes, group[0].order, max(2, len(takes) >> 3))
+            if skipped and (set(skipped) & self._late.keys() or any(
+                    g.name == ZONE_LOCKED and g.pfn in skipped for h in self._open.values() for g in h)):
+                skipped = None   # taken by another CPU, its events still held
             if skipped:
                 for pfn in skipped:
                     self._take_block(group[0], pfn, group[0].order)
@@ -734,7 +741,7 @@ class Replayer(KprobeEvents, WindowEvents):
                     self._last_note = ("bulk_allocator" if a.profile.bulk_allocator
                                        and not self._bulk_traced else "pcp_taken_untraced")
             a.pcp_take(pfn)
-        elif pfn in self._late and self._late[pfn][2] in (e.pid, None):
+        elif pfn in self._late and self._late[pfn][2] in (e.pid, None, -1):
             # The late mm_page_alloc of a page an earlier miss saw gone
             # (by the task that was preempted; another's refutes the guess).
             _, _, _, rec_index = self._late.pop(pfn)
@@ -963,7 +970,9 @@ class Replayer(KprobeEvents, WindowEvents):
             pd = self._pending_drain[e.cpu] = self._vmstat_window(e)
         if pd.kind == "vmstat":
             self.report.unprompted_drains += 1
-        pd.actual.append((e.pfn, e.order, e.migratetype))
+        # (The model's list of the page: 6.12+ trace the pageblock's type
+        # at the drain, not the list's.)
+        pd.actual.append((e.pfn, e.order, e.migratetype, where[2] if where else None))
         pd.migrated = id(e) in self._migrated_after
         pfn = e.pfn
         z = a.zone_of(pfn)
@@ -1043,7 +1052,7 @@ class Replayer(KprobeEvents, WindowEvents):
             self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.actual))
 
     def _lists_drained_past(self, w: _DrainWindow) -> None:
-        """``free_pcppages_bulk`` (6.1 L1475, 6.12 L1199, 7.2 L1387) takes
+        """``free_pcppages_bulk`` (6.1 L1574, 6.12 L1218, 7.2 L1459) takes
         one list's pages from its tail until the list is empty or it has
         sent enough, and only then turns to another: where the kernel's
         drain left a list for another within one call (7.2 frees in calls
@@ -1059,16 +1068,18 @@ class Replayer(KprobeEvents, WindowEvents):
         pcp = a.zones[zi].pcp[cpu]
         chunk = pcp.batch if a.profile.drain_in_batch_chunks else None
         pages, left = 0, set()
-        for (_, o0, m0), (_, o1, m1) in zip(w.actual, w.actual[1:]):
+        for (_, o0, _, i0), (_, _, _, i1) in zip(w.actual, w.actual[1:]):
             pages += 1 << o0
             if chunk is not None and pages >= chunk:
                 pages = 0   # the next call starts again at the free's list
                 continue
-            i0, i1 = a.pindex.get((o0, m0)), a.pindex.get((o1, m1))
             if i0 is not None and i1 is not None and i0 != i1:
                 left.add(i0)
         for pindex in sorted(left):
-            for pfn in list(pcp.lists[pindex]):
+            # One task has one allocation in flight: one page. More left on
+            # the list is the model's list gone wrong, not this.
+            if len(pcp.lists[pindex]) == 1:
+                pfn = pcp.lists[pindex][0]
                 a.pcp_take(pfn)
                 self._late[pfn] = (cpu, pindex, None, None)
                 self.report.contradictions["pcp_pages_gone_at_drain"] += 1

@@ -270,7 +270,8 @@ class KprobeEvents:
         if self._isolate_traced:
             return
         a = self.alloc
-        z = a.zone_of(e.start_pfn)
+        # (min_pfn is a pageblock start, below DMA's first PFN there.)
+        z = a.zone_of(e.end_pfn) or a.zone_of(e.start_pfn)
         search = None
         if z is not None:
             search = fast_isolate_freepages(a, z.index, e.start_pfn, e.end_pfn, e.nr_scanned, e.count)
@@ -375,7 +376,7 @@ class KprobeEvents:
         # higher order's check can fail for want of a free block, which
         # says nothing of min_free_kbytes.
         fails = lambda: not self._passes(z, req, e, flags, order=0)  # noqa: E731
-        found = self._thp_pages_min(fails)
+        found = self._thp_pages_min(lambda: fails() and self._passes(actual, req, e, flags))
         if found is None:
             found = self._search_pages_min(start, start << 10, fails)
         if found is not None and self._holds(found, lambda: self._passes(actual, req, e, flags)):
