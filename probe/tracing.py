@@ -322,7 +322,11 @@ def start_tracing(host, buffer_kb: int, kprobes: Optional[list[str]] = None) -> 
     events += compaction
     host.run("\n".join(script), check=True)
     if kprobes and add_kprobes(host, kprobes):
-        events += [d.split()[0].split("/")[1] for d in kprobes]
+        # Only those the kernel took: replay reads an event enabled and never
+        # traced as a function never called (one that did not register, a
+        # symbol this build inlined, is not enabled).
+        have = set(host.run(f"ls {tracefs}/events/{KPROBE_GROUP}/ 2>/dev/null").text.split())
+        events += [n for n in (d.split()[0].split("/")[1] for d in kprobes) if n in have]
     host.run(f"cd {tracefs} && echo > trace && echo 1 > tracing_on", check=True)
     return events
 

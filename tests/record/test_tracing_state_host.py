@@ -77,3 +77,40 @@ def test_an_interrupted_record_restores_the_tracing_state(monkeypatch):
         record._record(host, NoKernelMemory(), record.contextlib.nullcontext, lambda: None,
                        buffer_kb=1024, timeout=60)
     assert tracing.save_tracing(host) == before
+
+
+class _FakeHost:
+    """A host whose shell answers the listings start_tracing reads: kmem
+    and compaction events, and which kprobe events registered."""
+
+    tracefs = "/t"
+
+    def __init__(self, kprobes_there):
+        self.kprobes_there = kprobes_there
+        self.scripts = []
+
+    def run(self, script, timeout=60.0, check=False):
+        from buddyscope.lab.guest import CommandResult
+
+        self.scripts.append(script)
+        if script.startswith("ls /t/events/kmem/"):
+            out = " ".join(KMEM_EVENTS)
+        elif script.startswith("ls /t/events/compaction/"):
+            out = " ".join(COMPACTION_EVENTS)
+        elif script.startswith("ls /t/events/buddyscope/"):
+            out = " ".join(self.kprobes_there)
+        else:
+            out = ""
+        return CommandResult(0, out.encode(), b"")
+
+
+def test_only_the_kprobes_the_kernel_took_are_listed_as_enabled():
+    # One definition of two did not register (a symbol the build inlined):
+    # record must not say it traced it, or replay reads its silence as
+    # "never called".
+    kprobes = ["p:buddyscope/alloc_pages_bulk alloc_pages_bulk_noprof gfp=%di:x32 nr_pages=%cx:s32",
+               "p:buddyscope/decay_pcp_high decay_pcp_high zone_start_pfn=+144(%di):x64"]
+    host = _FakeHost(["alloc_pages_bulk"])
+    events = tracing.start_tracing(host, 1024, kprobes)
+    assert "alloc_pages_bulk" in events and "decay_pcp_high" not in events
+    assert {"mm_page_alloc", "mm_compaction_isolate_freepages"} <= set(events)
