@@ -341,7 +341,7 @@ class KprobeEvents:
         zone's watermarks were raised with no event (``min_free_kbytes``,
         e.g. ``set_recommended_min_free_kbytes`` when THP is turned on);
         not a miss of the lagging counters."""
-        if self._wmarks_traced or self._wmarks_enabled:
+        if not self._wmarks_untraced:
             return False
         z = self._skipped_zone(req, predicted, e)
         if z is None:
@@ -396,6 +396,24 @@ class KprobeEvents:
             return None
         thp = a.recommended_min_free_pages()
         return thp if thp > now and self._holds(thp, ok) else None
+
+    @property
+    def _wmarks_untraced(self) -> bool:
+        """Watermark changes are not in the trace (no setup_wmarks event
+        traced or enabled): min_free_kbytes may move with no event."""
+        return not (self._wmarks_traced or self._wmarks_enabled)
+
+    def _raise_to_thp(self, z, ok) -> bool:
+        """At a free of *z*'s pcp: infer THP's ``min_free_kbytes`` raise if
+        with it *ok*() holds and *z*, which the kernel frees to and
+        allocates from, stays above its new min watermark."""
+        a = self.alloc
+        found = self._thp_pages_min(lambda: ok() and a.zone_watermark_ok(
+            z, 0, a.wmark(z, ALLOC_WMARK_MIN), z.zone_idx, 0))
+        if found is None:
+            return False
+        self._infer_pages_min(found)
+        return True
 
     def _infer_pages_min(self, pages_min: int) -> None:
         """``setup_per_zone_wmarks`` for an untraced ``min_free_kbytes`` of
@@ -652,19 +670,14 @@ class KprobeEvents:
                 self._reclaim_inferred = True
                 self.report.inferred_reclaim += 1
                 return
-            if not (self._wmarks_traced or self._wmarks_enabled) and p.below_high_flag \
-                    and not z.below_high:
+            if self._wmarks_untraced and p.below_high_flag and not z.below_high \
+                    and self._raise_to_thp(z, lambda: w.count >= pcp.high_min and not a.zone_watermark_ok(
+                        z, 0, a.wmark(z, ALLOC_WMARK_HIGH), z.zone_idx, 0)):
                 # 6.7+: THP's untraced raise put the zone under its new high
                 # watermark; the next allocation's check set ZONE_BELOW_HIGH,
                 # with which nr_pcp_high drains at high_min (the new one).
-                found = self._thp_pages_min(
-                    lambda: w.count >= pcp.high_min and not a.zone_watermark_ok(
-                        z, 0, a.wmark(z, ALLOC_WMARK_HIGH), z.zone_idx, 0)
-                    and a.zone_watermark_ok(z, 0, a.wmark(z, ALLOC_WMARK_MIN), z.zone_idx, 0))
-                if found is not None:
-                    self._infer_pages_min(found)
-                    a.set_below_high(z, True)
-                    return
+                a.set_below_high(z, True)
+                return
             if not self._decay_traced and p.pcp_high_decays:
                 # The kernel found count >= high: its pcp->high had decayed
                 # with no event (vmstat decay_pcp_high, count <= high then).
@@ -695,17 +708,12 @@ class KprobeEvents:
             # With ZONE_BELOW_HIGH the kernel drains whenever count >=
             # high_min (nr_pcp_high): its flag was clear.
             a.set_below_high(z, False)
-        elif not (self._wmarks_traced or self._wmarks_enabled):
+        elif self._wmarks_untraced:
             # Its pcp was larger: zone_pcp_update after an untraced
             # setup_per_zone_wmarks (6.1+ size pcp->high from the low
             # watermark, zone_highsize), if THP's min_free_kbytes makes
-            # this free keep its page and leaves the zone, which the kernel
-            # frees to and allocates from, above its new min watermark.
-            found = self._thp_pages_min(
-                lambda: w.count < a.free_high_now(z, pcp) and a.zone_watermark_ok(
-                    z, 0, a.wmark(z, ALLOC_WMARK_MIN), z.zone_idx, 0))
-            if found is not None:
-                self._infer_pages_min(found)
+            # this free keep its page.
+            self._raise_to_thp(z, lambda: w.count < a.free_high_now(z, pcp))
 
     def _vmstat_resync(self, w: _DrainWindow, exact: bool) -> None:
         """After a vmstat drain the kernel's pcp->high is known: the model's
