@@ -41,6 +41,11 @@ def test_recording_has_the_events_and_provenance(recorded, lab_kernel):
     assert p["nr_cpus"] == 2 and recorded.snapshot.capture.paused
     # Compaction's free scanner tracepoint (all four kernels have it).
     assert "mm_compaction_isolate_freepages" in p["events_enabled"]
+    # Every kprobe record defined registered on this kernel, and only those
+    # are listed as enabled (replay reads an enabled, silent one as a
+    # function never called).
+    kprobes = [d.split()[0].split("/")[1] for d in p["kprobes"]]
+    assert kprobes and set(kprobes) <= set(p["events_enabled"])
     for cpu, after in p["ring_buffer_after"].items():
         before = p["ring_buffer_before"][cpu]
         assert after["overrun"] == after["dropped_events"] == 0
