@@ -1691,14 +1691,38 @@ class Allocator:
                                      chunk=batch if p.drain_in_batch_chunks else None)
         if z.below_high:
             # zone_watermark_ok(zone, 0, high_wmark_pages, ZONE_MOVABLE, 0)
-            # after the drain (6.12 L2718, 7.2 L2915): HIGHATOMIC and CMA
-            # pages are unusable for alloc_flags 0, ISOLATE ones not free.
-            unusable = (MIGRATE_HIGHATOMIC, self.MIGRATE_CMA, self.MIGRATE_ISOLATE)
-            freed = sum(1 << o for _, o, mt in drain if mt not in unusable)
+            # after the drain (6.12 L2718, 7.2 L2915), on NR_FREE_PAGES as
+            # the drain's frees left it: HIGHATOMIC and CMA pages freed are
+            # unusable for alloc_flags 0.
+            unusable = (MIGRATE_HIGHATOMIC, self.MIGRATE_CMA)
+            held = sum(1 << o for _, o, mt in drain if mt in unusable)
+            free = self._zone_page_state_after(z, [(o, mt) for _, o, mt in drain])
             if self._zone_watermark_ok(z, 0, self.wmark(z, ALLOC_WMARK_HIGH),
-                                       ZONE_INDEX["Movable"], 0, z.free_pages + freed):
+                                       ZONE_INDEX["Movable"], 0, free - held):
                 self._set(z, "below_high", False)
         return drain
+
+    def _zone_page_state_after(self, z: _Zone, blocks: List[Tuple[int, int]]) -> int:
+        """``zone_page_state(zone, NR_FREE_PAGES)`` once *blocks* (order,
+        migratetype) are freed on ``vm_cpu``: ``account_freepages`` per block
+        (ISOLATE ones not counted), each ``__mod_zone_page_state`` folding
+        into ``zone->vm_stat`` past ``stat_threshold``. The model's state
+        is left as it is."""
+        freed = [1 << o for o, mt in blocks if mt != self.MIGRATE_ISOLATE]
+        if not self.profile.watermark_lagging_free:
+            return z.free_pages + sum(freed)
+        cpu, t = self.vm_cpu, z.stat_threshold[self.vm_cpu]
+        total, x = z.vm_global, z.vm_diff[cpu]
+        deltas = [z.vm_pending] if z.vm_pending else []
+        if self.profile.free_pages_per_take:
+            deltas += freed
+        elif freed:
+            deltas.append(sum(freed))
+        for d in deltas:
+            x += d
+            if abs(x) > t:
+                total, x = total + x, 0
+        return max(0, total)
 
     def free_high_now(self, z: _Zone, pcp: _Pcp) -> int:
         """The mark a free's commit holds pcp->count against, in the pcp's
