@@ -298,6 +298,8 @@ def _record(host, src, pause: Callable[[], ContextManager], run_workload: Callab
         kprobes = (kprobes or []) + (tracing.reclaim_kprobes(src.prog) or []) or None
         # vmstat's silent pcp->high decay (6.7+).
         kprobes = (kprobes or []) + (tracing.pcp_decay_kprobes(src.prog) or []) or None
+        # vmstat's folds of each CPU's NR_FREE_PAGES deltas (quiet_vmstat in idle).
+        kprobes = (kprobes or []) + (tracing.vmstat_refresh_kprobes(src.prog) or []) or None
         # Compaction's free page isolation.
         kprobes = (kprobes or []) + (tracing.compaction_kprobes(src.prog) or []) or None
         # Watermark changes (min_free_kbytes; THP turned on).

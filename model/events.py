@@ -26,6 +26,7 @@ __all__ = (
     "ALLOC_PAGES_BULK_RET",
     "RECLAIM_EVENTS",
     "DECAY_EVENTS",
+    "VMSTAT_EVENTS",
     "ISOLATE_EVENTS",
     "WATERMARK_EVENTS",
     "MM_COMPACTION_ISOLATE_FREEPAGES",
@@ -64,6 +65,10 @@ BULK_EVENTS = (ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET)
 RECLAIM_EVENTS = ("balance_pgdat", "balance_pgdat_ret")
 #: vmstat's pcp->high decay: a kprobe event on ``decay_pcp_high`` (6.7+).
 DECAY_EVENTS = ("decay_pcp_high",)
+#: A CPU's vmstat deltas folded into the zone counters: a kprobe event on
+#: ``refresh_cpu_vm_stats`` (vmstat_update, and quiet_vmstat when the CPU's
+#: tick stops in idle).
+VMSTAT_EVENTS = ("refresh_cpu_vm_stats",)
 #: Compaction's free page isolation: kprobe events on ``__isolate_free_page``.
 ISOLATE_EVENTS = ("isolate_free_page", "isolate_free_page_ret")
 #: The callers ``isolate_free_page_ret`` names for compaction's fast free

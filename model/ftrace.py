@@ -46,7 +46,7 @@ from buddyscope.model.events import (
     ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, BULK_EVENTS, COMPACTION_EVENTS, DECAY_EVENTS, EVENTS,
     ISOLATE_EVENTS, MM_COMPACTION_FAST_ISOLATE_FREEPAGES, MM_COMPACTION_ISOLATE_FREEPAGES,
     MM_PAGE_ALLOC, MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE,
-    MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, RECLAIM_EVENTS, WATERMARK_EVENTS,
+    MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRAIN, RECLAIM_EVENTS, VMSTAT_EVENTS, WATERMARK_EVENTS,
 )
 
 __all__ = (
@@ -462,6 +462,12 @@ _EVENTS: Dict[str, tuple] = {
     "decay_pcp_high": (
         r"\(\S+\) zone_start_pfn=(0x[0-9a-fA-F]+|\d+)" + _END, _decay, ("zone_start_pfn",), (),
     ),
+    # A CPU's vmstat deltas folded, a kprobe event on refresh_cpu_vm_stats:
+    # "(refresh_cpu_vm_stats+0x0/0x3b0) do_pagesets=0" (0 from quiet_vmstat
+    # in idle, 1 from vmstat_update); count is do_pagesets.
+    "refresh_cpu_vm_stats": (
+        r"\(\S+\) do_pagesets=(\d+)" + _END, _decay, ("do_pagesets",), (),
+    ),
     # The compaction free scanner's tracepoints (mm_compaction_isolate_template):
     # "range=(0x%lx ~ 0x%lx) nr_scanned=%lu nr_taken=%lu".
     MM_COMPACTION_ISOLATE_FREEPAGES: (
@@ -474,7 +480,7 @@ _EVENTS: Dict[str, tuple] = {
 
 # EVENTS (the kmem page tracepoints) and BULK_EVENTS (the bulk allocator's
 # kprobe events) come from buddyscope.model.events: every one has a parser.
-assert set(_EVENTS) == set(EVENTS + BULK_EVENTS + RECLAIM_EVENTS + DECAY_EVENTS
+assert set(_EVENTS) == set(EVENTS + BULK_EVENTS + RECLAIM_EVENTS + DECAY_EVENTS + VMSTAT_EVENTS
                           + ISOLATE_EVENTS + WATERMARK_EVENTS + COMPACTION_EVENTS)
 
 _PARSERS: Dict[str, tuple] = {

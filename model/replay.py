@@ -34,7 +34,7 @@ from buddyscope.model.allocator import (
     ALLOC_CMA, ALLOC_WMARK_LOW, MIGRATE_MOVABLE, Allocator, ModelError, Outcome, Step,
 )
 from buddyscope.model.events import (
-    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS,
+    ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET, DECAY_EVENTS, ISOLATE_EVENTS, VMSTAT_EVENTS,
     MM_COMPACTION_FAST_ISOLATE_FREEPAGES, MM_COMPACTION_ISOLATE_FREEPAGES, MM_PAGE_ALLOC,
     MM_PAGE_ALLOC_EXTFRAG, MM_PAGE_ALLOC_ZONE_LOCKED, MM_PAGE_FREE, MM_PAGE_FREE_BATCHED,
     MM_PAGE_PCPU_DRAIN, RECLAIM_EVENTS, WATERMARK_EVENTS,
@@ -64,6 +64,7 @@ FREE, FREE_BATCHED, DRAIN = MM_PAGE_FREE, MM_PAGE_FREE_BATCHED, MM_PAGE_PCPU_DRA
 BULK, BULK_RET = ALLOC_PAGES_BULK, ALLOC_PAGES_BULK_RET
 RECLAIM, RECLAIM_RET = RECLAIM_EVENTS
 (DECAY,) = DECAY_EVENTS
+(REFRESH,) = VMSTAT_EVENTS
 ISOLATE, ISOLATE_RET = ISOLATE_EVENTS
 (WMARKS,) = WATERMARK_EVENTS
 ISOLATE_RANGE, FAST_ISOLATE = MM_COMPACTION_ISOLATE_FREEPAGES, MM_COMPACTION_FAST_ISOLATE_FREEPAGES
@@ -200,6 +201,7 @@ class Replayer(KprobeEvents, WindowEvents):
             # balance_pgdat traced, kswapd's reclaim window is known. (A
             # replayer resumed from a checkpoint keeps what it had learnt.)
             self._decay_traced = DECAY in self._enabled or any(e.name == DECAY for e in events)
+            self._refresh_traced = REFRESH in self._enabled or any(e.name == REFRESH for e in events)
             self._reclaim_traced = RECLAIM in self._enabled or any(
                 e.name == RECLAIM or e.name == RECLAIM_RET for e in events)
             self._reclaim_inferred = False
@@ -228,6 +230,11 @@ class Replayer(KprobeEvents, WindowEvents):
             if e.name == REFUSED:
                 # A CPU, order, migratetype or page the snapshot cannot take.
                 raise ReplayError(e.why)
+            if e.pid == 0 and not self._refresh_traced and self._last_pid.get(e.cpu, 0) != 0:
+                # The CPU had gone idle (an interrupt in its idle task):
+                # quiet_vmstat folded its deltas when the tick stopped
+                # (tick_nohz_stop_tick; refresh_cpu_vm_stats(false)).
+                self.alloc.fold_vm_diffs(e.cpu, self.alloc.zones[-1])
             # Its NR_FREE_PAGES changes go to this CPU's vm_stat_diff.
             self.alloc.set_vm_cpu(e.cpu)
             n = e.name
@@ -284,6 +291,11 @@ class Replayer(KprobeEvents, WindowEvents):
                 self._on_reclaim(e)
             elif n == DECAY:
                 self._on_decay(e)
+            elif n == REFRESH:
+                # refresh_cpu_vm_stats: the CPU's deltas of every zone fold
+                # (zone by zone, each before its decay_pcp_high, which only
+                # moves its own zone's).
+                self.alloc.fold_vm_diffs(e.cpu, self.alloc.zones[-1])
             elif n == ISOLATE:
                 if i not in self._unpaired:
                     self._isolating[e.cpu] = e

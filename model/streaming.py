@@ -54,7 +54,7 @@ from buddyscope.model.events import (
     MM_PAGE_ALLOC as ALLOC, MM_PAGE_ALLOC_EXTFRAG as EXTFRAG,
     MM_PAGE_ALLOC_ZONE_LOCKED as ZONE_LOCKED, MM_PAGE_FREE as FREE,
     MM_PAGE_FREE_BATCHED as FREE_BATCHED, MM_PAGE_PCPU_DRAIN as DRAIN, RECLAIM_EVENTS,
-    WATERMARK_EVENTS,
+    VMSTAT_EVENTS, WATERMARK_EVENTS,
 )
 from buddyscope.model.ftrace import (
     PageEvent, ParsedTrace, TraceError, _bounded_lines, _parse_pieces,
@@ -70,6 +70,7 @@ from buddyscope.model.stream import _UNTRACED, contig_chunks, removal_for
 __all__ = ("KeptRecords", "TraceSource", "replay_stream")
 
 (DECAY,) = DECAY_EVENTS
+(REFRESH,) = VMSTAT_EVENTS
 RECLAIM, RECLAIM_RET = RECLAIM_EVENTS
 (WMARKS,) = WATERMARK_EVENTS
 
@@ -526,6 +527,7 @@ def replay_stream(snapshot: Snapshot, source: TraceSource, profile: Optional[Pro
              if prof.pcp_trylock_free else _Bits())
     r._takes = takes = p1.takes
     r._decay_traced = DECAY in r._enabled or DECAY in p1.names
+    r._refresh_traced = REFRESH in r._enabled or REFRESH in p1.names
     r._reclaim_traced = RECLAIM in r._enabled or RECLAIM in p1.names or RECLAIM_RET in p1.names
     r._reclaim_inferred = False
     r._wmarks_traced = WMARKS in p1.names

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 __all__ = ("KMEM_EVENTS", "KPROBE_GROUP", "TRACEFS", "RingBufferCounters", "add_kprobes",
            "bulk_alloc_kprobes", "compaction_kprobes", "find_tracefs", "pcp_decay_kprobes",
            "reclaim_kprobes", "remove_kprobes", "restore_tracing", "ring_buffer_counters",
-           "save_tracing", "start_tracing", "tracefs_of", "watermark_kprobes")
+           "save_tracing", "start_tracing", "tracefs_of", "vmstat_refresh_kprobes",
+           "watermark_kprobes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +173,21 @@ def pcp_decay_kprobes(prog: drgn.Program) -> Optional[list[str]]:
     _, (reg,) = found
     off = prog.type("struct zone").member("zone_start_pfn").offset
     return [f"p:buddyscope/decay_pcp_high decay_pcp_high zone_start_pfn=+{off}({reg}):x64"]
+
+
+def vmstat_refresh_kprobes(prog: drgn.Program) -> Optional[list[str]]:
+    """The ``kprobe_events`` definition of an event on
+    ``refresh_cpu_vm_stats``, with ``do_pagesets``: it folds the CPU's
+    ``vm_stat_diff`` into the zone counters the watermark checks read
+    (``zone_page_state``), from vmstat_update about once a second and from
+    quiet_vmstat each time the CPU's tick stops in idle, with no event.
+    ``None`` when the function is not in the debug info (inlined) or the
+    architecture is not x86-64."""
+    found = _arg_registers(prog, ("refresh_cpu_vm_stats",), "do_pagesets")
+    if found is None:
+        return None
+    _, (reg,) = found
+    return [f"p:buddyscope/refresh_cpu_vm_stats refresh_cpu_vm_stats do_pagesets={reg}:u8"]
 
 
 def compaction_kprobes(prog: drgn.Program) -> Optional[list[str]]:

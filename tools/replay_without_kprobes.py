@@ -22,13 +22,14 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from buddyscope.model.events import (
-    BULK_EVENTS, DECAY_EVENTS, ISOLATE_EVENTS, RECLAIM_EVENTS, WATERMARK_EVENTS,
+    BULK_EVENTS, DECAY_EVENTS, ISOLATE_EVENTS, RECLAIM_EVENTS, VMSTAT_EVENTS, WATERMARK_EVENTS,
 )
 from buddyscope.model.load import load_recording
 from buddyscope.model.replay import replay
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "fixtures" / "recordings"
-KPROBE_EVENTS = BULK_EVENTS + RECLAIM_EVENTS + DECAY_EVENTS + ISOLATE_EVENTS + WATERMARK_EVENTS
+KPROBE_EVENTS = (BULK_EVENTS + RECLAIM_EVENTS + DECAY_EVENTS + VMSTAT_EVENTS + ISOLATE_EVENTS
+                 + WATERMARK_EVENTS)
 WAYS = (("recorded", ()), ("no-bulk", BULK_EVENTS), ("no-kprobe", KPROBE_EVENTS))
 
 

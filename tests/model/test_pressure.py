@@ -145,6 +145,44 @@ def test_longest_miss_run_counts_consecutive_misses():
     assert rep.to_dict(records=False)["longest_miss_run"] == 3
 
 
+def refresh(do_pagesets):
+    return f"refresh_cpu_vm_stats: (refresh_cpu_vm_stats+0x0/0x3b0) do_pagesets={do_pagesets}"
+
+
+@pytest.mark.parametrize("series", ["5.10", "6.1", "6.12", "7.2"])
+def test_refresh_cpu_vm_stats_folds_the_cpu_s_deltas(series):
+    # NR_FREE_PAGES as the watermark checks read it (zone_page_state) lags
+    # by each CPU's vm_stat_diff; refresh_cpu_vm_stats folds the CPU's
+    # (vmstat_update; quiet_vmstat as the tick stops in idle). Traced by
+    # record's kprobe: folded at the event.
+    from buddyscope.model.replay import Replayer
+
+    [e] = parse_text(f"  <idle>-0 [001] d.... 1: {refresh(0)}\n").events
+    assert (e.name, e.count, e.cpu) == ("refresh_cpu_vm_stats", 0, 1)
+    snap = build_snapshot(series, [M, U, R], pcp={(0, M): M7}, batch=2, high=20,
+                          pcp_fields={"vm_stat_diff_nr_free_pages": -5})
+    r = replayed(snap, ("rm-10", freed(F)))
+    z = r.alloc.zones[0]
+    assert z.vm_diff[0] == -5 and r.alloc.zone_page_state(z) == z.free_pages + 5
+    r = replayed(snap, ("kworker/0:1-20", refresh(1)))
+    z = r.alloc.zones[0]
+    assert z.vm_diff[0] == 0 and r.alloc.zone_page_state(z) == z.free_pages
+
+    # Untraced, an event of the CPU's idle task after a task's shows that
+    # the CPU went idle in between: folded there. The idle task's first
+    # event, or one while the kprobe is enabled, folds nothing.
+    def run(lines, enabled=()):
+        text = "".join(f"  {who} [000] d..2. {ts}: {line}\n" for ts, (who, line) in enumerate(lines, 1))
+        r = Replayer(snap, events_enabled=list(enabled) or None)
+        r.run(parse_text(text).events)
+        return r.alloc.zones[0].vm_diff[0]
+
+    assert run([("rm-10", freed(F)), ("<idle>-0", freed(0x1022))]) == 0
+    assert run([("<idle>-0", freed(F)), ("<idle>-0", freed(0x1022))]) == -5
+    assert run([("rm-10", freed(F)), ("<idle>-0", freed(0x1022))],
+               enabled=["mm_page_free", "refresh_cpu_vm_stats"]) == -5
+
+
 def decay(zone_start=0x1000):
     return f"decay_pcp_high: (decay_pcp_high+0x0/0xc0) zone_start_pfn={zone_start:#x}"
 

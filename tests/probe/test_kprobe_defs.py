@@ -59,7 +59,8 @@ def test_arg_registers_take_the_first_function_there_and_only_on_x86_64():
 def test_each_definition_uses_the_helper_s_answer():
     prog = _Prog(__alloc_pages_bulk=_Fn("gfp", "preferred_nid", "nodemask", "nr_pages"),
                  balance_pgdat=_Fn("pgdat", "order", "highest_zoneidx"),
-                 __isolate_free_page=_Fn("page", "order"))
+                 __isolate_free_page=_Fn("page", "order"),
+                 refresh_cpu_vm_stats=_Fn("do_pagesets"))
     assert tracing.bulk_alloc_kprobes(prog) == [
         "p:buddyscope/alloc_pages_bulk __alloc_pages_bulk gfp=%di:x32 nr_pages=%cx:s32",
         "r:buddyscope/alloc_pages_bulk_ret __alloc_pages_bulk nr_populated=$retval:s32"]
@@ -68,6 +69,9 @@ def test_each_definition_uses_the_helper_s_answer():
     assert tracing.compaction_kprobes(prog)[0] == \
         "p:buddyscope/isolate_free_page __isolate_free_page page=%di:x64 order=%si:u32"
     assert tracing.pcp_decay_kprobes(prog) is None   # no decay_pcp_high (before 6.7)
+    assert tracing.vmstat_refresh_kprobes(prog) == [
+        "p:buddyscope/refresh_cpu_vm_stats refresh_cpu_vm_stats do_pagesets=%di:u8"]
+    assert tracing.vmstat_refresh_kprobes(_Prog()) is None   # inlined: not in the debug info
 
 
 def _types_and_functions(vmlinux):
@@ -94,6 +98,9 @@ def test_definitions_on_each_cached_kernel(lab_kernel):
     assert tracing.reclaim_kprobes(prog) == [
         "p:buddyscope/balance_pgdat balance_pgdat highest_zoneidx=%dx:s32",
         "r:buddyscope/balance_pgdat_ret balance_pgdat"]
+    # mm/vmstat.c: static bool (5.10, 6.1: int) refresh_cpu_vm_stats(bool do_pagesets)
+    assert tracing.vmstat_refresh_kprobes(prog) == [
+        "p:buddyscope/refresh_cpu_vm_stats refresh_cpu_vm_stats do_pagesets=%di:u8"]
     # mm/page_alloc.c: __isolate_free_page(struct page *page, unsigned int order)
     assert tracing.compaction_kprobes(prog) == [
         "p:buddyscope/isolate_free_page __isolate_free_page page=%di:x64 order=%si:u32",
