@@ -1639,10 +1639,11 @@ class Allocator:
         pindex, mt = target
         self._pcp_add(z.index, cpu, pindex, pfn, False, mt)
         drain = self._pcp_commit_drain(z, z.pcp[cpu], order, pindex)
-        if apply_drain:
+        if apply_drain and drain:
             for dpfn, dorder, dmt in drain:
                 self._pcp_take(dpfn)
                 self.free_one_page(z, dpfn, dorder, dmt)
+            self.below_high_check(z)
         return drain
 
     def _pcp_commit_drain(self, z: _Zone, pcp: _Pcp, order: int, pindex: int
@@ -1689,40 +1690,16 @@ class Allocator:
             n = max(batch, min(pcp.free_count, high - batch))
         drain = self._bulk_selection(z, pcp, n, pindex,
                                      chunk=batch if p.drain_in_batch_chunks else None)
-        if z.below_high:
-            # zone_watermark_ok(zone, 0, high_wmark_pages, ZONE_MOVABLE, 0)
-            # after the drain (6.12 L2718, 7.2 L2915), on NR_FREE_PAGES as
-            # the drain's frees left it: HIGHATOMIC and CMA pages freed are
-            # unusable for alloc_flags 0.
-            unusable = (MIGRATE_HIGHATOMIC, self.MIGRATE_CMA)
-            held = sum(1 << o for _, o, mt in drain if mt in unusable)
-            free = self._zone_page_state_after(z, [(o, mt) for _, o, mt in drain])
-            if self._zone_watermark_ok(z, 0, self.wmark(z, ALLOC_WMARK_HIGH),
-                                       ZONE_INDEX["Movable"], 0, free - held):
-                self._set(z, "below_high", False)
         return drain
 
-    def _zone_page_state_after(self, z: _Zone, blocks: List[Tuple[int, int]]) -> int:
-        """``zone_page_state(zone, NR_FREE_PAGES)`` once *blocks* (order,
-        migratetype) are freed on ``vm_cpu``: ``account_freepages`` per block
-        (ISOLATE ones not counted), each ``__mod_zone_page_state`` folding
-        into ``zone->vm_stat`` past ``stat_threshold``. The model's state
-        is left as it is."""
-        freed = [1 << o for o, mt in blocks if mt != self.MIGRATE_ISOLATE]
-        if not self.profile.watermark_lagging_free:
-            return z.free_pages + sum(freed)
-        cpu, t = self.vm_cpu, z.stat_threshold[self.vm_cpu]
-        total, x = z.vm_global, z.vm_diff[cpu]
-        deltas = [z.vm_pending] if z.vm_pending else []
-        if self.profile.free_pages_per_take:
-            deltas += freed
-        elif freed:
-            deltas.append(sum(freed))
-        for d in deltas:
-            x += d
-            if abs(x) > t:
-                total, x = total + x, 0
-        return max(0, total)
+    def below_high_check(self, z: _Zone) -> None:
+        """The end of a free's commit that drained (6.12 L2718, 7.2 L2915):
+        ``zone_watermark_ok(zone, 0, high_wmark_pages, ZONE_MOVABLE, 0)``
+        on NR_FREE_PAGES as the drain left it clears ZONE_BELOW_HIGH. Other
+        CPUs allocate while the drain runs, and may set it again before."""
+        if z.below_high and self._zone_watermark_ok(z, 0, self.wmark(z, ALLOC_WMARK_HIGH),
+                                                    ZONE_INDEX["Movable"], 0):
+            self._set(z, "below_high", False)
 
     def free_high_now(self, z: _Zone, pcp: _Pcp) -> int:
         """The mark a free's commit holds pcp->count against, in the pcp's

@@ -211,6 +211,10 @@ class Replayer(KprobeEvents, WindowEvents):
             #: (zone index, cpu) -> the last pcp free there: its count, whether
             #: the model foresaw no drain, whether the kernel drained.
             self._last_free: Dict[Tuple[int, int], Tuple[int, bool, bool]] = {}
+            #: Zones whose ZONE_BELOW_HIGH the kernel is known to have (the
+            #: snapshot read it, or an allocation skipped the zone), no
+            #: drain's check made since.
+            self._below_high_known = {z.index for z in self.alloc.zones if z.below_high}
             self._start_windows(events)
         numbered = enumerate(itertools.islice(events, start, None), start)
         while True:
@@ -409,6 +413,8 @@ class Replayer(KprobeEvents, WindowEvents):
         actual_path = "capture" if captured else self._actual_path(group, e, predicted)
         if e.pfn is None:
             return
+        if a.profile.below_high_flag:
+            self._zones_skipped(req, e)
         hit = predicted.pfn == e.pfn
         rep.allocations += 1
         rep.hits += hit
@@ -805,6 +811,19 @@ class Replayer(KprobeEvents, WindowEvents):
                         if v[2] == e.pid and (e.pid or v[0] == e.cpu)]:
                 del self._late[pfn]
 
+    def _zones_skipped(self, req: Request, e: PageEvent) -> None:
+        """The zones before the one *e* was served from, which the model
+        found below their high watermark too: the kernel's check set
+        ZONE_BELOW_HIGH there (get_page_from_freelist, 6.12 L3475, 7.2
+        L3897), and only a drain's check clears it."""
+        a = self.alloc
+        actual = a.zone_of(e.pfn)
+        for z in a.zonelist(req.highest_zoneidx):
+            if z is actual:
+                break
+            if z.below_high:
+                self._below_high_known.add(z.index)
+
     def _take_block(self, e: PageEvent, pfn: int, order: int) -> None:
         """Take the block *pfn* of *order* out of the free lists, splitting
         the free block that holds it as ``expand`` would (halves not taken
@@ -1059,6 +1078,11 @@ class Replayer(KprobeEvents, WindowEvents):
             self._lists_drained_past(w)
         if w.pcp is not None and bool(w.actual) != bool(w.predicted):
             self._resync_free_drain(w)
+        if w.pcp is not None and w.actual:
+            # Its commit's check once the drain is done, as other CPUs'
+            # allocations in between saw the flag.
+            self.alloc.below_high_check(self.alloc.zones[w.pcp[0]])
+            self._below_high_known.discard(w.pcp[0])
         if w.pcp is not None:
             # (count after the free, the model's high fits it, the kernel drained)
             self._last_free[w.pcp] = (w.count, not w.predicted, bool(w.actual))

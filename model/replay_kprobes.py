@@ -704,9 +704,11 @@ class KprobeEvents:
             # The decay assumed at an earlier drain did not happen (the
             # model's count was short, not the kernel's high): undo it.
             a.set_pcp_high(pcp, max(pcp.high, self._assumed_decay.pop(w.pcp)))
-        elif z.below_high and p.below_high_flag and w.count >= pcp.high_min:
+        elif z.below_high and p.below_high_flag and w.count >= pcp.high_min \
+                and zi not in self._below_high_known:
             # With ZONE_BELOW_HIGH the kernel drains whenever count >=
-            # high_min (nr_pcp_high): its flag was clear.
+            # high_min (nr_pcp_high): its flag was clear. (Not a flag the
+            # kernel is known to have, which only a drain's check clears.)
             a.set_below_high(z, False)
         elif self._wmarks_untraced:
             # Its pcp was larger: zone_pcp_update after an untraced

@@ -533,6 +533,7 @@ def replay_stream(snapshot: Snapshot, source: TraceSource, profile: Optional[Pro
     r._wmarks_traced = WMARKS in p1.names
     r._assumed_decay = {}
     r._last_free = {}
+    r._below_high_known = {z.index for z in r.alloc.zones if z.below_high}
     r._start_windows(_WindowInput(source, p1.first, p1.last))
     ahead = _Ahead(iter(source))
     r.passes = (ahead, p1.deferred, p1.batched_order, contig, locked)
