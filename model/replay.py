@@ -414,7 +414,7 @@ class Replayer(KprobeEvents, WindowEvents):
         if e.pfn is None:
             return
         if a.profile.below_high_flag:
-            self._zones_skipped(req, e)
+            self._zones_skipped(req, e, captured)
         hit = predicted.pfn == e.pfn
         rep.allocations += 1
         rep.hits += hit
@@ -811,18 +811,21 @@ class Replayer(KprobeEvents, WindowEvents):
                         if v[2] == e.pid and (e.pid or v[0] == e.cpu)]:
                 del self._late[pfn]
 
-    def _zones_skipped(self, req: Request, e: PageEvent) -> None:
-        """The zones before the one *e* was served from, which the model
-        found below their high watermark too: the kernel's check set
-        ZONE_BELOW_HIGH there (get_page_from_freelist, 6.12 L3475, 7.2
-        L3897), and only a drain's check clears it."""
+    def _zones_skipped(self, req: Request, e: PageEvent, captured: bool) -> None:
+        """Every zone the kernel passed over for *e*, before the one it was
+        served from (all of them when compaction captured its block: the
+        first attempts found none), failed its check there, which set
+        ZONE_BELOW_HIGH (get_page_from_freelist, 6.12 L3475, 7.2 L3897);
+        only a drain's check clears it. (A prediction that missed leaves
+        its own checks undone.)"""
         a = self.alloc
         actual = a.zone_of(e.pfn)
         for z in a.zonelist(req.highest_zoneidx):
-            if z is actual:
+            if z is actual and not captured:
                 break
-            if z.below_high:
-                self._below_high_known.add(z.index)
+            if not z.below_high:
+                a.set_below_high(z, True)
+            self._below_high_known.add(z.index)
 
     def _take_block(self, e: PageEvent, pfn: int, order: int) -> None:
         """Take the block *pfn* of *order* out of the free lists, splitting
