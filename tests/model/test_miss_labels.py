@@ -674,6 +674,29 @@ def test_an_idle_cpu_folds_its_vmstat_deltas():
     assert (rep.drains_exact, rep.drains) == (53, 57)
 
 
+def test_traced_vmstat_refreshes_fold_the_cpu_s_deltas():
+    # 5.10, 2 vCPUs, compact-memory.sh (a helper's fresh recording, with
+    # record's kprobe on refresh_cpu_vm_stats): quiet_vmstat's folds come
+    # from the idle task (do_pagesets 0), vmstat_update's from the CPU's
+    # kworker (1). At each, that CPU's deltas of every zone go into the
+    # zone counters, and the other CPU's stay.
+    name = "5.10-2cpu-compact-memory"
+    fx, events = _recording(name)
+    assert "refresh_cpu_vm_stats" in fx.provenance["events_enabled"]
+    refresh = [(e.lineno, e.cpu, e.comm, e.count) for e in events if e.name == "refresh_cpu_vm_stats"]
+    assert refresh == [(1147, 0, "<idle>", 0), (1180, 1, "kworker/1:1", 1),
+                       (15652, 0, "kworker/0:1", 1), (50730, 1, "<idle>", 0)]
+    r = Replayer(fx.snapshot, events_enabled=fx.provenance["events_enabled"])
+    [dma32] = [z for z in r.alloc.zones if z.name == "DMA32"]
+    diffs = {}
+    r.after_event = lambda i, e: diffs.__setitem__(e.lineno, list(dma32.vm_diff))
+    rep = r.run(events)
+    assert diffs[1146][0] and diffs[1147][0] == 0
+    assert diffs[15651] == [-7, 9] and diffs[15652] == [0, 9]
+    assert diffs[50729][1] == 9 and diffs[50730][1] == 0
+    assert rep.hits == rep.allocations == 1149
+
+
 def test_zone_below_high_is_cleared_once_its_drain_is_done():
     # The same recording. kcompactd's free at line 17960 (CPU 2) drains 238
     # pages (lines 17961-18199: free_frozen_page_commit's to_free loop);

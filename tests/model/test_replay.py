@@ -81,6 +81,9 @@ PRESSURE = {
     # faults compaction served: ZONE_BELOW_HIGH set where the kernel's
     # first attempts found no block (free drains 18/21 before).
     "6.12-2cpu-compact-memory": (100.0, 100.0, 100.0, 0),
+    # 2 vCPUs, 768 MiB (a helper's fresh recording), the first with record's
+    # kprobe on refresh_cpu_vm_stats.
+    "5.10-2cpu-compact-memory": (100.0, 100.0, 100.0, 0),
     # 4 vCPUs, 1 GiB (a helper's fresh recording): one miss, a THP block
     # compaction captured in the middle of a drain (a fallback is traced
     # for it there), which the model could not know.
